@@ -1,0 +1,68 @@
+"""editkit: locate-then-edit knowledge editing with a small pluggy kernel.
+
+The public API. Importing ``editkit`` does not import torch: names that need it
+(:class:`EditRun`, :class:`SolveProblem`, ...) are loaded on first access.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from editkit.catalog import ArchitectureSpec, Catalog, ConstraintSpec, DatasetSpec, EditorSpec, MetricSpec
+from editkit.errors import EditkitError, InputError, NumericalError, UsageError
+from editkit.markers import hookimpl, hookspec
+from editkit.requests import EditRequest, load_requests, requests_from_records
+from editkit.sites import Site
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "EditRun": "editkit.run",
+    "EditBatch": "editkit.run",
+    "RunConfig": "editkit.config",
+    "SolveProblem": "editkit.updates",
+    "DeltaProposal": "editkit.updates",
+    "Subspace": "editkit.updates",
+    "UndoRecord": "editkit.updates",
+    "ModelLayout": "editkit.layout",
+    "resolve_layout": "editkit.layout",
+    "PluginHost": "editkit.plugins",
+}
+
+__all__ = [
+    "ArchitectureSpec",
+    "Catalog",
+    "ConstraintSpec",
+    "DatasetSpec",
+    "DeltaProposal",
+    "EditBatch",
+    "EditRequest",
+    "EditRun",
+    "EditkitError",
+    "EditorSpec",
+    "InputError",
+    "MetricSpec",
+    "ModelLayout",
+    "NumericalError",
+    "PluginHost",
+    "RunConfig",
+    "Site",
+    "SolveProblem",
+    "Subspace",
+    "UndoRecord",
+    "UsageError",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    "load_requests",
+    "requests_from_records",
+    "resolve_layout",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'editkit' has no attribute {name!r}")
+    return getattr(import_module(module), name)

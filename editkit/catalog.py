@@ -1,0 +1,162 @@
+"""The catalog: what plugins registered through the catalog hooks, and who registered it.
+
+Entries are frozen attrs value objects. The :class:`Catalog` is built per plugin manager
+(never a module global); its ``register`` callbacks record the providing plugin for every
+entry, so ``editkit plugins`` can say who provides what.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from editkit.errors import UsageError
+
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+
+def _valid_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} must be a lower-case identifier "
+            f"(letters, digits, '-', '_'), got {value!r}"
+        )
+
+
+def _callable(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not callable(value):
+        raise TypeError(f"{type(instance).__name__}.{attribute.name} must be callable, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class EditorSpec:
+    """An editor selectable with ``--editor NAME``.
+
+    ``factory(hparams)`` returns a fresh *stage plugin* object for one run: an object whose
+    methods are marked with ``@editkit.hookimpl`` and implement the stage hooks (locate,
+    collect-keys, compute-residual, solve, batch-end). Per-run method state lives on it.
+    ``hparams`` is an attrs class whose defaults are the generic defaults; ``presets`` maps a
+    preset name (e.g. ``"gpt2-xl"``) to field overrides. ``implied_constraints`` are
+    constraints the editor always runs last (e.g. the ``prune`` editor = MEMIT + prune).
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    summary: str = attrs.field(validator=attrs.validators.instance_of(str))
+    factory: Callable[[Any], object] = attrs.field(validator=_callable)
+    hparams: type = attrs.field(validator=attrs.validators.instance_of(type))
+    presets: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    implied_constraints: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    has_solver: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class ConstraintSpec:
+    """A constraint selectable (repeatably, ordered) with ``--constraint NAME``.
+
+    ``factory(hparams)`` returns a fresh stage plugin implementing ``editkit_constrain_update``
+    (and optionally ``editkit_batch_end``). ``invariant`` says in words what the constraint
+    guarantees on the update it returns; ``linear`` whether ``T(aΔ + bΔ') = aT(Δ) + bT(Δ')``.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    summary: str = attrs.field(validator=attrs.validators.instance_of(str))
+    factory: Callable[[Any], object] = attrs.field(validator=_callable)
+    hparams: type = attrs.field(validator=attrs.validators.instance_of(type))
+    invariant: str = attrs.field(validator=attrs.validators.instance_of(str))
+    linear: bool = attrs.field(validator=attrs.validators.instance_of(bool))
+
+
+@attrs.frozen(kw_only=True)
+class ArchitectureSpec:
+    """Where a ``transformers`` family keeps the modules editing needs.
+
+    Module paths are dotted names for ``model.get_submodule``; ``{}`` stands for the layer index.
+    """
+
+    model_type: str = attrs.field(validator=_valid_name)
+    layers: str = attrs.field(validator=attrs.validators.instance_of(str))
+    mlp_out: str = attrs.field(validator=attrs.validators.instance_of(str))
+    final_norm: str = attrs.field(validator=attrs.validators.instance_of(str))
+    unembed: str = attrs.field(default="lm_head", validator=attrs.validators.instance_of(str))
+
+    def __attrs_post_init__(self) -> None:
+        if "{}" not in self.mlp_out:
+            raise ValueError(f"ArchitectureSpec.mlp_out must contain '{{}}' for the layer, got {self.mlp_out!r}")
+
+
+@attrs.frozen(kw_only=True)
+class DatasetSpec:
+    """A dataset of edit requests; ``load(path_or_name, **options)`` returns records."""
+
+    name: str = attrs.field(validator=_valid_name)
+    summary: str = attrs.field(validator=attrs.validators.instance_of(str))
+    load: Callable[..., Any] = attrs.field(validator=_callable)
+
+
+@attrs.frozen(kw_only=True)
+class MetricSpec:
+    """An evaluation metric; ``compute(...)`` signature is the metric family's own."""
+
+    name: str = attrs.field(validator=_valid_name)
+    summary: str = attrs.field(validator=attrs.validators.instance_of(str))
+    compute: Callable[..., Any] = attrs.field(validator=_callable)
+
+
+_KINDS: dict[str, type] = {
+    "editors": EditorSpec,
+    "constraints": ConstraintSpec,
+    "architectures": ArchitectureSpec,
+    "datasets": DatasetSpec,
+    "metrics": MetricSpec,
+}
+
+
+def _key(entry: Any) -> str:
+    return entry.model_type if isinstance(entry, ArchitectureSpec) else entry.name
+
+
+@attrs.define
+class Catalog:
+    """Entries by kind and name, with the plugin that registered each."""
+
+    entries: dict[str, dict[str, Any]] = attrs.field(factory=lambda: {k: {} for k in _KINDS})
+    providers: dict[tuple[str, str], str] = attrs.field(factory=dict)
+
+    def register_callback(self, kind: str, plugin_name: str) -> Callable[[Any], None]:
+        """A ``register`` callback for one catalog hook, bound to the calling plugin."""
+        expected = _KINDS[kind]
+
+        def register(entry: Any) -> None:
+            if not isinstance(entry, expected):
+                raise TypeError(
+                    f"plugin {plugin_name!r} registered {entry!r} as one of {kind}; "
+                    f"expected an editkit.catalog.{expected.__name__}"
+                )
+            key = _key(entry)
+            if key in self.entries[kind]:
+                other = self.providers[(kind, key)]
+                raise ValueError(f"{kind[:-1]} {key!r} registered twice: by {other!r} and by {plugin_name!r}")
+            self.entries[kind][key] = entry
+            self.providers[(kind, key)] = plugin_name
+
+        return register
+
+    def get(self, kind: str, name: str) -> Any:
+        try:
+            return self.entries[kind][name]
+        except KeyError:
+            available = ", ".join(sorted(self.entries[kind])) or "none installed"
+            raise UsageError(f"unknown {kind[:-1]} {name!r}; available: {available}") from None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.entries[kind])
+
+    def provided_by(self, plugin_name: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for (kind, key), provider in self.providers.items():
+            if provider == plugin_name:
+                out.setdefault(kind, []).append(key)
+        return {k: sorted(v) for k, v in out.items()}

@@ -1,0 +1,1 @@
+"""The ``editkit`` command line (see :mod:`editkit.cli.main`)."""

@@ -1,0 +1,60 @@
+"""``editkit`` command line: argparse, one module per subcommand, torch imported lazily.
+
+Each subcommand module ``editkit.cli.<name>`` defines ``add_parser(subparsers)`` and
+``main(args) -> int``. Only the chosen subcommand's ``main`` runs, so ``editkit --help`` and
+``editkit plugins`` never import torch.
+
+Exit codes: 0 success, 2 bad usage or bad input, 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS = ("run", "plugins", "inspect", "stats", "world")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from editkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="editkit",
+        description="Locate-then-edit knowledge editing with pluggable editors and constraints.",
+    )
+    parser.add_argument("--version", action="version", version=f"editkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"editkit.cli.{name}")
+        except ModuleNotFoundError as exc:  # a subcommand not built yet
+            if exc.name == f"editkit.cli.{name}":
+                continue
+            raise
+        sub_parser = module.add_parser(sub)
+        sub_parser.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from editkit.errors import EditkitError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_main", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._main(args) or 0)
+    except EditkitError as exc:
+        print(f"editkit {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"editkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

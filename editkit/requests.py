@@ -1,0 +1,201 @@
+"""Edit requests: the value object, and parsing of CounterFact-style records into it.
+
+An :class:`EditRequest` asks that ``prompt.format(subject)`` be completed by ``target_new``
+("The mother tongue of {} is" / "Danielle Darrieux" / " English"). Invalid requests fail at
+construction with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from editkit.errors import InputError
+
+
+def _nonblank(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{attribute.name}: expected a non-empty string, got {value!r}")
+
+
+def _template(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{attribute.name}: expected a string, got {value!r}")
+    count = value.count("{}")
+    if count != 1:
+        raise ValueError(f"{attribute.name}: a template needs exactly one '{{}}' subject slot, found {count} in {value!r}")
+
+
+def _optional_nonblank(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        _nonblank(instance, attribute, value)
+
+
+def _str_tuple(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"{attribute.name}[{i}]: expected a non-empty string, got {item!r}")
+
+
+def _leading_space(text: str) -> str:
+    return text if text.startswith(" ") else " " + text
+
+
+@attrs.frozen(kw_only=True)
+class EditRequest:
+    """One fact to write.
+
+    ``target_new`` / ``target_true`` are stored with a leading space (the continuation of
+    the prompt), as the reference implementations do.
+    """
+
+    case_id: str = attrs.field(converter=str, validator=_nonblank)
+    subject: str = attrs.field(validator=_nonblank)
+    prompt: str = attrs.field(validator=_template)
+    target_new: str = attrs.field(validator=_nonblank, converter=_leading_space)
+    target_true: str | None = attrs.field(
+        default=None, validator=_optional_nonblank, converter=attrs.converters.optional(_leading_space)
+    )
+    paraphrase_prompts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_str_tuple)
+    neighborhood_prompts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_str_tuple)
+    generation_prompts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_str_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if self.subject.strip() != self.subject:
+            raise ValueError(f"subject: leading or trailing whitespace in {self.subject!r}")
+        filled = self.filled_prompt
+        if self.subject not in filled:  # pragma: no cover - implied by the template check
+            raise ValueError(f"subject: {self.subject!r} not in the filled prompt {filled!r}")
+
+    @property
+    def filled_prompt(self) -> str:
+        return self.prompt.replace("{}", self.subject)
+
+    def to_record(self) -> dict[str, Any]:
+        """The CounterFact record form (inverse of :func:`request_from_record`)."""
+        rewrite: dict[str, Any] = {
+            "prompt": self.prompt,
+            "subject": self.subject,
+            "target_new": {"str": self.target_new.strip()},
+        }
+        if self.target_true is not None:
+            rewrite["target_true"] = {"str": self.target_true.strip()}
+        return {
+            "case_id": self.case_id,
+            "requested_rewrite": rewrite,
+            "paraphrase_prompts": list(self.paraphrase_prompts),
+            "neighborhood_prompts": list(self.neighborhood_prompts),
+            "generation_prompts": list(self.generation_prompts),
+        }
+
+
+def _field(record: Mapping[str, Any], path: str) -> Any:
+    node: Any = record
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise KeyError(path)
+        node = node[part]
+    return node
+
+
+def request_from_record(record: Any) -> EditRequest:
+    """One CounterFact ``requested_rewrite`` record → :class:`EditRequest`.
+
+    ``requested_rewrite.prompt`` may be a ``{}`` template or, as in some dumps, the filled
+    prompt; then the first occurrence of the subject becomes the slot.
+    Raises ``ValueError`` whose message starts with the offending field.
+    """
+    if not isinstance(record, Mapping):
+        raise ValueError(f"record: expected a JSON object, got {type(record).__name__}")
+    values = {}
+    for path in ("case_id", "requested_rewrite.prompt", "requested_rewrite.subject", "requested_rewrite.target_new.str"):
+        try:
+            values[path] = _field(record, path)
+        except KeyError:
+            raise ValueError(f"{path}: required field is missing") from None
+    prompt, subject = values["requested_rewrite.prompt"], values["requested_rewrite.subject"]
+    if isinstance(prompt, str) and "{}" not in prompt and isinstance(subject, str) and subject and subject in prompt:
+        prompt = prompt.replace(subject, "{}", 1)
+    try:
+        target_true = _field(record, "requested_rewrite.target_true.str")
+    except KeyError:
+        target_true = None
+    try:
+        return EditRequest(
+            case_id=values["case_id"],
+            subject=subject,
+            prompt=prompt,
+            target_new=values["requested_rewrite.target_new.str"],
+            target_true=target_true,
+            paraphrase_prompts=record.get("paraphrase_prompts", ()),
+            neighborhood_prompts=record.get("neighborhood_prompts", ()),
+            generation_prompts=record.get("generation_prompts", ()),
+        )
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        field = msg.split(":", 1)[0]
+        mapping = {
+            "prompt": "requested_rewrite.prompt",
+            "subject": "requested_rewrite.subject",
+            "target_new": "requested_rewrite.target_new.str",
+            "target_true": "requested_rewrite.target_true.str",
+        }
+        if field in mapping:
+            msg = mapping[field] + msg[len(field) :]
+        raise ValueError(msg) from None
+
+
+def requests_from_records(records: Sequence[Any], *, source: str = "requests") -> list[EditRequest]:
+    """Parse every record; on any bad record raise :class:`InputError` naming *all* of them
+    (index, case id and field). Duplicate case ids are bad records too."""
+    out: list[EditRequest] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for index, record in enumerate(records):
+        case = record.get("case_id", "?") if isinstance(record, Mapping) else "?"
+        try:
+            request = request_from_record(record)
+        except ValueError as exc:
+            problems.append(f"record {index} (case_id {case}): {exc}")
+            continue
+        if request.case_id in seen:
+            problems.append(
+                f"record {index} (case_id {case}): case_id: duplicate of record {seen[request.case_id]}"
+            )
+            continue
+        seen[request.case_id] = index
+        out.append(request)
+    if problems:
+        shown = "\n  ".join(problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        raise InputError(f"{source}: {len(problems)} bad record(s):\n  {shown}{more}")
+    return out
+
+
+def load_requests(path: str | Path) -> list[EditRequest]:
+    """Read a JSON list of CounterFact-style records from ``path``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such requests file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read requests file: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    if not data:
+        raise InputError(f"{path}: the requests file holds no records")
+    return requests_from_records(data, source=str(path))
+
+
+def batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

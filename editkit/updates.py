@@ -1,0 +1,118 @@
+"""Update proposals threaded through ``editkit_constrain_update``, and undo records.
+
+Shapes (math layout, ``v = W k``): keys ``K`` ``[d_in, u]``, residual ``R`` ``[d_out, u]``,
+``Δ`` ``[d_out, d_in]``, preservation moments ``[d_in, d_in]``, subspace bases ``[d_in, r]``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+
+from editkit.sites import Site
+
+
+@attrs.frozen(kw_only=True)
+class Subspace:
+    """A row subspace ``S_P = {X : X = X P}`` of updates, ``P`` a symmetric idempotent projector.
+
+    Stored factored as the smaller of two orthonormal bases: ``kind="range"`` means
+    ``P = Q Qᵀ``; ``kind="complement"`` means ``P = I − Q Qᵀ``. ``Q`` is ``[d_in, r]``.
+    """
+
+    basis: torch.Tensor = attrs.field(eq=False, repr=False)
+    kind: Literal["range", "complement"] = attrs.field(validator=attrs.validators.in_(("range", "complement")))
+
+    @property
+    def dim(self) -> int:
+        """Dimension of range(P)."""
+        d_in, r = self.basis.shape
+        return r if self.kind == "range" else d_in - r
+
+    @property
+    def ambient(self) -> int:
+        return int(self.basis.shape[0])
+
+    def project_rows(self, delta: torch.Tensor) -> torch.Tensor:
+        """``Δ P`` for ``Δ`` ``[d_out, d_in]``, without forming ``P``."""
+        q = self.basis.to(delta.dtype)
+        inner = (delta @ q) @ q.T
+        return inner if self.kind == "range" else delta - inner
+
+    def matrix(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Dense ``P`` ``[d_in, d_in]`` (for tests and small models)."""
+        q = self.basis.to(dtype)
+        qq = q @ q.T
+        return qq if self.kind == "range" else torch.eye(q.shape[0], dtype=dtype) - qq
+
+    def range_basis(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Orthonormal basis ``[d_in, dim]`` of range(P)."""
+        q = self.basis.to(dtype)
+        if self.kind == "range":
+            return q
+        # complement of span(Q): eigenvectors of I - QQᵀ with eigenvalue 1
+        evals, evecs = torch.linalg.eigh(torch.eye(q.shape[0], dtype=dtype) - q @ q.T)
+        return evecs[:, evals > 0.5]
+
+
+@attrs.frozen(kw_only=True)
+class SolveProblem:
+    """What a solver fits: ``min_Δ ‖Δ K − R‖² + tr(Δ (λC0 + Cp) Δᵀ) + α‖Δ‖²``, ``Δ ∈ S_P``.
+
+    ``background`` is ``λ·C0`` (already scaled) or None; ``past`` is ``Cp`` or None;
+    ``ridge`` is ``α``; ``subspace`` restricts the rows of Δ (None: unrestricted).
+    ``notes`` collects what constraints did (shown in ``result.json``).
+    """
+
+    keys: torch.Tensor = attrs.field(eq=False, repr=False)
+    residual: torch.Tensor = attrs.field(eq=False, repr=False)
+    background: torch.Tensor | None = attrs.field(default=None, eq=False, repr=False)
+    past: torch.Tensor | None = attrs.field(default=None, eq=False, repr=False)
+    ridge: float = 0.0
+    subspace: Subspace | None = None
+    notes: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if self.keys.ndim != 2 or self.residual.ndim != 2 or self.keys.shape[1] != self.residual.shape[1]:
+            raise ValueError(
+                f"keys [d_in, u] and residual [d_out, u] must share u; got {tuple(self.keys.shape)} "
+                f"and {tuple(self.residual.shape)}"
+            )
+        if self.ridge < 0:
+            raise ValueError(f"ridge must be >= 0, got {self.ridge}")
+
+    def restricted(self, subspace: Subspace, **changes: object) -> SolveProblem:
+        """The same problem with rows of Δ restricted to ``subspace`` (and other field changes)."""
+        if self.subspace is not None:
+            raise ValueError("the solve is already restricted to a subspace; compose constraints in one subspace")
+        return attrs.evolve(self, subspace=subspace, **changes)
+
+
+@attrs.frozen(kw_only=True)
+class DeltaProposal:
+    """A solved update ``Δ`` ``[d_out, d_in]`` for ``site`` (math layout)."""
+
+    site: Site
+    delta: torch.Tensor = attrs.field(eq=False, repr=False)
+    notes: tuple[str, ...] = ()
+
+    def with_delta(self, delta: torch.Tensor, note: str | None = None) -> DeltaProposal:
+        if delta.shape != self.delta.shape:
+            raise ValueError(f"a constraint changed Δ's shape from {tuple(self.delta.shape)} to {tuple(delta.shape)}")
+        notes = (*self.notes, note) if note else self.notes
+        return attrs.evolve(self, delta=delta, notes=notes)
+
+
+@attrs.define(kw_only=True)
+class UndoRecord:
+    """Restores one weight bit-exactly: keeps the exact previous storage values."""
+
+    site: Site
+    parameter: torch.nn.Parameter = attrs.field(eq=False, repr=False)
+    previous: torch.Tensor = attrs.field(eq=False, repr=False)
+
+    def undo(self) -> None:
+        with torch.no_grad():
+            self.parameter.copy_(self.previous)
