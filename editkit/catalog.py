@@ -89,11 +89,25 @@ class ArchitectureSpec:
 
 @attrs.frozen(kw_only=True)
 class DatasetSpec:
-    """A dataset of edit requests; ``load(path_or_name, **options)`` returns records."""
+    """A named dataset: edit requests and/or a text corpus.
+
+    ``load(**options)`` returns CounterFact-style request records (``--dataset NAME``);
+    ``corpus(**options)`` returns an iterable of texts for key statistics (``--corpus NAME``).
+    At least one of the two must be given.
+    """
 
     name: str = attrs.field(validator=_valid_name)
     summary: str = attrs.field(validator=attrs.validators.instance_of(str))
-    load: Callable[..., Any] = attrs.field(validator=_callable)
+    load: Callable[..., Any] | None = attrs.field(default=None)
+    corpus: Callable[..., Any] | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.load is None and self.corpus is None:
+            raise ValueError(f"DatasetSpec {self.name!r}: give load (requests) or corpus (texts), or both")
+        for field in ("load", "corpus"):
+            value = getattr(self, field)
+            if value is not None and not callable(value):
+                raise TypeError(f"DatasetSpec.{field} must be callable, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
