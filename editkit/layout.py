@@ -99,11 +99,18 @@ def _from_spec(model: torch.nn.Module, spec: ArchitectureSpec) -> ModelLayout:
         raise LayoutError(f"{mlp_out[0]} is not a linear map (got {type(model.get_submodule(mlp_out[0])).__name__})")
     d_model, d_mlp, transposed = dims
     final_norm = spec.final_norm if _exists(model, spec.final_norm) else None
-    unembed = spec.unembed if _exists(model, spec.unembed) else None
+    unembed = spec.unembed if _exists(model, spec.unembed) else _output_embeddings_name(model)
     return ModelLayout(
         model_type=spec.model_type, source="catalog", n_layers=n_layers, d_model=d_model, d_mlp=d_mlp,
         blocks=blocks, mlp_out=mlp_out, transposed=transposed, final_norm=final_norm, unembed=unembed,
     )
+
+
+def _output_embeddings_name(model: torch.nn.Module) -> str | None:
+    module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if module is None:
+        return None
+    return next((n for n, m in model.named_modules() if m is module), None)
 
 
 def _exists(model: torch.nn.Module, name: str) -> bool:
@@ -162,8 +169,7 @@ def _structural(model: torch.nn.Module) -> ModelLayout:
          and n.count(".") <= 1 and n),
         None,
     )
-    unembed_module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    unembed = next((n for n, m in model.named_modules() if m is unembed_module), None) if unembed_module else None
+    unembed = _output_embeddings_name(model)
     return ModelLayout(
         model_type=str(model_type), source="structural", n_layers=int(n_layers), d_model=int(d_model),
         d_mlp=int(d_mlp), blocks=tuple(f"{layers_name}.{i}" for i in range(n_layers)), mlp_out=tuple(mlp_out),

@@ -59,20 +59,25 @@ class Subspace:
 
 @attrs.frozen(kw_only=True)
 class SolveProblem:
-    """What a solver fits: ``min_Δ ‖Δ K − R‖² + tr(Δ (λC0 + Cp) Δᵀ) + α‖Δ‖²``, ``Δ ∈ S_P``.
+    """What a solver fits, in the unified form of ``methods.md`` §11.1::
 
-    ``background`` is ``λ·C0`` (already scaled) or None; ``past`` is ``Cp`` or None;
-    ``ridge`` is ``α``; ``subspace`` restricts the rows of Δ (None: unrestricted).
-    ``notes`` collects what constraints did (shown in ``result.json``).
+        min_Δ ‖Δ K − R‖² + tr(Δ B Δᵀ) + α‖Δ‖²   subject to Δ = Δ P (rows in ``subspace``)
+        B = λ·C0 (if use_background) + Cp (if use_past)
+
+    ``keys`` ``K`` ``[d_in, u]``, ``residual`` ``R`` ``[d_out, u]``, ``past`` ``Cp``
+    ``[d_in, d_in]`` (the sum of keys of earlier batches, kept by the kernel; None before
+    the first batch). The editor owns ``λ·C0``; ``use_background`` / ``use_past`` say which
+    preservation terms enter, ``ridge`` is ``α``, ``subspace`` restricts the rows of Δ.
+    Editors may add their own terms (MEMIT_seq always uses ``past``).
     """
 
     keys: torch.Tensor = attrs.field(eq=False, repr=False)
     residual: torch.Tensor = attrs.field(eq=False, repr=False)
-    background: torch.Tensor | None = attrs.field(default=None, eq=False, repr=False)
     past: torch.Tensor | None = attrs.field(default=None, eq=False, repr=False)
+    use_background: bool = True
+    use_past: bool = False
     ridge: float = 0.0
     subspace: Subspace | None = None
-    notes: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if self.keys.ndim != 2 or self.residual.ndim != 2 or self.keys.shape[1] != self.residual.shape[1]:

@@ -19,7 +19,7 @@ SPECS: tuple[ArchitectureSpec, ...] = (
     ArchitectureSpec(model_type="gpt_neo", layers="transformer.h", mlp_out="transformer.h.{}.mlp.c_proj",
                      final_norm="transformer.ln_f"),
     ArchitectureSpec(model_type="gpt_neox", layers="gpt_neox.layers", mlp_out="gpt_neox.layers.{}.mlp.dense_4h_to_h",
-                     final_norm="gpt_neox.final_layer_norm", unembed="embed_out"),
+                     final_norm="gpt_neox.final_layer_norm"),
     ArchitectureSpec(model_type="opt", layers="model.decoder.layers", mlp_out="model.decoder.layers.{}.fc2",
                      final_norm="model.decoder.final_layer_norm"),
     ArchitectureSpec(model_type="falcon", layers="transformer.h", mlp_out="transformer.h.{}.mlp.dense_4h_to_h",

@@ -1,0 +1,129 @@
+"""``editkit run``: edit a model with an editor and constraints, write result.json and deltas."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATASET = "demo"
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "run",
+        help="edit facts in a model",
+        description="Edit facts in a model. With no --model/--requests, edits the built-in demo world.",
+    )
+    p.add_argument("--model", help="save_pretrained directory or hub name (default: the demo world's model)")
+    p.add_argument("--requests", type=Path, help="JSON list of CounterFact-style records")
+    p.add_argument("--dataset", help=f"registered dataset name (default {DEFAULT_DATASET!r} when no --requests)")
+    p.add_argument("--num-edits", type=int, help="use only the first N requests (after --offset)")
+    p.add_argument("--offset", type=int, default=0, help="skip the first N requests")
+    p.add_argument("--editor", default="memit", help="editor name (see `editkit plugins`)")
+    p.add_argument("--constraint", action="append", default=[], dest="constraints",
+                   help="constraint name; repeatable, applied in the order given")
+    p.add_argument("--layers", help="edited layers, e.g. 1,2 or 13-17 (default: the editor's choice)")
+    p.add_argument("--batch-size", type=int, default=100, help="requests per batch (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="the one seed of the run (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--preset", help="editor hyperparameter preset, e.g. gpt2-xl, gpt-j, llama3-8b")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="hyperparameter override, e.g. --set v_lr=0.5 --set nullspace.l2=10")
+    p.add_argument("--constrain-mode", choices=("inline", "posthoc"), default="inline",
+                   help="where delta-transforming constraints act (default inline)")
+    p.add_argument("--stats-dir", type=Path, help="key statistics store (C0); computed there when missing")
+    p.add_argument("--corpus", help="text corpus for key statistics: FILE.txt, FILE.jsonl[:field], hf:NAME[:CONFIG[:SPLIT]], "
+                   "or a registered dataset name (default: the dataset's own corpus)")
+    p.add_argument("--stats-max-tokens", type=int, default=200_000, help="tokens of corpus for C0 (default 200000)")
+    p.add_argument("--stats-max-length", type=int, default=128, help="max tokens per corpus text (default 128)")
+    p.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory (default runs/latest)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    from editkit.config import RunConfig
+    from editkit.errors import InputError, UsageError
+    from editkit.hparams import parse_assignments, parse_int_list
+    from editkit.models import load_model
+    from editkit.pipeline import execute
+    from editkit.plugins import PluginHost
+    from editkit.progress import rich_progress
+    from editkit.requests import load_requests, requests_from_records
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        layers = parse_int_list(args.layers) if args.layers else None
+    except ValueError:
+        raise UsageError(f"--layers {args.layers!r}: expected e.g. 1,2 or 13-17") from None
+    config = RunConfig(
+        editor=args.editor,
+        constraints=tuple(args.constraints),
+        layers=layers,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        preset=args.preset,
+        overrides=parse_assignments(args.overrides).items(),
+        constrain_mode=args.constrain_mode,
+    )
+    host = PluginHost()
+    for failure in host.failures:
+        print(f"warning: plugin {failure.name} failed to load: {failure.error}", file=sys.stderr)
+    dataset = None
+    if args.requests is None:
+        dataset = host.catalog.get("datasets", args.dataset or DEFAULT_DATASET)
+        if dataset.load is None:
+            raise UsageError(f"dataset {dataset.name!r} provides no edit requests")
+    # validate names before any heavy work
+    host.catalog.get("editors", config.editor)
+    for name in config.constraints:
+        host.catalog.get("constraints", name)
+
+    if args.requests is not None:
+        requests = load_requests(args.requests)
+    else:
+        requests = requests_from_records(dataset.load(), source=f"dataset {dataset.name}")
+    if args.offset < 0 or (args.num_edits is not None and args.num_edits < 1):
+        raise UsageError("--offset must be >= 0 and --num-edits >= 1")
+    requests = requests[args.offset :]
+    if args.num_edits is not None:
+        requests = requests[: args.num_edits]
+    if not requests:
+        raise InputError("no requests left after --offset/--num-edits")
+
+    model_id = args.model
+    if model_id is None:
+        if dataset is None or dataset.model is None:
+            raise UsageError("--model is required with --requests (only built-in datasets ship a model)")
+        model_id = str(dataset.model())
+    model, tokenizer = load_model(model_id, device=args.device)
+
+    corpus = args.corpus or (dataset.name if dataset is not None and dataset.corpus is not None else None)
+    with rich_progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
+        key_statistics = None
+        if corpus is not None:
+            from editkit.keystats import CorpusSpec, KeyStatistics
+            from editkit.layout import resolve_layout
+
+            key_statistics = KeyStatistics(
+                model=model, tokenizer=tokenizer,
+                layout=resolve_layout(model, host.catalog.entries["architectures"]),
+                corpus=CorpusSpec.parse(corpus), stats_dir=args.stats_dir,
+                max_length=args.stats_max_length, max_tokens=args.stats_max_tokens,
+                model_id=model_id, progress=not args.quiet and sys.stderr.isatty(),
+            )
+        result = execute(
+            model=model, tokenizer=tokenizer, requests=requests, config=config, out_dir=args.out,
+            model_id=model_id, key_statistics=key_statistics, progress=progress,
+        )
+    summary = result["summary"]
+    print(
+        f"edited {summary['requests']} requests in {summary['batches']} batch(es), {summary['edit_seconds']:.1f} s; "
+        f"efficacy {summary['efficacy_pre']:.3f} -> {summary['efficacy_post']:.3f}; wrote {args.out}/result.json "
+        f"and {args.out}/deltas.safetensors"
+    )
+    return 0

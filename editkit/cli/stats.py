@@ -1,0 +1,224 @@
+"""``editkit stats``: collect and cache the key statistics C0 of edit sites, or show them.
+
+Examples::
+
+    editkit stats --model gpt2-xl --layers 13-17 --corpus hf:wikimedia/wikipedia:20231101.en
+    editkit stats --model ./tiny --layers 1,2 --corpus leads.jsonl:text --max-tokens 100000
+    editkit stats --show --stats-dir data/stats                 # everything stored, no model needed
+    torchrun --nproc-per-node 4 -m editkit stats --model ... --layers ...   # sharded over ranks
+
+Exit codes: 0 success, 2 bad usage or input (nothing written), 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from editkit.errors import InputError, UsageError
+
+DEFAULT_STATS_DIR = "data/stats"
+HF_DEFAULT_SAMPLES = 100_000  # the reference's mom2_n_samples (articles)
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_layers(text: str) -> list[int]:
+    """``"1,2"``, ``"1-3"``, ``"1,3-5"`` → sorted distinct layer indices."""
+    layers: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        match = _RANGE.match(part)
+        if not match:
+            raise UsageError(f"--layers {text!r}: expected comma-separated layers or ranges, e.g. 3,4 or 3-7")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise UsageError(f"--layers {text!r}: range {part} is empty")
+        layers.update(range(low, high + 1))
+    return sorted(layers)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "stats",
+        help="collect, cache and show key statistics (C0 = E[k kᵀ]) for MEMIT / AlphaEdit",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", help="model path or hub name (AutoModelForCausalLM.from_pretrained)")
+    p.add_argument("--model-id", help="the model's name in the store and in identities (default: --model)")
+    p.add_argument("--layers", help="layers to collect, e.g. 13,14 or 13-17")
+    p.add_argument(
+        "--corpus", default=None,
+        help="PATH.txt (a document per line), PATH.json[l][:FIELD], hf:NAME[:CONFIG[:SPLIT]] or a registered "
+             "dataset name (e.g. demo); default hf:wikimedia/wikipedia:20231101.en",
+    )
+    p.add_argument("--text-field", help="record field holding the text (json/hf/registered; default text)")
+    p.add_argument("--samples", type=int, help="use the first N documents (after --seed shuffling); "
+                   f"default {HF_DEFAULT_SAMPLES} for hf: corpora when --max-tokens is not given, else all")
+    p.add_argument("--seed", type=int, help="shuffle the documents with this seed first (default: corpus order)")
+    p.add_argument("--max-tokens", type=int, help="stop after exactly N tokens")
+    p.add_argument("--max-length", type=int, help="truncate each document to N tokens (default: model context)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="accumulation dtype")
+    p.add_argument("--batch-tokens", type=int, help="padded tokens per forward batch (default max(3 × max length, 8192))")
+    p.add_argument("--stats-dir", type=Path, default=None,
+                   help=f"statistics store (default $EDITKIT_STATS_DIR or {DEFAULT_STATS_DIR})")
+    p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
+                   help="checkpoint partial sums this often (default 300)")
+    p.add_argument("--device", help="torch device (default: cuda if available, per rank under torchrun)")
+    p.add_argument("--show", action="store_true",
+                   help="print token count, eigenvalue spectrum and null-space size per layer; without --model, "
+                        "of every file in the store")
+    p.add_argument("--threshold", type=float, default=2e-2, help="null-space threshold on C0's eigenvalues")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _stats_dir(args: argparse.Namespace) -> Path:
+    return Path(args.stats_dir or os.environ.get("EDITKIT_STATS_DIR") or DEFAULT_STATS_DIR)
+
+
+def _load_model(name: str, device: Any) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForCausalLM.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load model {name!r}: {exc}") from None
+    return model.to(device).eval(), tokenizer
+
+
+def main(args: argparse.Namespace) -> int:
+    from editkit.keystats.distributed import DistContext, shutdown
+
+    dist, owned = DistContext.init_from_env()
+    try:
+        if args.show and not args.model:
+            return _show_store(args)
+        return _collect(args, dist)
+    finally:
+        if owned:
+            shutdown()
+
+
+def _corpus(args: argparse.Namespace) -> Any:
+    from editkit.keystats.corpus import WIKIPEDIA, CorpusSpec
+
+    for flag in ("samples", "max_tokens", "max_length", "batch_tokens", "seed"):
+        value = getattr(args, flag)
+        if value is not None and value < (0 if flag == "seed" else 1):
+            raise UsageError(f"--{flag.replace('_', '-')} must be {'non-negative' if flag == 'seed' else 'positive'}")
+    selection: dict[str, Any] = {"samples": args.samples, "seed": args.seed}
+    if args.text_field:
+        selection["text_field"] = args.text_field
+    corpus = CorpusSpec.parse(args.corpus or WIKIPEDIA, **selection)
+    if corpus.kind == "hf" and args.samples is None and args.max_tokens is None:
+        corpus = CorpusSpec.parse(args.corpus or WIKIPEDIA, **{**selection, "samples": HF_DEFAULT_SAMPLES})
+    return corpus
+
+
+def _collect(args: argparse.Namespace, dist: Any) -> int:
+    import torch
+
+    from editkit.keystats.statistics import DTYPES, KeyStatistics
+    from editkit.layout import resolve_layout
+    from editkit.plugins import PluginHost
+
+    if not args.model or not args.layers:
+        raise UsageError("give --model and --layers (or --show alone to list the store)")
+    layers = parse_layers(args.layers)
+    corpus = _corpus(args)
+    host = PluginHost()
+    corpus.check(host)  # unreadable / empty / missing text field: exit 2 before loading anything
+    device = torch.device(args.device) if args.device else dist.device()
+    model, tokenizer = _load_model(args.model, device)
+    layout = resolve_layout(model, host.catalog.entries["architectures"])
+    sites = [layout.site(layer) for layer in layers]
+    stats = KeyStatistics(
+        model=model, tokenizer=tokenizer, layout=layout, corpus=corpus, stats_dir=_stats_dir(args),
+        max_length=args.max_length, max_tokens=args.max_tokens, dtype=DTYPES[args.dtype],
+        model_id=args.model_id or args.model, progress=not args.no_progress, batch_tokens=args.batch_tokens,
+        checkpoint_seconds=args.checkpoint_every, host=host, distributed=dist,
+    )
+    stats.prepare(sites)
+    if not dist.is_main:
+        return 0
+    rows = []
+    for site in sites:
+        stored = stats.stored(site)
+        row: dict[str, Any] = {"layer": site.layer, "module": site.module, "tokens": stored.count,
+                               "path": str(stored.path) if stored.path else None}
+        if args.show:
+            row["spectrum"] = stats.summary(site, args.threshold).to_json()
+        rows.append(row)
+    collected = stats.last_collection
+    _print(rows, args, title=f"key statistics of {args.model_id or args.model} over {corpus.describe()}",
+           note=None if collected is None else
+           f"collected {collected.tokens:,} tokens from {collected.documents:,} documents"
+           + (f" (resumed at document {collected.resumed_from:,})" if collected.resumed_from is not None else ""))
+    return 0
+
+
+def _show_store(args: argparse.Namespace) -> int:
+    from editkit.keystats.spectrum import SpectrumSummary
+    from editkit.keystats.statistics import cached_eigendecomposition
+    from editkit.keystats.store import StatsStore
+
+    store = StatsStore(root=_stats_dir(args))
+    wanted = set(parse_layers(args.layers)) if args.layers else None
+    rows = []
+    for path in store.entries():
+        stored = store.read(path)
+        assert stored is not None  # no identity given: never a mismatch
+        identity = stored.identity
+        if wanted is not None and identity.get("layer") not in wanted:
+            continue
+        eigenvalues, _ = cached_eigendecomposition(stored, store)
+        summary = SpectrumSummary.from_eigenvalues(eigenvalues, tokens=stored.count, threshold=args.threshold)
+        rows.append({"model": identity["model"]["name"], "layer": identity.get("layer"), "module": identity["module"],
+                     "tokens": stored.count, "dtype": identity.get("dtype"), "max_length": identity.get("max_length"),
+                     "corpus": stored.info.get("corpus"), "path": str(path), "spectrum": summary.to_json()})
+    if not rows:
+        print(f"no key statistics stored under {store.root}", file=sys.stderr)
+    _print(rows, args, title=f"key statistics in {store.root}", note=None)
+    return 0
+
+
+def _print(rows: list[dict[str, Any]], args: argparse.Namespace, *, title: str, note: str | None) -> None:
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    show = any("spectrum" in r for r in rows)
+    for column in ("model", "layer", "module", "tokens"):
+        if column != "model" or any("model" in r for r in rows):
+            table.add_column(column, justify="right" if column in ("layer", "tokens") else "left")
+    if show:
+        for column in ("λ min", "λ median", "λ max", f"null space (λ < {args.threshold:g})"):
+            table.add_column(column, justify="right")
+    else:
+        table.add_column("file")
+    for r in rows:
+        cells = ([r["model"]] if "model" in r else []) + [str(r["layer"]), r["module"], f"{r['tokens']:,}"]
+        if show:
+            s = r["spectrum"]
+            cells += [f"{s['minimum']:.3g}", f"{s['median']:.3g}", f"{s['maximum']:.3g}",
+                      f"{s['null_space']} / {s['d_in']}"]
+        else:
+            cells.append(r["path"] or "(memory)")
+        table.add_row(*cells)
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: don't truncate module names and paths
+        console = Console(width=200)
+    console.print(table)
+    if note:
+        console.print(note)

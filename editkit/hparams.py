@@ -1,0 +1,107 @@
+"""Hyperparameters: attrs classes owned by editors and constraints, filled from presets and
+``--set KEY=VALUE`` overrides (validated; unknown keys rejected with the valid ones listed).
+
+A key is either bare (``v_lr=0.5``: the one method that has it) or qualified with the
+method's name (``nullspace.threshold=1e-2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from editkit.errors import UsageError
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, str]:
+    """``["a=1", "m.b=x"]`` → ``{"a": "1", "m.b": "x"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _convert(owner: str, field: attrs.Attribute, raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    default = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        default = default.factory()
+    text = raw.strip()
+    try:
+        if isinstance(default, bool):
+            if text.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if text.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true/false")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, tuple) or (default is None and "tuple" in str(field.type)):
+            return parse_int_list(text) if text else ()
+        if default is None and "float" in str(field.type):
+            return None if text.lower() == "none" else float(text)
+        if default is None and "int" in str(field.type):
+            return None if text.lower() == "none" else int(text)
+    except ValueError as exc:
+        raise UsageError(f"{owner}.{field.name}: cannot use {raw!r} ({exc})") from None
+    return text
+
+
+def parse_int_list(text: str) -> tuple[int, ...]:
+    """``"1,2"``, ``"3-5"`` or ``"1,3-4"`` → ``(1, 2)``, ``(3, 4, 5)``, ``(1, 3, 4)``."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part[1:]:
+            lo, hi = part.split("-", 1) if not part.startswith("-") else part[1:].split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        else:
+            out.append(int(part))
+    return tuple(out)
+
+
+def build(owner: str, cls: type, values: Mapping[str, Any]) -> Any:
+    """Instantiate ``cls`` with ``values`` converted from strings where needed."""
+    fields = {f.name: f for f in attrs.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UsageError(f"{owner}: unknown hyperparameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
+    kwargs = {name: _convert(owner, fields[name], raw) for name, raw in values.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{owner}: invalid hyperparameters: {exc}") from None
+
+
+def split_overrides(overrides: Mapping[str, str], owners: Mapping[str, type]) -> dict[str, dict[str, str]]:
+    """Assign each ``--set`` key to its owner (editor or constraint name)."""
+    by_owner: dict[str, dict[str, str]] = {name: {} for name in owners}
+    for key, value in overrides.items():
+        if "." in key:
+            owner, _, name = key.partition(".")
+            if owner not in owners:
+                raise UsageError(f"--set {key}: no method named {owner!r} in this run ({', '.join(owners)})")
+            by_owner[owner][name] = value
+            continue
+        holders = [o for o, cls in owners.items() if key in {f.name for f in attrs.fields(cls)}]
+        if not holders:
+            valid = sorted({f"{o}.{f.name}" for o, cls in owners.items() for f in attrs.fields(cls)})
+            raise UsageError(f"--set {key}: unknown hyperparameter; valid: {', '.join(valid)}")
+        if len(holders) > 1:
+            raise UsageError(f"--set {key}: ambiguous, held by {', '.join(holders)}; qualify it, e.g. {holders[0]}.{key}")
+        by_owner[holders[0]][key] = value
+    return by_owner
+
+
+def to_json(hparams: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(hparams).items()}

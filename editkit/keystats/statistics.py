@@ -1,0 +1,263 @@
+"""The key statistics a run asks for: C0 = E[k kᵀ] per edit site, and its eigendecomposition.
+
+:class:`KeyStatistics` answers ``second_moment(site)`` from memory, else from the store
+(``stats_dir``), else by collecting it; ``prepare(sites)`` collects every missing site in one
+pass over the corpus. Collected statistics are written to the store (rank 0 only under
+``torchrun``), and the eigendecomposition of C0 is cached next to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from editkit.errors import UsageError
+from editkit.keystats.collect import CollectionPlan, CollectionResult, ResumeState, collect
+from editkit.keystats.corpus import CorpusSpec
+from editkit.keystats.distributed import DistContext
+from editkit.keystats.identity import model_identity, site_identity
+from editkit.keystats.progress import collection_progress
+from editkit.keystats.spectrum import DEFAULT_THRESHOLD, SpectrumSummary
+from editkit.keystats.store import StatsStore, StoredStatistics, statistics_sha256
+
+if TYPE_CHECKING:  # pragma: no cover
+    from editkit.layout import ModelLayout
+    from editkit.plugins import PluginHost
+    from editkit.sites import Site
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+CHUNK_BATCHES = 8
+MIN_BATCH_TOKENS = 8192
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    for name, value in DTYPES.items():
+        if value == dtype:
+            return name
+    raise UsageError(f"key statistics accumulate in float32 or float64, not {dtype}")
+
+
+def model_context(model: torch.nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def eigendecompose(stats: StoredStatistics, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``eigh`` of the mean moment in float64: eigenvalues ascending [d_in], eigenvectors [d_in, d_in]."""
+    moment = stats.total.to(device=device, dtype=torch.float64) / stats.count  # C0 [d_in, d_in]
+    eigenvalues, eigenvectors = torch.linalg.eigh(moment)
+    return eigenvalues.to("cpu"), eigenvectors.to("cpu")
+
+
+def cached_eigendecomposition(
+    stats: StoredStatistics, store: StatsStore | None, *, write: bool = True, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The eigendecomposition from the store's cache, else computed (and cached when ``write``)."""
+    if store is not None and stats.path is not None:
+        cached = store.load_eigh(stats)
+        if cached is not None:
+            return cached
+    eigenvalues, eigenvectors = eigendecompose(stats, device)
+    if store is not None and stats.path is not None and write:
+        store.save_eigh(stats, eigenvalues, eigenvectors)
+    return eigenvalues, eigenvectors
+
+
+class KeyStatistics:
+    """Background key statistics of one model over one corpus selection.
+
+    :param model: the (unedited) causal LM; collection runs on its device.
+    :param tokenizer: its tokenizer.
+    :param layout: the model's :class:`~editkit.layout.ModelLayout` (sites come from it).
+    :param corpus: which texts (:class:`~editkit.keystats.corpus.CorpusSpec`).
+    :param stats_dir: the store's root; None keeps everything in memory.
+    :param max_length: truncation length per document (default: the model's context).
+    :param max_tokens: token budget (default: every selected document).
+    :param dtype: accumulation dtype, ``torch.float32`` (default) or ``torch.float64``.
+    :param model_id: the model's name in identities and in the store's folder names.
+    :param progress: show a rich progress bar while collecting.
+    :param batch_tokens: padded tokens per forward batch (default max(3 × max_length, 8192)).
+    :param checkpoint_seconds: how often a collection checkpoints (with ``stats_dir``).
+    :param host: plugin host for registered corpora (a fresh one by default).
+    :param distributed: the process group context (default: the initialised group, if any).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        layout: ModelLayout,
+        corpus: CorpusSpec,
+        stats_dir: Path | str | None = None,
+        max_length: int | None = None,
+        max_tokens: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        model_id: str = "",
+        progress: bool = False,
+        batch_tokens: int | None = None,
+        checkpoint_seconds: float = 300.0,
+        host: PluginHost | None = None,
+        distributed: DistContext | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.layout = layout
+        self.corpus = corpus
+        self.dtype = dtype
+        self.dtype_name = dtype_name(dtype)
+        context = model_context(model)
+        if max_length is None:
+            if context is None:
+                raise UsageError("the model's config names no context length; give max_length")
+            max_length = context
+        if max_length < 1 or (context is not None and max_length > context):
+            raise UsageError(f"max_length must be between 1 and the model's context ({context}), got {max_length}")
+        if max_tokens is not None and max_tokens < 1:
+            raise UsageError(f"max_tokens must be positive, got {max_tokens}")
+        self.max_length = int(max_length)
+        self.max_tokens = None if max_tokens is None else int(max_tokens)
+        self.batch_tokens = int(batch_tokens or max(3 * self.max_length, MIN_BATCH_TOKENS))
+        if self.batch_tokens < 1:
+            raise UsageError(f"batch_tokens must be positive, got {batch_tokens}")
+        self.model_id = model_id
+        self.progress = progress
+        self.checkpoint_seconds = float(checkpoint_seconds)
+        self.store = StatsStore(root=Path(stats_dir)) if stats_dir is not None else None
+        self.dist = distributed or DistContext.current()
+        self._host = host
+        self._model_identity: dict[str, Any] | None = None
+        self._corpus_identity: dict[str, Any] | None = None
+        self._stats: dict[str, StoredStatistics] = {}
+        self._moments: dict[str, torch.Tensor] = {}
+        self._eigh: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.last_collection: CollectionResult | None = None
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def host(self) -> PluginHost:
+        if self._host is None:
+            from editkit.plugins import PluginHost
+
+            self._host = PluginHost()
+        return self._host
+
+    def identity(self, site: Site) -> dict[str, Any]:
+        """Exactly what the statistics of ``site`` depend on (JSON-able; the store's lookup key)."""
+        if self._model_identity is None:
+            self._model_identity = model_identity(self.model, self.tokenizer, self.model_id)
+        if self._corpus_identity is None:
+            host = self.host if self.corpus.kind == "registered" else None
+            self._corpus_identity = self.corpus.identity(host)
+        return site_identity(
+            model=self._model_identity, module=site.module, layer=site.layer, d_in=site.d_in,
+            corpus=self._corpus_identity, max_length=self.max_length, max_tokens=self.max_tokens,
+            dtype=self.dtype_name,
+        )
+
+    # ------------------------------------------------------------------ statistics
+
+    def prepare(self, sites: Iterable[Site]) -> None:
+        """Make every site's statistics available, collecting all missing ones in one pass."""
+        missing: list[Site] = []
+        for site in sites:
+            if site.module in self._stats or any(s.module == site.module for s in missing):
+                continue
+            stored = self.store.load(self.identity(site)) if self.store is not None else None
+            if stored is not None:
+                self._stats[site.module] = stored
+            else:
+                missing.append(site)
+        if missing:
+            self._collect(sorted(missing, key=lambda s: s.layer))
+
+    def stored(self, site: Site) -> StoredStatistics:
+        self.prepare([site])
+        return self._stats[site.module]
+
+    def second_moment(self, site: Site) -> torch.Tensor:
+        """C0 = Σ k kᵀ / N, float64 on the CPU, [d_in, d_in]."""
+        if site.module not in self._moments:
+            stats = self.stored(site)
+            self._moments[site.module] = stats.total.to(torch.float64) / stats.count
+        return self._moments[site.module]
+
+    def token_count(self, site: Site) -> int:
+        return self.stored(site).count
+
+    def eigendecomposition(self, site: Site) -> tuple[torch.Tensor, torch.Tensor]:
+        """``eigh`` of C0 in float64: eigenvalues ascending [d_in], eigenvectors [d_in, d_in] (columns)."""
+        if site.module not in self._eigh:
+            stats = self.stored(site)
+            device = self._device() if self._device().type == "cuda" else "cpu"
+            self._eigh[site.module] = cached_eigendecomposition(
+                stats, self.store, write=self.dist.is_main, device=device
+            )
+        return self._eigh[site.module]
+
+    def summary(self, site: Site, threshold: float = DEFAULT_THRESHOLD) -> SpectrumSummary:
+        eigenvalues, _ = self.eigendecomposition(site)
+        return SpectrumSummary.from_eigenvalues(eigenvalues, tokens=self.token_count(site), threshold=threshold)
+
+    def path(self, site: Site) -> Path | None:
+        """Where the site's statistics are stored (None in memory-only mode)."""
+        return self.store.stats_path(self.identity(site)) if self.store is not None else None
+
+    # ------------------------------------------------------------------ collection
+
+    def _device(self) -> torch.device:
+        first = next(self.model.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    def _collect(self, sites: Sequence[Site]) -> None:
+        plan = CollectionPlan(
+            modules=tuple(s.module for s in sites), d_in={s.module: s.d_in for s in sites},
+            max_length=self.max_length, max_tokens=self.max_tokens, dtype=self.dtype,
+            batch_tokens=self.batch_tokens, chunk_tokens=CHUNK_BATCHES * self.batch_tokens,
+        )
+        store = self.store
+        identities = [self.identity(s) for s in sites] if store is not None else []
+        resume = None
+        if store is not None and self.dist.is_main:
+            found = store.load_checkpoint(identities)
+            if found is not None and found.layout == plan.layout():
+                resume = ResumeState(totals=found.totals, position=found.position, tokens=found.tokens)
+        checkpoint = None
+        if store is not None:
+            def checkpoint(totals: dict[str, torch.Tensor], position: int, tokens: int) -> None:
+                store.save_checkpoint(identities, totals, position=position, tokens=tokens, layout=plan.layout())
+
+        host = self.host if self.corpus.kind == "registered" else None
+        layers = ", ".join(str(s.layer) for s in sites)
+        with collection_progress(
+            f"C0 layers {layers}", enabled=self.progress and self.dist.is_main, max_tokens=self.max_tokens,
+            samples=self.corpus.samples, start_tokens=resume.tokens if resume else 0,
+        ) as bar:
+            result = collect(
+                self.model, self.tokenizer, lambda start: self.corpus.documents(start=start, host=host), plan,
+                dist=self.dist, resume=resume, checkpoint=checkpoint, checkpoint_seconds=self.checkpoint_seconds,
+                progress=bar,
+            )
+        self.last_collection = result
+        info = {"documents": result.documents, "ranks": self.dist.world_size, "resumed_from": result.resumed_from,
+                "corpus": self.corpus.describe()}
+        for site, identity in zip(sites, identities or [None] * len(sites)):
+            total = result.totals[site.module]
+            if store is not None and identity is not None and self.dist.is_main:
+                self._stats[site.module] = store.save(identity, total, result.tokens, info)
+            else:
+                self._stats[site.module] = StoredStatistics(
+                    total=total, count=result.tokens, identity=identity or {}, info=info,
+                    sha256=statistics_sha256(total), path=store.stats_path(identity) if store and identity else None,
+                )
+        if store is not None and self.dist.is_main:
+            store.remove_checkpoint(identities)
+        self.dist.barrier()

@@ -1,0 +1,310 @@
+"""The on-disk statistics store: safetensors files with self-describing JSON metadata.
+
+Layout under ``stats_dir``::
+
+    <model slug>/<module>--<digest>.safetensors        Σ k kᵀ [d_in, d_in] + metadata (complete)
+    <model slug>/<module>--<digest>.eigh.safetensors   eigh(C0) in float64, bound to the file above
+    <model slug>/.partial/<run digest>.safetensors     checkpoint of a collection in progress
+
+``digest`` is the sha256 of the layer's identity (:mod:`editkit.keystats.identity`); a lookup
+also compares the stored identity with the requested one, so it never returns a file made
+for anything else. Every file carries the sha256 of its tensor bytes, checked on load: a
+corrupt or truncated file raises :class:`CorruptStatisticsError`, it is never used. Every
+write goes to a temporary file in the same folder, is fsynced, then ``os.replace``-d, so a
+killed process leaves either the old file, the new file, or a stray ``.*.tmp-*`` file that no
+lookup reads. Checkpoints live apart (``.partial``) and are marked ``kind=checkpoint``, so no
+lookup accepts one as complete. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from editkit.errors import EditkitError
+from editkit.keystats.identity import FORMAT, canonical_json, digest, tensor_bytes
+
+_SLUG = re.compile(r"[^A-Za-z0-9._\-]+")
+KIND_STATS = "statistics"
+KIND_EIGH = "eigh"
+KIND_CHECKPOINT = "checkpoint"
+
+
+class CorruptStatisticsError(EditkitError):
+    """A statistics, eigendecomposition or checkpoint file failed its integrity check."""
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of ``text`` (model names like ``org/name`` → ``org--name``)."""
+    out = _SLUG.sub("_", text.replace("/", "--").replace("\\", "--")).strip("._-")
+    return out[:120] or "model"
+
+
+def statistics_sha256(total: torch.Tensor) -> str:
+    """The checksum a statistics file stores for its ``total`` tensor."""
+    return _sha256_tensors({"total": total})
+
+
+def _sha256_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode() + b"\0")
+        h.update(tensor_bytes(tensors[name]))
+    return h.hexdigest()
+
+
+def _editkit_version() -> str:
+    from editkit import __version__
+
+    return __version__
+
+
+@attrs.frozen(kw_only=True)
+class StoredStatistics:
+    """One layer's complete statistics as read from (or written to) the store."""
+
+    total: torch.Tensor = attrs.field(eq=False, repr=False)  # Σ k kᵀ [d_in, d_in], collection dtype
+    count: int
+    identity: dict[str, Any] = attrs.field(eq=False)
+    info: dict[str, Any] = attrs.field(eq=False)  # editkit version, documents, ranks, time, ...
+    sha256: str
+    path: Path | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Checkpoint:
+    """Partial sums of an interrupted collection and where in the corpus it stopped."""
+
+    totals: dict[str, torch.Tensor] = attrs.field(eq=False, repr=False)  # module -> partial Σ k kᵀ
+    position: int  # documents consumed (corpus order)
+    tokens: int  # tokens accumulated
+    layout: dict[str, Any] = attrs.field(eq=False)  # how the partial sums are laid out (panels)
+    path: Path
+
+
+def _atomic_save(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), dict(metadata))
+        os.chmod(tmp, 0o644)  # readable by others sharing the stats dir (mkstemp-style files are 0600)
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    with contextlib.suppress(OSError):  # make the rename durable where the platform allows
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _read(path: Path, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and tensors of a safetensors file; any parse failure is corruption."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except Exception as exc:
+        raise CorruptStatisticsError(
+            f"{what} {path} is corrupt or truncated ({type(exc).__name__}: {exc}); delete it to recompute"
+        ) from None
+    return metadata, tensors
+
+
+def _check(path: Path, what: str, metadata: Mapping[str, str], tensors: Mapping[str, torch.Tensor]) -> None:
+    expected = metadata.get("editkit.sha256")
+    if expected is None:
+        raise CorruptStatisticsError(f"{what} {path} has no editkit.sha256 checksum; delete it to recompute")
+    if _sha256_tensors(tensors) != expected:
+        raise CorruptStatisticsError(
+            f"{what} {path} failed its checksum (tensor bytes changed since it was written); delete it to recompute"
+        )
+
+
+def _json_field(path: Path, what: str, metadata: Mapping[str, str], key: str) -> Any:
+    try:
+        return json.loads(metadata[key])
+    except (KeyError, json.JSONDecodeError):
+        raise CorruptStatisticsError(f"{what} {path}: metadata field {key!r} is missing or malformed") from None
+
+
+@attrs.frozen(kw_only=True)
+class StatsStore:
+    """Statistics files under one ``root`` directory (created on first write only)."""
+
+    root: Path = attrs.field(converter=Path)
+
+    # ------------------------------------------------------------------ paths
+
+    def stats_path(self, identity: Mapping[str, Any]) -> Path:
+        name = f"{slug(identity['module'])}--{digest(identity)}.safetensors"
+        return self.root / slug(identity["model"]["name"]) / name
+
+    def eigh_path(self, identity: Mapping[str, Any]) -> Path:
+        return self.stats_path(identity).with_suffix(".eigh.safetensors")
+
+    def checkpoint_path(self, identities: Sequence[Mapping[str, Any]]) -> Path:
+        key = digest(sorted(digest(i) for i in identities))
+        return self.root / slug(identities[0]["model"]["name"]) / ".partial" / f"{key}.safetensors"
+
+    # ------------------------------------------------------------------ statistics
+
+    def save(
+        self, identity: Mapping[str, Any], total: torch.Tensor, count: int, info: Mapping[str, Any]
+    ) -> StoredStatistics:
+        """Write one layer's complete statistics atomically."""
+        tensors = {"total": total}
+        full_info = {"editkit_version": _editkit_version(), "created": time.time(), **info}
+        sha256 = _sha256_tensors(tensors)
+        metadata = {
+            "format": "pt",
+            "editkit.kind": KIND_STATS,
+            "editkit.identity": canonical_json(identity),
+            "editkit.token_count": str(int(count)),
+            "editkit.info": canonical_json(full_info),
+            "editkit.sha256": sha256,
+        }
+        path = self.stats_path(identity)
+        _atomic_save(path, tensors, metadata)
+        return StoredStatistics(total=total, count=int(count), identity=dict(identity), info=full_info,
+                                sha256=sha256, path=path)
+
+    def load(self, identity: Mapping[str, Any]) -> StoredStatistics | None:
+        """The complete statistics for exactly ``identity``, None if there are none.
+
+        :raises CorruptStatisticsError: the file exists but is corrupt, truncated or incomplete.
+        """
+        path = self.stats_path(identity)
+        if not path.is_file():
+            return None
+        return self.read(path, identity)
+
+    def read(self, path: Path, identity: Mapping[str, Any] | None = None) -> StoredStatistics | None:
+        """Read and verify a statistics file; None if ``identity`` is given and differs."""
+        what = "statistics file"
+        metadata, tensors = _read(path, what)
+        if metadata.get("editkit.kind") != KIND_STATS or "total" not in tensors:
+            raise CorruptStatisticsError(f"{path} is not a complete editkit statistics file; delete it to recompute")
+        stored_identity = _json_field(path, what, metadata, "editkit.identity")
+        if identity is not None and canonical_json(stored_identity) != canonical_json(identity):
+            return None  # a digest collision or a hand-renamed file: never return it
+        _check(path, what, metadata, tensors)
+        try:
+            count = int(metadata["editkit.token_count"])
+        except (KeyError, ValueError):
+            raise CorruptStatisticsError(f"{what} {path}: token count missing or malformed") from None
+        total = tensors["total"]
+        d_in = stored_identity.get("d_in")
+        if total.ndim != 2 or total.shape[0] != total.shape[1] or (d_in is not None and total.shape[0] != d_in):
+            raise CorruptStatisticsError(f"{what} {path}: tensor shape {tuple(total.shape)} does not match d_in={d_in}")
+        return StoredStatistics(
+            total=total, count=count, identity=stored_identity,
+            info=_json_field(path, what, metadata, "editkit.info"), sha256=metadata["editkit.sha256"], path=path,
+        )
+
+    def entries(self) -> Iterator[Path]:
+        """Every complete-statistics file under the root (not eigh caches, checkpoints or temp files)."""
+        if not self.root.is_dir():
+            return iter(())
+        return iter(sorted(p for p in self.root.glob("*/*.safetensors")
+                           if not p.name.startswith(".") and not p.name.endswith(".eigh.safetensors")))
+
+    # ------------------------------------------------------------------ eigendecomposition cache
+
+    def save_eigh(self, stats: StoredStatistics, eigenvalues: torch.Tensor, eigenvectors: torch.Tensor) -> Path:
+        tensors = {"eigenvalues": eigenvalues, "eigenvectors": eigenvectors}
+        metadata = {
+            "format": "pt",
+            "editkit.kind": KIND_EIGH,
+            "editkit.format": FORMAT,
+            "editkit.statistics_sha256": stats.sha256,
+            "editkit.identity_digest": digest(stats.identity),
+            "editkit.sha256": _sha256_tensors(tensors),
+        }
+        path = self.eigh_path(stats.identity)
+        _atomic_save(path, tensors, metadata)
+        return path
+
+    def load_eigh(self, stats: StoredStatistics) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The cached ``(eigenvalues, eigenvectors)`` of exactly these statistics, else None."""
+        path = self.eigh_path(stats.identity)
+        if not path.is_file():
+            return None
+        what = "eigendecomposition cache"
+        metadata, tensors = _read(path, what)
+        if (metadata.get("editkit.kind") != KIND_EIGH
+                or metadata.get("editkit.statistics_sha256") != stats.sha256
+                or metadata.get("editkit.identity_digest") != digest(stats.identity)):
+            return None  # made from other statistics: recomputed and overwritten by the caller
+        _check(path, what, metadata, tensors)
+        return tensors["eigenvalues"], tensors["eigenvectors"]
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(
+        self,
+        identities: Sequence[Mapping[str, Any]],
+        totals: Mapping[str, torch.Tensor],
+        *,
+        position: int,
+        tokens: int,
+        layout: Mapping[str, Any],
+    ) -> Path:
+        tensors = {f"total/{module}": t for module, t in totals.items()}
+        state = {
+            "identities": sorted(digest(i) for i in identities),
+            "position": int(position),
+            "tokens": int(tokens),
+            "layout": dict(layout),
+            "editkit_version": _editkit_version(),
+            "saved": time.time(),
+        }
+        metadata = {
+            "format": "pt",
+            "editkit.kind": KIND_CHECKPOINT,
+            "editkit.checkpoint": canonical_json(state),
+            "editkit.sha256": _sha256_tensors(tensors),
+        }
+        path = self.checkpoint_path(identities)
+        _atomic_save(path, tensors, metadata)
+        return path
+
+    def load_checkpoint(self, identities: Sequence[Mapping[str, Any]]) -> Checkpoint | None:
+        """The checkpoint of a collection of exactly these identities, else None."""
+        path = self.checkpoint_path(identities)
+        if not path.is_file():
+            return None
+        what = "checkpoint"
+        metadata, tensors = _read(path, what)
+        if metadata.get("editkit.kind") != KIND_CHECKPOINT:
+            return None
+        state = _json_field(path, what, metadata, "editkit.checkpoint")
+        if state.get("identities") != sorted(digest(i) for i in identities):
+            return None
+        _check(path, what, metadata, tensors)
+        totals = {name.removeprefix("total/"): t for name, t in tensors.items()}
+        if set(totals) != {i["module"] for i in identities}:
+            return None
+        return Checkpoint(totals=totals, position=int(state["position"]), tokens=int(state["tokens"]),
+                          layout=dict(state.get("layout", {})), path=path)
+
+    def remove_checkpoint(self, identities: Sequence[Mapping[str, Any]]) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.checkpoint_path(identities).unlink()

@@ -1,0 +1,129 @@
+"""The ``editkit run`` job as a function: load, edit in batches, score, write results.
+
+Writes ``OUT/result.json`` (config, manifest, per-batch timings and layer notes, per-request
+edit success) and ``OUT/deltas.safetensors`` (``W_final − W0`` per edited module, in the
+module's own storage layout), both atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from editkit.atomic import write_json_atomic, write_safetensors_atomic
+from editkit.config import RunConfig
+from editkit.manifest import manifest, model_identity
+from editkit.progress import Progress
+from editkit.requests import EditRequest, batched
+from editkit.run import EditRun
+from editkit.scoring import continuation_scores
+
+
+@attrs.frozen(kw_only=True)
+class EditScore:
+    """Per request: mean per-token log-prob of target_new (and target_true) at the prompt."""
+
+    new_logprob: float
+    true_logprob: float | None
+    new_argmax: bool
+
+    @property
+    def success(self) -> bool:
+        """target_new preferred over target_true (or greedily produced when there is no true target)."""
+        if self.true_logprob is None:
+            return self.new_argmax
+        return self.new_logprob > self.true_logprob
+
+
+def score_requests(model: Any, tokenizer: Any, requests: Sequence[EditRequest], device: Any = "cpu") -> list[EditScore]:
+    prompts = [r.filled_prompt for r in requests]
+    new = continuation_scores(model, tokenizer, prompts, [r.target_new for r in requests], device=device)
+    with_true = [(i, r) for i, r in enumerate(requests) if r.target_true is not None]
+    true = continuation_scores(model, tokenizer, [prompts[i] for i, _ in with_true],
+                               [r.target_true for _, r in with_true], device=device)
+    true_by_index = {i: float(lp.mean()) for (i, _), (lp, _) in zip(with_true, true)}
+    return [
+        EditScore(new_logprob=float(lp.mean()), true_logprob=true_by_index.get(i), new_argmax=bool(hit.all()))
+        for i, (lp, hit) in enumerate(new)
+    ]
+
+
+def execute(
+    *,
+    model: Any,
+    tokenizer: Any,
+    requests: Sequence[EditRequest],
+    config: RunConfig,
+    out_dir: Path,
+    model_id: str,
+    key_statistics: Any = None,
+    progress: Progress | None = None,
+    extra_manifest: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Edit ``requests`` in batches of ``config.batch_size`` on ``model`` and write the results."""
+    torch.manual_seed(config.seed)
+    run = EditRun(model=model, tokenizer=tokenizer, config=config, key_statistics=key_statistics,
+                  progress=progress, model_id=model_id)
+    device = run.device
+    before = score_requests(model, tokenizer, requests, device)
+    batches = list(batched(list(requests), config.batch_size))
+    task = run.progress.task("edit batches", len(batches))
+    started = time.perf_counter()
+    for chunk in batches:
+        run.edit(chunk)
+        task.advance(1)
+    edit_seconds = time.perf_counter() - started
+    after = score_requests(model, tokenizer, requests, device)
+
+    per_request = [
+        {
+            "case_id": r.case_id,
+            "batch": i // config.batch_size,
+            "target_new": r.target_new,
+            "target_true": r.target_true,
+            "pre": attrs.asdict(b) | {"success": b.success},
+            "post": attrs.asdict(a) | {"success": a.success},
+        }
+        for i, (r, b, a) in enumerate(zip(requests, before, after))
+    ]
+    n = len(requests)
+    result = {
+        "summary": {
+            "requests": n,
+            "batches": len(batches),
+            "edit_seconds": round(edit_seconds, 3),
+            "efficacy_pre": sum(b.success for b in before) / n,
+            "efficacy_post": sum(a.success for a in after) / n,
+            "target_logprob_rose": sum(a.new_logprob > b.new_logprob for a, b in zip(after, before)) / n,
+        },
+        "run": run.describe(),
+        "batches": [r.to_json() for r in run.reports],
+        "requests": per_request,
+        "state": {"prefix_templates": run.state.get("prefix_templates")},
+        "manifest": manifest(
+            config=config.to_json(),
+            seed=config.seed,
+            model=model_identity(model_id),
+            key_statistics=_stats_identity(key_statistics, run),
+            **(extra_manifest or {}),
+        ),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_safetensors_atomic(out_dir / "deltas.safetensors", run.accumulated_deltas(),
+                             metadata={"layout": "storage", "model": model_id})
+    write_json_atomic(out_dir / "result.json", result)
+    return result
+
+
+def _stats_identity(key_statistics: Any, run: EditRun) -> Any:
+    if key_statistics is None or not hasattr(key_statistics, "identity"):
+        return None
+    try:
+        return {s.module: key_statistics.identity(s) for s in run.sites}
+    except Exception as exc:  # identity is informative only
+        return {"error": str(exc)}

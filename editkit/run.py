@@ -1,0 +1,329 @@
+"""The edit run: drives the stage hooks over batches and holds all per-run state.
+
+An :class:`EditRun` owns its own pluggy manager with exactly the stage plugins its editor
+and constraints created for it, so runs are independent and nothing is global. Per-run
+method state (prefix templates, ``Cp``, projectors, ``W0``) lives on those plugin objects
+or on the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import pluggy
+import torch
+
+from editkit import hookspecs
+from editkit.catalog import ConstraintSpec, EditorSpec
+from editkit.config import RunConfig
+from editkit.errors import EditkitError, NumericalError, UsageError
+from editkit.hparams import build, split_overrides, to_json
+from editkit.layout import ModelLayout, resolve_layout
+from editkit.markers import PROJECT_NAME, hookimpl
+from editkit.plugins import PluginHost
+from editkit.progress import NullProgress, Progress
+from editkit.requests import EditRequest
+from editkit.sites import Site
+from editkit.updates import DeltaProposal, SolveProblem, UndoRecord
+
+
+@attrs.frozen(kw_only=True)
+class EditBatch:
+    """One batch of requests (``u`` = ``len(requests)``), numbered from 0 within the run."""
+
+    index: int
+    requests: tuple[EditRequest, ...] = attrs.field(converter=tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.requests:
+            raise ValueError("an edit batch needs at least one request")
+
+
+@attrs.define(kw_only=True)
+class BatchReport:
+    """What happened in one batch: stage timings (s) and per-layer notes from plugins."""
+
+    index: int
+    size: int
+    seconds: float = 0.0
+    timings: dict[str, float] = attrs.field(factory=dict)
+    layers: dict[int, dict[str, Any]] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "size": self.size,
+            "seconds": round(self.seconds, 4),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "layers": {str(k): v for k, v in sorted(self.layers.items())},
+        }
+
+
+class _KernelStages:
+    """The kernel's default stage implementations (registered last, overridable)."""
+
+    @hookimpl(trylast=True)
+    def editkit_apply(self, run: EditRun, site: Site, delta: torch.Tensor) -> UndoRecord:
+        parameter = run.model.get_submodule(site.module).weight
+        previous = parameter.detach().clone()
+        update = delta.T if site.transposed else delta  # storage layout
+        if tuple(update.shape) != tuple(parameter.shape):
+            raise EditkitError(f"layer {site.layer}: update shape {tuple(update.shape)} != weight {tuple(parameter.shape)}")
+        with torch.no_grad():
+            parameter.add_(update.to(device=parameter.device, dtype=parameter.dtype))
+        return UndoRecord(site=site, parameter=parameter, previous=previous)
+
+
+class EditRun:
+    """One editing run on one model.
+
+    :param model: a ``transformers`` causal LM (eval mode is set here).
+    :param tokenizer: its tokenizer.
+    :param config: the :class:`~editkit.config.RunConfig`.
+    :param host: the discovery :class:`~editkit.plugins.PluginHost` (a fresh one by default).
+    :param key_statistics: provider of ``second_moment(site)`` / ``eigendecomposition(site)``
+        (see :mod:`editkit.keystats`); editors that need C0 fail clearly without one.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        config: RunConfig,
+        host: PluginHost | None = None,
+        key_statistics: Any = None,
+        progress: Progress | None = None,
+        model_id: str = "",
+    ) -> None:
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.config = config
+        self.model_id = model_id
+        self.host = host or PluginHost()
+        self.catalog = self.host.catalog
+        self.key_statistics = key_statistics
+        self.progress: Progress = progress or NullProgress()
+        self.device = torch.device(config.device)
+        self.layout: ModelLayout = resolve_layout(model, self.catalog.entries["architectures"])
+
+        self.editor_spec: EditorSpec = self.catalog.get("editors", config.editor)
+        names = list(config.constraints)
+        for implied in self.editor_spec.implied_constraints:
+            if implied not in names:
+                names.append(implied)
+        self.constraint_specs: list[ConstraintSpec] = [self.catalog.get("constraints", n) for n in names]
+        if len(set(names)) != len(names):
+            raise UsageError(f"a constraint is given twice: {names}")
+
+        owners = {self.editor_spec.name: self.editor_spec.hparams}
+        owners.update({c.name: c.hparams for c in self.constraint_specs})
+        overrides = split_overrides(dict(config.overrides), owners)
+        editor_values: dict[str, Any] = {}
+        if config.preset is not None:
+            if config.preset not in self.editor_spec.presets:
+                known = ", ".join(sorted(self.editor_spec.presets)) or "none"
+                raise UsageError(f"editor {self.editor_spec.name!r} has no preset {config.preset!r}; presets: {known}")
+            editor_values.update(self.editor_spec.presets[config.preset])
+        if config.layers is not None:
+            if "layers" not in {f.name for f in attrs.fields(self.editor_spec.hparams)}:
+                raise UsageError(f"editor {self.editor_spec.name!r} takes no --layers")
+            editor_values["layers"] = config.layers
+        editor_values.update(overrides[self.editor_spec.name])
+        self.hparams: dict[str, Any] = {
+            self.editor_spec.name: build(self.editor_spec.name, self.editor_spec.hparams, editor_values)
+        }
+        for spec in self.constraint_specs:
+            self.hparams[spec.name] = build(spec.name, spec.hparams, overrides[spec.name])
+
+        self.pm = pluggy.PluginManager(PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.pm.register(_KernelStages(), name="kernel")
+        self.editor = self.editor_spec.factory(self.hparams[self.editor_spec.name])
+        self.pm.register(self.editor, name=f"editor:{self.editor_spec.name}")
+        self.constraints: list[tuple[ConstraintSpec, object]] = []
+        for spec in self.constraint_specs:
+            plugin = spec.factory(self.hparams[spec.name])
+            self.pm.register(plugin, name=f"constraint:{spec.name}")
+            self.constraints.append((spec, plugin))
+        self._constraint_callers = [
+            self.pm.subset_hook_caller(
+                "editkit_constrain_update",
+                remove_plugins=[p for _, p in self.pm.list_name_plugin() if p is not plugin],
+            )
+            for _, plugin in self.constraints
+        ]
+
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.state: dict[str, Any] = {}
+        sites = self.pm.hook.editkit_locate(run=self)
+        if not sites:
+            raise EditkitError(f"editor {self.editor_spec.name!r} located no sites")
+        self.sites: tuple[Site, ...] = tuple(sorted(sites, key=lambda s: s.layer))
+        self.initial_weights = {
+            s.module: self.model.get_submodule(s.module).weight.detach().clone() for s in self.sites
+        }
+        self.past_keys: dict[str, torch.Tensor] = {}  # Cp per site module, float64 [d_in, d_in]
+        self._batch_keys: list[dict[str, torch.Tensor]] = []
+        if self.key_statistics is not None and hasattr(self.key_statistics, "prepare"):
+            self.key_statistics.prepare(self.sites)  # C0 of the *unedited* model, one pass for all sites
+        self.reports: list[BatchReport] = []
+        self.undo_log: list[list[UndoRecord]] = []
+        self._current: BatchReport | None = None
+
+    # ------------------------------------------------------------------ helpers for plugins
+
+    def note(self, site: Site, key: str, value: Any) -> None:
+        """Record a per-layer figure for the current batch (goes into ``result.json``)."""
+        if self._current is not None:
+            self._current.layers.setdefault(site.layer, {})[key] = value
+
+    def weight(self, site: Site) -> torch.Tensor:
+        """The site's current weight in math layout ``[d_out, d_in]`` (a view)."""
+        w = self.model.get_submodule(site.module).weight
+        return w.T if site.transposed else w
+
+    def require_key_statistics(self) -> Any:
+        if self.key_statistics is None:
+            raise UsageError(
+                "this run needs key statistics (C0) of the edited layers: pass --stats-dir and --corpus "
+                "(or a key_statistics provider in the API)"
+            )
+        return self.key_statistics
+
+    # ------------------------------------------------------------------ the stage loop
+
+    def _constrain(self, site: Site, proposal: Any) -> Any:
+        kind = type(proposal)
+        for (spec, _), caller in zip(self.constraints, self._constraint_callers):
+            results = [r for r in caller(run=self, site=site, proposal=proposal) if r is not None]
+            if results:
+                if not isinstance(results[0], kind):
+                    raise EditkitError(
+                        f"constraint {spec.name!r} returned {type(results[0]).__name__} for a {kind.__name__}"
+                    )
+                proposal = results[0]
+        return proposal
+
+    def _timed(self, report: BatchReport, stage: str, started: float) -> None:
+        report.timings[stage] = report.timings.get(stage, 0.0) + time.perf_counter() - started
+
+    def edit(self, requests: Sequence[EditRequest]) -> BatchReport:
+        """Edit one batch; on any failure the batch's writes are undone before raising."""
+        batch = EditBatch(index=len(self.reports), requests=tuple(requests))
+        report = BatchReport(index=batch.index, size=len(batch.requests))
+        self._current = report
+        hook = self.pm.hook
+        undo: list[UndoRecord] = []
+        solved: list[tuple[Site, DeltaProposal]] = []
+        start = time.perf_counter()
+        try:
+            for site in self.sites:
+                t = time.perf_counter()
+                keys = hook.editkit_collect_keys(run=self, batch=batch, site=site)
+                self._check(site, "keys", keys, (site.d_in, len(batch.requests)))
+                self._timed(report, "collect_keys", t)
+                t = time.perf_counter()
+                residual = hook.editkit_compute_residual(run=self, batch=batch, site=site, keys=keys)
+                self._check(site, "residual", residual, (site.d_out, len(batch.requests)))
+                self._timed(report, "compute_residual", t)
+                t = time.perf_counter()
+                problem = SolveProblem(
+                    keys=keys.double(), residual=residual.double(), past=self.past_keys.get(site.module)
+                )
+                problem = self._constrain(site, problem)
+                delta = hook.editkit_solve(run=self, batch=batch, site=site, problem=problem)
+                self._check(site, "update", delta, (site.d_out, site.d_in))
+                proposal = DeltaProposal(site=site, delta=delta)
+                if self.config.constrain_mode == "inline":
+                    proposal = self._constrain(site, proposal)
+                    self._check(site, "constrained update", proposal.delta, (site.d_out, site.d_in))
+                self._timed(report, "solve", t)
+                t = time.perf_counter()
+                undo.append(hook.editkit_apply(run=self, site=site, delta=proposal.delta))
+                solved.append((site, proposal))
+                self._timed(report, "apply", t)
+            if self.config.constrain_mode == "posthoc":
+                t = time.perf_counter()
+                for record in reversed(undo):
+                    record.undo()
+                undo.clear()
+                for site, proposal in solved:
+                    final = self._constrain(site, proposal)
+                    self._check(site, "constrained update", final.delta, (site.d_out, site.d_in))
+                    undo.append(hook.editkit_apply(run=self, site=site, delta=final.delta))
+                self._timed(report, "posthoc", t)
+            t = time.perf_counter()
+            past = self._grown_past_keys(batch)
+            self._timed(report, "update_cp", t)
+            t = time.perf_counter()
+            hook.editkit_batch_end(run=self, batch=batch)
+            self._timed(report, "batch_end", t)
+        except BaseException:
+            if len(self._batch_keys) > len(self.reports):
+                self._batch_keys.pop()
+            for record in reversed(undo):
+                record.undo()
+            self._current = None
+            raise
+        report.seconds = time.perf_counter() - start
+        self.past_keys = past
+        self.reports.append(report)
+        self.undo_log.append(undo)
+        self._current = None
+        return report
+
+    def _grown_past_keys(self, batch: EditBatch) -> dict[str, torch.Tensor]:
+        """``Cp + K1 K1ᵀ`` per site, with K1 recomputed on the edited model (methods.md §4, §11.2g)."""
+        grown = {}
+        keys_of_batch = {}
+        with torch.no_grad():
+            for site in self.sites:
+                keys = self.pm.hook.editkit_collect_keys(run=self, batch=batch, site=site).double().cpu()
+                previous = self.past_keys.get(site.module)
+                outer = keys @ keys.T  # [d_in, d_in]
+                grown[site.module] = outer if previous is None else previous + outer
+                keys_of_batch[site.module] = keys  # [d_in, u], to undo this batch's Cp share
+        self._batch_keys.append(keys_of_batch)
+        return grown
+
+    @staticmethod
+    def _check(site: Site, what: str, value: Any, shape: tuple[int, int]) -> None:
+        if not isinstance(value, torch.Tensor):
+            raise EditkitError(f"layer {site.layer}: no plugin produced the {what} (got {value!r})")
+        if tuple(value.shape) != shape:
+            raise EditkitError(f"layer {site.layer}: {what} has shape {tuple(value.shape)}, expected {shape}")
+        if not torch.isfinite(value).all():
+            raise NumericalError(f"layer {site.layer} ({site.module}): non-finite {what}; no weight was written")
+
+    def undo_last(self, n: int = 1) -> None:
+        """Undo the last ``n`` batches, restoring weights bit-exactly."""
+        if n > len(self.undo_log):
+            raise UsageError(f"cannot undo {n} batches: only {len(self.undo_log)} were applied")
+        for _ in range(n):
+            for record in reversed(self.undo_log.pop()):
+                record.undo()
+            self.reports.pop()
+            for module, keys in self._batch_keys.pop().items():
+                self.past_keys[module] = self.past_keys[module] - keys @ keys.T
+
+    def accumulated_deltas(self) -> dict[str, torch.Tensor]:
+        """``W_now − W0`` per edited module, in the module's storage layout (float32)."""
+        return {
+            name: (self.model.get_submodule(name).weight.detach().float() - w0.float()).contiguous()
+            for name, w0 in self.initial_weights.items()
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "editor": self.editor_spec.name,
+            "constraints": [c.name for c in self.constraint_specs],
+            "hparams": {name: to_json(h) for name, h in self.hparams.items()},
+            "sites": [{"layer": s.layer, "module": s.module, "transposed": s.transposed} for s in self.sites],
+            "layout": self.layout.to_json(),
+        }

@@ -1,0 +1,1 @@
+"""Test support for editkit and for plugin authors (tiny models, tokenizers, fixtures)."""

@@ -1,0 +1,109 @@
+"""MEMIT's stage implementations for one run (state: prefix templates, targets of the batch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from editkit import hookimpl
+from editkit.errors import UsageError
+from editkit.tokens import pad_batch
+from editkit.tracing import capture_outputs
+from editkit_memit.hparams import MemitHParams, default_layers
+from editkit_memit.keys import collect_keys, subject_prompts
+from editkit_memit.prefixes import sample_prefixes
+from editkit_memit.solve import solve_update
+from editkit_memit.targets import Targets, VStarSettings, optimise_targets
+
+
+class MemitStages:
+    """Stage plugin created per run by the ``memit`` editor."""
+
+    def __init__(self, hparams: MemitHParams) -> None:
+        self.hparams = hparams
+        self.templates: tuple[str, ...] | None = None
+        self._targets: tuple[int, Targets] | None = None  # (batch index, targets)
+
+    # -- locate ---------------------------------------------------------------------------
+    @hookimpl
+    def editkit_locate(self, run: Any) -> list:
+        n = run.layout.n_layers
+        layers = self.hparams.layers if self.hparams.layers is not None else default_layers(n)
+        bad = [layer for layer in layers if not 0 <= layer < n]
+        if bad:
+            raise UsageError(f"layers {bad} out of range: the model has layers 0..{n - 1}")
+        return [run.layout.site(layer) for layer in sorted(layers)]
+
+    # -- collect-keys ----------------------------------------------------------------------
+    def prefix_templates(self, run: Any) -> tuple[str, ...]:
+        """Generated once per run from the unedited model with the run's seed."""
+        if self.templates is None:
+            self.templates = sample_prefixes(
+                run.model, run.tokenizer, generator=run.generator, length=self.hparams.prefix_len
+            )
+            run.state["prefix_templates"] = list(self.templates)
+        return self.templates
+
+    @hookimpl
+    def editkit_collect_keys(self, run: Any, batch: Any, site: Any) -> torch.Tensor:
+        templates = self.prefix_templates(run)
+        return collect_keys(run.model, run.tokenizer, site.module, batch.requests, templates, run.device)
+
+    # -- compute-residual ------------------------------------------------------------------
+    def targets(self, run: Any, batch: Any) -> Targets:
+        if self._targets is None or self._targets[0] != batch.index:
+            hp = self.hparams
+            last_block = run.sites[-1].block
+            task = run.progress.task(f"batch {batch.index}: v* ({len(batch.requests)} requests)", hp.v_steps)
+            targets = optimise_targets(
+                run.model,
+                run.tokenizer,
+                block=last_block,
+                requests=batch.requests,
+                templates=self.prefix_templates(run),
+                settings=VStarSettings(
+                    lr=hp.v_lr, steps=hp.v_steps, weight_decay=hp.v_weight_decay, clamp_norm=hp.clamp_norm,
+                    kl_factor=hp.kl_factor, early_stop_loss=hp.early_stop_loss,
+                ),
+                device=run.device,
+                group_size=hp.vstar_batch,
+                on_step=lambda it, active: task.advance(1) if hp.vstar_batch == 0 else None,
+            )
+            run.progress.finish(task)
+            self._targets = (batch.index, targets)
+            run.state["last_vstar"] = {
+                "mean_steps": sum(targets.steps) / len(targets.steps),
+                "mean_final_loss": sum(targets.final_loss) / len(targets.final_loss),
+            }
+        return self._targets[1]
+
+    @torch.no_grad()
+    def current_hidden(self, run: Any, batch: Any) -> torch.Tensor:
+        """``h^L`` ``[u, d_model]`` at the subject's last token of the bare prompts, current model."""
+        block = run.sites[-1].block
+        ids, positions = subject_prompts(run.tokenizer, batch.requests, ["{}"])
+        padded = pad_batch(run.tokenizer, ids, run.device)
+        with capture_outputs(run.model, [block]) as out:
+            run.model.base_model(**padded.model_inputs(), use_cache=False)
+        rows = torch.arange(len(ids))
+        cols = torch.tensor([padded.index(r, p) for r, p in enumerate(positions)])
+        return out[block][rows, cols].float().cpu()
+
+    @hookimpl
+    def editkit_compute_residual(self, run: Any, batch: Any, site: Any, keys: torch.Tensor) -> torch.Tensor:
+        targets = self.targets(run, batch)
+        remaining = len(run.sites) - run.sites.index(site)
+        residual = (targets.z - self.current_hidden(run, batch)) / remaining  # [u, d_model]
+        return residual.T.contiguous()  # [d_out, u]
+
+    # -- solve -----------------------------------------------------------------------------
+    @hookimpl
+    def editkit_solve(self, run: Any, batch: Any, site: Any, problem: Any) -> torch.Tensor:
+        preservation = None
+        if problem.use_background and self.hparams.mom2_weight > 0:
+            c0 = run.require_key_statistics().second_moment(site)
+            preservation = self.hparams.mom2_weight * c0.double()
+        if (problem.use_past or self.hparams.sequential) and problem.past is not None:
+            preservation = problem.past if preservation is None else preservation + problem.past
+        return solve_update(problem.keys, problem.residual, preservation, problem.ridge, problem.subspace)

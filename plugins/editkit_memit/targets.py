@@ -1,0 +1,257 @@
+"""compute-residual, part 1: target hidden states ``z`` (the v* optimisation, methods.md §2.4).
+
+One vector ``δ_i`` per request is added to the output of block ``L`` (the last edited layer)
+at the subject's last token of every prompt of that request, and optimised with Adam::
+
+    L_i(δ_i) = mean_j NLL(target | prefix_j ⊕ prompt_i)          (teacher-forced, per-token mean)
+             + κ · KL(P_δ(·|"{s} is a") ‖ P_0(·|"{s} is a"))    (at the subject's last token)
+             + β · ‖δ_i‖ / ‖h_i‖²                              (not squared, as the reference)
+
+stop for request i when ``L_i < early_stop`` (checked before the step; no step on the last
+iteration), then clamp ``‖δ_i‖ ≤ c·‖h_i‖``. All requests of a group are optimised together
+in one batched forward per step; each request has its own Adam state and stops on its own,
+and stopped requests leave the batch. Because the losses are independent and Adam is
+elementwise, this equals optimising one request at a time (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import torch
+
+from editkit.requests import EditRequest
+from editkit.tokens import first_token_from, last_token_before, pad_batch, tokenize
+from editkit.tracing import edit_output
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+@attrs.frozen(kw_only=True)
+class VStarSettings:
+    lr: float
+    steps: int
+    weight_decay: float
+    clamp_norm: float
+    kl_factor: float
+    early_stop_loss: float
+
+
+@attrs.frozen(kw_only=True)
+class Targets:
+    """``z`` ``[u, d_model]`` (= ``h_init + δ``), ``h_init`` ``[u, d_model]``, and diagnostics."""
+
+    z: torch.Tensor = attrs.field(eq=False, repr=False)
+    h_init: torch.Tensor = attrs.field(eq=False, repr=False)
+    steps: tuple[int, ...]
+    final_loss: tuple[float, ...]
+
+
+@attrs.frozen(kw_only=True)
+class _Prompts:
+    """The padded prompt batch of a group and where to read and write in it."""
+
+    batch: Any  # PaddedBatch [n_rows, T]
+    row_request: torch.Tensor  # [n_rows] request index (within the group) of each row
+    lookup: torch.Tensor  # [n_rows] padded column of the subject's last token
+    is_kl: torch.Tensor  # [n_rows] bool, the "{s} is a" rows
+    is_bare: torch.Tensor  # [n_rows] bool, rewriting rows with the bare "{}" template
+    tok_row: torch.Tensor  # [n_tok] row of each target token
+    tok_col: torch.Tensor  # [n_tok] padded column whose logits predict it
+    tok_id: torch.Tensor  # [n_tok] the target token id
+
+
+def _build_prompts(
+    tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str], device: torch.device
+) -> _Prompts:
+    ids: list[list[int]] = []
+    row_request, lookup, is_kl, is_bare = [], [], [], []
+    targets: list[tuple[int, int, int]] = []  # (row, unpadded predicting column, token id)
+    for r, request in enumerate(requests):
+        for j, template in enumerate(templates):
+            before, _, after = template.replace("{}", request.prompt).partition("{}")
+            prompt_text = before + request.subject + after
+            full = prompt_text + request.target_new
+            tok = tokenize(tokenizer, full)
+            first = first_token_from(tokenizer, full, len(prompt_text), tok)
+            if first >= len(tok.ids) or first == 0:
+                raise ValueError(f"case {request.case_id}: target {request.target_new!r} produced no tokens after the prompt")
+            row = len(ids)
+            ids.append(list(tok.ids[:-1]))  # teacher forcing: the last target token is only predicted
+            for t in range(first, len(tok.ids)):
+                targets.append((row, t - 1, tok.ids[t]))
+            row_request.append(r)
+            lookup.append(last_token_before(tokenizer, full, len(before) + len(request.subject), tok))
+            is_kl.append(False)
+            is_bare.append(j == 0)
+        kl_text = f"{request.subject} is a"
+        tok = tokenize(tokenizer, kl_text)
+        ids.append(list(tok.ids))
+        row_request.append(r)
+        lookup.append(last_token_before(tokenizer, kl_text, len(request.subject), tok))
+        is_kl.append(True)
+        is_bare.append(False)
+    batch = pad_batch(tokenizer, ids, device)
+    lookup_padded = [batch.index(row, col) for row, col in enumerate(lookup)]
+    return _Prompts(
+        batch=batch,
+        row_request=torch.tensor(row_request, device=device),
+        lookup=torch.tensor(lookup_padded, device=device),
+        is_kl=torch.tensor(is_kl, device=device),
+        is_bare=torch.tensor(is_bare, device=device),
+        tok_row=torch.tensor([t[0] for t in targets], device=device),
+        tok_col=torch.tensor([batch.index(t[0], t[1]) for t in targets], device=device),
+        tok_id=torch.tensor([t[2] for t in targets], device=device),
+    )
+
+
+def _head(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    """Final hidden states ``[n, T, d_model]`` (after the final norm) and the unembedding."""
+    base = model.base_model
+    out = base(**inputs, use_cache=False)
+    return out.last_hidden_state, model.get_output_embeddings()
+
+
+def optimise_targets(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    *,
+    block: str,
+    requests: Sequence[EditRequest],
+    templates: Sequence[str],
+    settings: VStarSettings,
+    device: torch.device,
+    group_size: int = 0,
+    on_step: Any = None,
+) -> Targets:
+    """Optimise ``z`` for every request, ``group_size`` requests together (0: all at once)."""
+    size = len(requests) if group_size in (0, None) else group_size
+    parts = [
+        _optimise_group(model, tokenizer, block, requests[i : i + size], templates, settings, device, on_step)
+        for i in range(0, len(requests), size)
+    ]
+    return Targets(
+        z=torch.cat([p.z for p in parts]),
+        h_init=torch.cat([p.h_init for p in parts]),
+        steps=tuple(s for p in parts for s in p.steps),
+        final_loss=tuple(x for p in parts for x in p.final_loss),
+    )
+
+
+def _optimise_group(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    block: str,
+    requests: Sequence[EditRequest],
+    templates: Sequence[str],
+    s: VStarSettings,
+    device: torch.device,
+    on_step: Any,
+) -> Targets:
+    prompts = _build_prompts(tokenizer, requests, templates, device)
+    u = len(requests)
+    d_model = _width(model)
+    param_dtype = next(model.parameters()).dtype
+    dtype = param_dtype if param_dtype in (torch.float32, torch.float64) else torch.float32  # optimiser state
+    delta = torch.zeros(u, d_model, device=device, dtype=dtype, requires_grad=True)  # [u, d_model]
+    adam_m = torch.zeros(u, d_model, device=device, dtype=dtype)
+    adam_v = torch.zeros(u, d_model, device=device, dtype=dtype)
+    adam_t = torch.zeros(u, device=device, dtype=dtype)
+    h_init = torch.zeros(u, d_model, device=device, dtype=dtype)
+    kl_init: torch.Tensor | None = None  # [u, vocab] log-probs at δ = 0
+    active = torch.ones(u, dtype=torch.bool, device=device)
+    steps_taken = [0] * u
+    final_loss = [float("nan")] * u
+    n_rows_per_request = torch.bincount(prompts.row_request, minlength=u)
+    n_rewrite = n_rows_per_request - 1  # one KL row per request
+
+    for it in range(s.steps):
+        req_idx = active.nonzero().flatten()  # [a] requests still optimised
+        row_mask = active[prompts.row_request]
+        rows = row_mask.nonzero().flatten()  # [n] rows of active requests
+        local = torch.full((u,), -1, dtype=torch.long, device=device)
+        local[req_idx] = torch.arange(len(req_idx), device=device)
+        row_req_local = local[prompts.row_request[rows]]  # [n] in 0..a-1
+        row_of = torch.full((len(prompts.row_request),), -1, dtype=torch.long, device=device)
+        row_of[rows] = torch.arange(len(rows), device=device)
+        lookup = prompts.lookup[rows]
+        inputs = {k: v[rows] for k, v in prompts.batch.model_inputs().items()}
+        seen: dict[str, torch.Tensor] = {}
+
+        def add_delta(
+            h: torch.Tensor, seen: dict = seen, lookup: torch.Tensor = lookup, shift_rows: torch.Tensor = req_idx[row_req_local]
+        ) -> torch.Tensor:  # h [n, T, d_model]
+            seen["h"] = h
+            shift = torch.zeros_like(h).index_put(
+                (torch.arange(h.shape[0], device=h.device), lookup), delta[shift_rows].to(h.dtype)
+            )
+            return h + shift
+
+        with edit_output(model, block, add_delta):
+            hidden, unembed = _head(model, inputs)  # [n, T, d_model]
+
+        if it == 0:
+            bare = prompts.is_bare[rows]
+            h_init[row_req_local[bare]] = seen["h"][bare.nonzero().flatten(), lookup[bare]].detach().to(dtype)
+
+        tok_keep = row_of[prompts.tok_row] >= 0
+        tok_rows = row_of[prompts.tok_row[tok_keep]]
+        tok_logits = unembed(hidden[tok_rows, prompts.tok_col[tok_keep]]).to(dtype)  # [n_tok, vocab]
+        tok_nll = -torch.log_softmax(tok_logits, dim=-1).gather(1, prompts.tok_id[tok_keep, None])[:, 0]
+        per_row = torch.zeros(len(rows), device=device, dtype=dtype).index_add(0, tok_rows, tok_nll)
+        per_row = per_row / torch.bincount(tok_rows, minlength=len(rows)).clamp(min=1)
+        rewrite = ~prompts.is_kl[rows]
+        nll = torch.zeros(len(req_idx), device=device, dtype=dtype).index_add(0, row_req_local[rewrite], per_row[rewrite])
+        nll = nll / n_rewrite[req_idx]
+
+        kl_rows = prompts.is_kl[rows].nonzero().flatten()
+        kl_logp = torch.log_softmax(unembed(hidden[kl_rows, lookup[kl_rows]]).to(dtype), dim=-1)  # [a, vocab]
+        kl_req = row_req_local[kl_rows]
+        if kl_init is None:
+            kl_init = torch.zeros(u, kl_logp.shape[-1], device=device, dtype=dtype)
+            kl_init[req_idx[kl_req]] = kl_logp.detach()
+        kl = torch.zeros(len(req_idx), device=device, dtype=dtype).index_add(
+            0, kl_req, (kl_logp.exp() * (kl_logp - kl_init[req_idx[kl_req]])).sum(-1)
+        )
+        d = delta[req_idx]
+        decay = s.weight_decay * d.norm(dim=-1) / h_init[req_idx].norm(dim=-1) ** 2
+        loss = nll + s.kl_factor * kl + decay  # [a]
+
+        loss_values = loss.detach().cpu().tolist()
+        finished = torch.tensor([v < s.early_stop_loss or it == s.steps - 1 for v in loss_values], device=device)
+        for i, r in enumerate(req_idx.tolist()):
+            final_loss[r] = loss_values[i]
+            steps_taken[r] = it
+        stepping = req_idx[~finished]
+        if len(stepping):
+            (loss[~finished].sum()).backward()
+            with torch.no_grad():
+                grad = delta.grad[stepping]
+                adam_t[stepping] += 1
+                adam_m[stepping] = ADAM_BETAS[0] * adam_m[stepping] + (1 - ADAM_BETAS[0]) * grad
+                adam_v[stepping] = ADAM_BETAS[1] * adam_v[stepping] + (1 - ADAM_BETAS[1]) * grad * grad
+                t = adam_t[stepping][:, None]
+                denom = adam_v[stepping].sqrt() / (1 - ADAM_BETAS[1] ** t).sqrt() + ADAM_EPS
+                new = delta[stepping] - (s.lr / (1 - ADAM_BETAS[0] ** t)) * adam_m[stepping] / denom
+                limit = s.clamp_norm * h_init[stepping].norm(dim=-1, keepdim=True)
+                norm = new.norm(dim=-1, keepdim=True)
+                new = torch.where(norm > limit, new * (limit / norm), new)
+                delta[stepping] = new
+            delta.grad = None
+        active[req_idx[finished]] = False
+        if on_step is not None:
+            on_step(it, len(req_idx))
+        if not active.any():
+            break
+
+    with torch.no_grad():
+        z = (h_init + delta).detach()
+    return Targets(z=z.cpu(), h_init=h_init.cpu(), steps=tuple(steps_taken), final_loss=tuple(final_loss))
+
+
+def _width(model: torch.nn.Module) -> int:
+    config = model.config
+    return int(getattr(config, "hidden_size", None) or config.n_embd)

@@ -1,0 +1,35 @@
+"""First-party plugin: AlphaEdit's null-space constraint (Fang et al., ICLR 2025; methods.md §6).
+
+Composable with any editor. With an editor that exposes a solver (``solve`` mode, the
+default for MEMIT-family editors) the solve is restricted to the null space of the
+preserved keys, exactly AlphaEdit's closed form; otherwise (``project`` mode) the solved
+update is projected, ``Δ ↦ Δ P``.
+"""
+
+from __future__ import annotations
+
+from editkit import ConstraintSpec, hookimpl
+
+from editkit_nullspace.hparams import NullspaceHParams
+
+
+def _create(hparams: NullspaceHParams) -> object:
+    from editkit_nullspace.constraint import NullspaceStages
+
+    return NullspaceStages(hparams)
+
+
+CONSTRAINT = ConstraintSpec(
+    name="nullspace",
+    summary="AlphaEdit: restrict the update to the null space of preserved keys (eigenvalues of C0 "
+    "below a threshold); solve mode Δ = R K1ᵀP(CpP + K1K1ᵀP + L2·I)⁻¹, project mode Δ ↦ ΔP",
+    factory=_create,
+    hparams=NullspaceHParams,
+    invariant="ΔP = Δ: rows of the update lie in the null space of the preserved keys K0",
+    linear=True,
+)
+
+
+@hookimpl
+def editkit_register_constraints(register):
+    register(CONSTRAINT)

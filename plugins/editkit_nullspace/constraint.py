@@ -1,0 +1,54 @@
+"""The null-space constraint's stages for one run (state: one projector per site, fixed from W0)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+from editkit import hookimpl
+from editkit.updates import DeltaProposal, SolveProblem, Subspace
+from editkit_nullspace.hparams import NullspaceHParams
+from editkit_nullspace.projector import null_space
+
+
+class NullspaceStages:
+    """Stage plugin created per run by the ``nullspace`` constraint."""
+
+    def __init__(self, hparams: NullspaceHParams) -> None:
+        self.hparams = hparams
+        self.subspaces: dict[str, Subspace] = {}
+
+    def subspace(self, run: Any, site: Any) -> Subspace:
+        """P for ``site``, derived once per run from C0 of the unedited model."""
+        if site.module not in self.subspaces:
+            evals, evecs = run.require_key_statistics().eigendecomposition(site)
+            self.subspaces[site.module] = null_space(evals, evecs, self.hparams.threshold, self.hparams.relative)
+        return self.subspaces[site.module]
+
+    def _mode(self, run: Any) -> str:
+        if self.hparams.mode != "auto":
+            return self.hparams.mode
+        return "solve" if run.editor_spec.has_solver else "project"
+
+    @hookimpl
+    def editkit_constrain_update(self, run: Any, site: Any, proposal: Any) -> Any:
+        sub = self.subspace(run, site)
+        if isinstance(proposal, SolveProblem):
+            keys = proposal.keys
+            kept = float(sub.project_rows(keys.T).norm() / keys.norm().clamp_min(1e-30))  # ‖P K1‖ / ‖K1‖
+            run.note(site, "nullspace.dim", sub.dim)
+            run.note(site, "nullspace.kept_key_energy", round(kept, 6))
+            if self._mode(run) != "solve":
+                return None
+            return proposal.restricted(sub, use_background=False, use_past=True, ridge=self.hparams.l2)
+        if isinstance(proposal, DeltaProposal):
+            delta = proposal.delta
+            if self._mode(run) == "project":
+                delta = sub.project_rows(delta)
+            leak = float((delta - sub.project_rows(delta)).norm() / delta.norm().clamp_min(1e-30))
+            run.note(site, "nullspace.residual_outside", leak)  # ‖Δ − ΔP‖ / ‖Δ‖, measured
+            return proposal.with_delta(delta) if self._mode(run) == "project" else None
+        return None
+
+
+__all__ = ["NullspaceStages"]

@@ -1,0 +1,134 @@
+"""Configuration of a world-model build: the world, the architecture and the training run.
+
+:class:`BuildConfig` bundles a :class:`~editkit_world.world.WorldConfig`, a
+:class:`ModelConfig` and a :class:`TrainConfig`; :meth:`BuildConfig.tag` names its cache
+directory, so any change of world, architecture or training gives a new cache entry. Tests
+shrink a build with :meth:`BuildConfig.tiny` or ``attrs.evolve``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import attrs
+
+from editkit_world.world import WorldConfig
+
+__all__ = ["FORMAT_VERSION", "BuildConfig", "ModelConfig", "TrainConfig"]
+
+FORMAT_VERSION = 1
+"""Bumped when the generator, tokenizer or training code changes what a config produces."""
+
+_ge = attrs.validators.ge
+_gt = attrs.validators.gt
+
+
+@attrs.frozen(kw_only=True)
+class ModelConfig:
+    """GPT-2 architecture and tokenizer size.
+
+    Attributes:
+        n_layer: transformer blocks.
+        n_embd: d_model.
+        n_inner: d_mlp (the MLP's hidden width; MEMIT's key dimension).
+        n_head: attention heads (must divide ``n_embd``).
+        n_positions: longest sequence (prompts here are under 32 tokens).
+        vocab_size: BPE vocabulary size (special tokens included).
+    """
+
+    n_layer: int = attrs.field(default=6, validator=_ge(1))
+    n_embd: int = attrs.field(default=256, validator=_ge(8))
+    n_inner: int = attrs.field(default=1024, validator=_ge(8))
+    n_head: int = attrs.field(default=4, validator=_ge(1))
+    n_positions: int = attrs.field(default=64, validator=_ge(16))
+    vocab_size: int = attrs.field(default=1536, validator=_ge(300))
+
+    def __attrs_post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_head: {self.n_head} does not divide n_embd {self.n_embd}")
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """How the world model is trained (AdamW, label smoothing, early stop at a recall target).
+
+    An *epoch* states every fact once, each in a train template drawn at random, plus
+    ``filler_fraction`` × (number of facts) filler sentences. Training stops at the end of the
+    first epoch whose recall on ``eval_sample`` sampled train probes reaches
+    ``stop_recall``, or when ``max_epochs`` or ``time_budget_s`` runs out.
+
+    Attributes:
+        batch_size: sentences per step.
+        lr: peak learning rate (linear warm-up, then cosine decay towards ``lr * final_lr_ratio``
+            over ``planned_epochs``).
+        final_lr_ratio: the decayed learning rate's share of ``lr``.
+        warmup_steps: linear warm-up steps.
+        planned_epochs: length of the cosine schedule in epochs.
+        max_epochs: hard limit on epochs.
+        weight_decay: AdamW weight decay (not applied to biases, norms and embeddings).
+        label_smoothing: cross-entropy label smoothing; with weight decay and the early stop,
+            it keeps the model from extreme confidence (``small-model-calibration.md``, point 1).
+        filler_fraction: filler sentences per fact sentence in an epoch.
+        stop_recall: sampled train-probe recall at which training stops.
+        eval_sample: train probes sampled for the per-epoch recall check.
+        time_budget_s: stop training after this many seconds even below the target.
+        wrong_sample: fact probes sampled to measure a wrong object's probability.
+    """
+
+    batch_size: int = attrs.field(default=128, validator=_ge(1))
+    lr: float = attrs.field(default=2e-3, validator=_gt(0))
+    final_lr_ratio: float = attrs.field(default=0.1, validator=_ge(0))
+    warmup_steps: int = attrs.field(default=100, validator=_ge(0))
+    planned_epochs: int = attrs.field(default=20, validator=_ge(1))
+    max_epochs: int = attrs.field(default=40, validator=_ge(1))
+    weight_decay: float = attrs.field(default=0.1, validator=_ge(0))
+    label_smoothing: float = attrs.field(default=0.1, validator=_ge(0))
+    filler_fraction: float = attrs.field(default=0.15, validator=_ge(0))
+    stop_recall: float = attrs.field(default=0.97, validator=_ge(0))
+    eval_sample: int = attrs.field(default=2000, validator=_ge(1))
+    time_budget_s: float = attrs.field(default=240.0, validator=_gt(0))
+    wrong_sample: int = attrs.field(default=2000, validator=_ge(1))
+
+
+@attrs.frozen(kw_only=True)
+class BuildConfig:
+    """Everything a world-model build depends on (besides the code's :data:`FORMAT_VERSION`).
+
+    Attributes:
+        world: the world generator's config (its seed is the build's seed).
+        model: the architecture.
+        train: the training run.
+    """
+
+    world: WorldConfig = attrs.field(factory=WorldConfig)
+    model: ModelConfig = attrs.field(factory=ModelConfig)
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+
+    @property
+    def seed(self) -> int:
+        return self.world.seed
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildConfig:
+        return cls(world=WorldConfig(**data["world"]), model=ModelConfig(**data["model"]),
+                   train=TrainConfig(**data["train"]))
+
+    def tag(self) -> str:
+        """The cache directory name: format version, seed and a hash of the whole config."""
+        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        return f"v{FORMAT_VERSION}-s{self.seed}-{digest}"
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> BuildConfig:
+        """A build that takes seconds (for tests): 40 subjects, 2 layers of width 64, 2 epochs."""
+        return cls(
+            world=WorldConfig(seed=seed, n_subjects=40, n_given_names=10, train_filler=50, background_filler=100),
+            model=ModelConfig(n_layer=2, n_embd=64, n_inner=128, n_head=2, vocab_size=600),
+            train=TrainConfig(batch_size=64, max_epochs=2, planned_epochs=2, warmup_steps=2, eval_sample=50,
+                              wrong_sample=50, time_budget_s=60.0),
+        )

@@ -1,0 +1,161 @@
+"""The v* optimisation: batched equals one-at-a-time, and one-at-a-time equals an independent
+reference written here with torch.optim.Adam and full-model logits (methods.md §2.4).
+
+Tolerances. In float64 the implementations agree to < 1e-6 relative: Adam divides by √v + ε, so
+components whose gradient is near ε turn round-off into visible step differences, and twelve
+clamped steps of lr 0.5 amplify 1e-16 to ~1e-7 (measured; a real difference in the loss shows up
+at 1e-2 or more). In float32 the same amplification of different BLAS blocking (batch shapes
+differ) gives up to ~1e-3, so float32 runs are checked at 2e-3. Batched and one-at-a-time are the
+same computation up to round-off: in float64 they agree to 1e-10 with either padding side.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from editkit.requests import EditRequest
+from editkit.testing.tiny import tiny_model, tiny_tokenizer
+from editkit.tokens import first_token_from, last_token_before, tokenize
+from editkit_memit.targets import VStarSettings, optimise_targets
+
+SETTINGS = VStarSettings(lr=0.5, steps=12, weight_decay=0.5, clamp_norm=0.75, kl_factor=0.0625, early_stop_loss=5e-2)
+TEMPLATES = ("{}", "The quick brown fox. {}", "Because I. {}")
+FACTS = [
+    ("Danielle Darrieux", "The mother tongue of {} is", "English"),
+    ("Toko Yasuda", "{} plays the", "football"),
+    ("Edwin Hubble", "{} was an", "Italian"),
+    ("Michael Jordan", "{} plays", "basketball player"),
+    ("Lionel Messi", "The quick fox of {} is", "Dutch"),
+]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    tok = tiny_tokenizer()
+    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=48, d_mlp=96)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    requests = [EditRequest(case_id=i, subject=s, prompt=p, target_new=t) for i, (s, p, t) in enumerate(FACTS)]
+    return model, tok, requests
+
+
+def reference_z(model, tok, request, block, settings):
+    """One request, written straight from the formulas; unbatched prompts, torch.optim.Adam."""
+    prompts, lookups, targets = [], [], []
+    for template in TEMPLATES:
+        before, _, after = template.replace("{}", request.prompt).partition("{}")
+        text = before + request.subject + after
+        full = text + request.target_new
+        t = tokenize(tok, full)
+        first = first_token_from(tok, full, len(text), t)
+        prompts.append(torch.tensor([t.ids[:-1]]))
+        lookups.append(last_token_before(tok, full, len(before) + len(request.subject), t))
+        targets.append((first, list(t.ids)))
+    kl_text = f"{request.subject} is a"
+    kl_ids = torch.tensor([tokenize(tok, kl_text).ids])
+    kl_pos = last_token_before(tok, kl_text, len(request.subject))
+    delta = torch.zeros(model.config.n_embd, requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=settings.lr)
+    state = {}
+
+    def hook(module, args, output, pos_holder=state):
+        h = output[0] if isinstance(output, tuple) else output
+        pos = pos_holder["pos"]
+        if "h_init" not in pos_holder:
+            pos_holder["h_init"] = h[0, pos].detach().clone()
+        h = h.clone()
+        h[0, pos] = h[0, pos] + delta
+        return (h, *output[1:]) if isinstance(output, tuple) else h
+
+    handle = model.get_submodule(block).register_forward_hook(hook)
+    try:
+        kl_init = None
+        for it in range(settings.steps):
+            nlls = []
+            for ids, pos, (first, full) in zip(prompts, lookups, targets):
+                state["pos"] = pos
+                logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
+                toks = [-logp[t - 1, full[t]] for t in range(first, len(full))]
+                nlls.append(torch.stack(toks).mean())
+            state["pos"] = kl_pos
+            kl_logp = torch.log_softmax(model(input_ids=kl_ids).logits[0, kl_pos].float(), -1)
+            if kl_init is None:
+                kl_init = kl_logp.detach()
+            kl = (kl_logp.exp() * (kl_logp - kl_init)).sum()
+            h_init = state["h_init"]
+            loss = torch.stack(nlls).mean() + settings.kl_factor * kl + settings.weight_decay * delta.norm() / h_init.norm() ** 2
+            if loss.item() < settings.early_stop_loss or it == settings.steps - 1:
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                limit = settings.clamp_norm * h_init.norm()
+                if delta.norm() > limit:
+                    delta.mul_(limit / delta.norm())
+    finally:
+        handle.remove()
+    return (state["h_init"] + delta).detach()
+
+
+def test_one_at_a_time_equals_independent_reference(setup):
+    model, tok, requests = setup
+    block = "transformer.h.1"
+    for request in requests[:3]:
+        ours = optimise_targets(model, tok, block=block, requests=[request], templates=TEMPLATES, settings=SETTINGS,
+                                device=torch.device("cpu"), group_size=1).z[0]
+        ref = reference_z(model, tok, request, block, SETTINGS)
+        assert float((ours - ref).norm() / ref.norm()) < 2e-3
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_batched_equals_one_at_a_time(setup, padding_side):
+    model, tok, requests = setup
+    tok.padding_side = padding_side
+    try:
+        args = dict(block="transformer.h.1", requests=requests, templates=TEMPLATES, settings=SETTINGS,
+                    device=torch.device("cpu"))
+        batched = optimise_targets(model, tok, group_size=0, **args)
+        single = optimise_targets(model, tok, group_size=1, **args)
+    finally:
+        tok.padding_side = "right"
+    assert batched.steps == single.steps
+    rel = (batched.z - single.z).norm(dim=-1) / single.z.norm(dim=-1)
+    assert float(rel.max()) < 2e-3
+    # the optimisation did something: δ is non-zero for every request
+    assert bool(((batched.z - batched.h_init).norm(dim=-1) > 0).all())
+
+
+def test_early_stopped_requests_keep_their_delta(setup):
+    model, tok, requests = setup
+    loose = VStarSettings(lr=0.5, steps=12, weight_decay=0.5, clamp_norm=0.75, kl_factor=0.0625, early_stop_loss=1e9)
+    out = optimise_targets(model, tok, block="transformer.h.1", requests=requests, templates=TEMPLATES, settings=loose,
+                           device=torch.device("cpu"))
+    assert out.steps == (0,) * len(requests)  # stopped before the first step
+    assert torch.equal(out.z, out.h_init)
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_float64_agreement(setup, padding_side):
+    """Same comparisons in float64 (see the module docstring): reference and batched both to 1e-6."""
+    model, tok, requests = setup
+    model64 = model.double()
+    tok.padding_side = padding_side
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        block = "transformer.h.1"
+        for request in requests[:2]:
+            ours = optimise_targets(model64, tok, block=block, requests=[request], templates=TEMPLATES,
+                                    settings=SETTINGS, device=torch.device("cpu"), group_size=1).z[0]
+            ref = reference_z(model64, tok, request, block, SETTINGS)
+            assert float((ours - ref).norm() / ref.norm()) < 1e-6
+        args = dict(block=block, requests=requests, templates=TEMPLATES, settings=SETTINGS, device=torch.device("cpu"))
+        batched = optimise_targets(model64, tok, group_size=0, **args)
+        single = optimise_targets(model64, tok, group_size=1, **args)
+        assert float(((batched.z - single.z).norm(dim=-1) / single.z.norm(dim=-1)).max()) < 1e-10
+    finally:
+        tok.padding_side = "right"
+        torch.set_default_dtype(previous)
+        model.float()
