@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--corpus", help="text corpus for key statistics: FILE.txt, FILE.jsonl[:field], hf:NAME[:CONFIG[:SPLIT]], "
                    "or a registered dataset name (default: the dataset's own corpus)")
     p.add_argument("--stats-max-tokens", type=int, default=200_000, help="tokens of corpus for C0 (default 200000)")
-    p.add_argument("--stats-max-length", type=int, default=128, help="max tokens per corpus text (default 128)")
+    p.add_argument("--stats-max-length", type=int, help="max tokens per corpus text (default: the model's context)")
     p.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory (default runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p

@@ -123,7 +123,7 @@ class CorpusSpec:
         selection = {"samples": self.samples, "seed": self.seed}
         if self.kind in ("text", "json"):
             path = Path(str(self.path))
-            out: dict[str, Any] = {"source": self.kind, "file": path.name, "sha256": _file_sha256(path)}
+            out: dict[str, Any] = {"source": self.kind, "sha256": _file_sha256(path)}  # content, not path
             if self.kind == "json":
                 out["text_field"] = self.text_field
             return {**out, **selection}

@@ -80,11 +80,20 @@ def tiny_config(family: str, vocab_size: int, *, n_layers: int = 4, d_model: int
     raise ValueError(f"no tiny config for family {family!r}; known: {', '.join(FAMILIES)}")
 
 
-def tiny_model(family: str = "gpt2", *, vocab_size: int = 400, seed: int = 0, **dims: int) -> Any:
-    """A random-initialised causal LM of ``family`` (float32, eval mode)."""
+def tiny_model(family: str = "gpt2", *, vocab_size: int = 400, seed: int = 0, logit_scale: float = 1.0,
+               **dims: int) -> Any:
+    """A random-initialised causal LM of ``family`` (float32, eval mode).
+
+    Random initialisation gives near-uniform next-token distributions (logits ~ ±0.2), which
+    no edit can move far; ``logit_scale`` multiplies the unembedding so that distributions are
+    peaked like a trained model's (20 is a good value for edit tests).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(family, vocab_size, **dims))
+    if logit_scale != 1.0:
+        with torch.no_grad():
+            model.get_output_embeddings().weight.mul_(logit_scale)
     return model.eval()

@@ -1,0 +1,123 @@
+"""The command line: torch-free help, plugins listing, inspect, run, and exit codes on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from editkit.cli.main import main
+from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
+
+
+def test_help_and_plugins_do_not_import_torch():
+    code = (
+        "import sys, io, contextlib\n"
+        "from editkit.cli.main import main\n"
+        "for argv in (['--help'], ['plugins'], ['plugins', '--json'], ['run', '--help']):\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")
+
+
+def test_plugins_json_lists_entry_point_plugins(capsys):
+    assert main(["plugins", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    by_name = {p["name"]: p for p in data["plugins"]}
+    assert by_name["memit"]["distribution"] == "editkit"
+    assert by_name["nullspace"]["provides"] == {"constraints": ["nullspace"]}
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model")
+    tok = tiny_tokenizer()
+    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=64, d_mlp=256, logit_scale=20)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    corpus = path.parent / "corpus.txt"
+    corpus.write_text("\n".join(s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()))
+    return path, corpus
+
+
+def test_inspect_prints_the_sites(saved_model, capsys):
+    path, _ = saved_model
+    assert main(["inspect", "--model", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model_type"] == "gpt2" and info["d_mlp"] == 256 and info["mlp_out_transposed"] is True
+
+
+def write_requests(path, records):
+    path.write_text(json.dumps(records))
+    return path
+
+
+def good_records(n=4):
+    subjects = ["Danielle Darrieux", "Toko Yasuda", "Edwin Hubble", "Michael Jordan"]
+    return [{"case_id": i, "requested_rewrite": {"prompt": "The mother tongue of {}", "subject": subjects[i],
+             "target_new": {"str": "English"}, "target_true": {"str": "French"}}} for i in range(n)]
+
+
+def test_run_writes_result_and_deltas(saved_model, tmp_path):
+    from safetensors.torch import load_file
+
+    path, corpus = saved_model
+    requests = write_requests(tmp_path / "r.json", good_records())
+    out = tmp_path / "out"
+    code = main(["run", "--model", str(path), "--requests", str(requests), "--editor", "memit",
+                 "--constraint", "nullspace", "--corpus", str(corpus), "--batch-size", "2", "--quiet",
+                 "--set", "v_steps=10", "--set", "clamp_norm=4", "--set", "nullspace.threshold=1e-3",
+                 "--out", str(out)])
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["summary"]["batches"] == 2 and len(result["requests"]) == 4
+    assert result["run"]["constraints"] == ["nullspace"]
+    assert result["batches"][0]["layers"]["1"]["nullspace.dim"] > 0
+    assert result["manifest"]["config"]["overrides"]["nullspace.threshold"] == "1e-3"
+    deltas = load_file(out / "deltas.safetensors")
+    assert set(deltas) == {"transformer.h.1.mlp.c_proj"}
+    assert tuple(deltas["transformer.h.1.mlp.c_proj"].shape) == (256, 64)  # Conv1D storage layout
+    assert float(deltas["transformer.h.1.mlp.c_proj"].abs().sum()) > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--editor", "nope"], "unknown editor 'nope'; available: memit"),
+        (["--constraint", "nope"], "unknown constraint 'nope'; available: nullspace"),
+        (["--set", "bogus=1"], "--set bogus: unknown hyperparameter"),
+        (["--layers", "9"], "layers [9] out of range"),
+    ],
+)
+def test_bad_usage_exits_2_and_writes_nothing(saved_model, tmp_path, capsys, argv, message):
+    path, corpus = saved_model
+    requests = write_requests(tmp_path / "r.json", good_records())
+    out = tmp_path / "out"
+    code = main(["run", "--model", str(path), "--requests", str(requests), "--corpus", str(corpus), "--quiet",
+                 "--out", str(out), *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_malformed_record_exits_2_naming_index_and_field(saved_model, tmp_path, capsys):
+    path, _ = saved_model
+    records = good_records()
+    del records[2]["requested_rewrite"]["subject"]
+    out = tmp_path / "out"
+    code = main(["run", "--model", str(path), "--requests", str(write_requests(tmp_path / "r.json", records)),
+                 "--quiet", "--out", str(out)])
+    assert code == 2
+    assert "record 2 (case_id 2): requested_rewrite.subject: required field is missing" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,141 @@
+"""End to end on a tiny random GPT-2: MEMIT and MEMIT+nullspace edit, undo, and sequential Cp."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from editkit import EditRequest, EditRun, RunConfig, hookimpl
+from editkit.catalog import ConstraintSpec
+from editkit.errors import NumericalError
+from editkit.pipeline import score_requests
+from editkit.plugins import PluginHost
+from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
+from editkit.tokens import encode
+from editkit.tracing import capture_inputs
+
+SUBJECTS = ["Danielle Darrieux", "Toko Yasuda", "Edwin Hubble", "Michael Jordan", "Lionel Messi", "Steve Jobs",
+            "Paris", "France", "Apple", "Eiffel Tower"]
+TARGETS = ["English", "German", "Italian", "Spanish", "Russian", "Japanese", "Chinese", "Dutch", "Swedish", "Polish"]
+HPARAMS = {"v_steps": "25", "v_lr": "0.5", "clamp_norm": "4", "mom2_weight": "1"}
+
+
+class MomentsFromText:
+    """C0 = mean k kᵀ over every non-pad token of a few texts, from explicit hooks (float64)."""
+
+    def __init__(self, model, tokenizer, texts):
+        self.model, self.tokenizer, self.texts, self.cache = model, tokenizer, texts, {}
+        self.prepared_before_edit = None
+
+    def prepare(self, sites):
+        for site in sites:
+            self.second_moment(site)
+
+    def second_moment(self, site):
+        if site.module not in self.cache:
+            batch = encode(self.tokenizer, self.texts)
+            with capture_inputs(self.model, [site.module]) as cap, torch.no_grad():
+                self.model(**batch.model_inputs())
+            keys = cap[site.module].reshape(-1, site.d_in)[batch.attention_mask.flatten().bool()].double()
+            self.cache[site.module] = keys.T @ keys / keys.shape[0]
+        return self.cache[site.module]
+
+    def eigendecomposition(self, site):
+        return torch.linalg.eigh(self.second_moment(site))
+
+
+def make_requests(n: int, offset: int = 0) -> list[EditRequest]:
+    # prompts end with the subject: in a random model only the subject position can carry the edit
+    prompts = ["The mother tongue of {}", "Speaks: {}", "Born in a country that speaks, {}"]
+    return [
+        EditRequest(case_id=offset + i, subject=SUBJECTS[i % len(SUBJECTS)], prompt=prompts[(i // len(SUBJECTS)) % 3],
+                    target_new=TARGETS[(i * 3 + 1) % len(TARGETS)], target_true=TARGETS[(i * 3 + 2) % len(TARGETS)])
+        for i in range(n)
+    ]
+
+
+def make_run(constraints=(), overrides=HPARAMS, seed=0, **config):
+    tok = tiny_tokenizer()
+    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=64, d_mlp=256, seed=seed, logit_scale=20)
+    texts = [s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()]
+    cfg = RunConfig(constraints=constraints, overrides=overrides.items(), seed=seed, **config)
+    return EditRun(model=model, tokenizer=tok, config=cfg, key_statistics=MomentsFromText(model, tok, texts))
+
+
+@pytest.mark.parametrize("constraints", [(), ("nullspace",)], ids=["memit", "alphaedit"])
+def test_twenty_edits_raise_every_target_and_undo_exactly(constraints):
+    run = make_run(constraints, overrides=HPARAMS | ({"nullspace.threshold": "1e-3"} if constraints else {}))
+    requests = make_requests(20)
+    before = score_requests(run.model, run.tokenizer, requests)
+    weights = {k: v.clone() for k, v in run.initial_weights.items()}
+    report = run.edit(requests)
+    after = score_requests(run.model, run.tokenizer, requests)
+    assert all(a.new_logprob > b.new_logprob for a, b in zip(after, before))
+    changed = [not torch.equal(run.model.get_submodule(k).weight, w) for k, w in weights.items()]
+    assert all(changed)
+    if constraints:
+        layer = report.layers[run.sites[0].layer]
+        assert 0 < layer["nullspace.dim"] < run.sites[0].d_in
+        assert layer["nullspace.residual_outside"] < 1e-8
+    run.undo_last()
+    for name, w in weights.items():
+        assert torch.equal(run.model.get_submodule(name).weight, w)  # bit-exact
+
+
+class _ProblemSpy:
+    """A constraint that records the problems it sees (registered in-process, like a third-party one)."""
+
+    def __init__(self, hparams):
+        self.seen = []
+
+    @hookimpl
+    def editkit_constrain_update(self, run, site, proposal):
+        self.seen.append(proposal)
+
+
+class _SpyPlugin:
+    @hookimpl
+    def editkit_register_constraints(self, register):
+        import attrs
+
+        @attrs.frozen
+        class NoHParams:
+            pass
+
+        register(ConstraintSpec(name="spy", summary="records proposals", factory=_ProblemSpy, hparams=NoHParams,
+                                invariant="none", linear=True))
+
+
+def test_second_batch_uses_and_grows_cp():
+    tok = tiny_tokenizer()
+    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=64, d_mlp=256, logit_scale=20)
+    texts = [s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()]
+    host = PluginHost(plugins=[("spy", _SpyPlugin())])
+    run = EditRun(model=model, tokenizer=tok, host=host,
+                  config=RunConfig(constraints=("nullspace", "spy"), overrides=HPARAMS.items()),
+                  key_statistics=MomentsFromText(model, tok, texts))
+    spy = run.constraints[1][1]
+    run.edit(make_requests(5))
+    site = run.sites[0]
+    cp1 = run.past_keys[site.module].clone()
+    assert spy.seen[0].past is None  # first batch: no past keys yet
+    run.edit(make_requests(5, offset=5))
+    problems = [p for p in spy.seen if hasattr(p, "keys")]
+    assert problems[-1].past is not None and torch.equal(problems[-1].past, cp1)  # batch 2 sees Cp
+    assert problems[-1].use_past and problems[-1].subspace is not None  # nullspace asked for it
+    cp2 = run.past_keys[site.module]
+    assert float(torch.trace(cp2)) > float(torch.trace(cp1)) > 0
+    run.undo_last()
+    assert torch.allclose(run.past_keys[site.module], cp1, rtol=1e-10, atol=1e-10)
+
+
+def test_non_finite_residual_stops_before_any_weight_is_written():
+    run = make_run()
+    weights = {k: v.clone() for k, v in run.initial_weights.items()}
+    run.editor.targets = lambda run_, batch: (_ for _ in ()).throw(AssertionError)  # not reached
+    nan_targets = type("T", (), {"z": torch.full((2, 64), float("nan"))})()
+    run.editor.targets = lambda run_, batch: nan_targets
+    with pytest.raises(NumericalError, match="layer 1"):
+        run.edit(make_requests(2))
+    for name, w in weights.items():
+        assert torch.equal(run.model.get_submodule(name).weight, w)
