@@ -98,7 +98,9 @@ def split_overrides(overrides: Mapping[str, str], owners: Mapping[str, type]) ->
             valid = sorted({f"{o}.{f.name}" for o, cls in owners.items() for f in attrs.fields(cls)})
             raise UsageError(f"--set {key}: unknown hyperparameter; valid: {', '.join(valid)}")
         if len(holders) > 1:
-            raise UsageError(f"--set {key}: ambiguous, held by {', '.join(holders)}; qualify it, e.g. {holders[0]}.{key}")
+            raise UsageError(
+                f"--set {key}: ambiguous, held by {', '.join(holders)}; qualify it, e.g. {holders[0]}.{key}"
+            )
         by_owner[holders[0]][key] = value
     return by_owner
 

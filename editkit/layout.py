@@ -148,9 +148,7 @@ def _structural(model: torch.nn.Module) -> ModelLayout:
         candidates = []
         for name, module in block.named_modules():
             parts = name.split(".")
-            if not any(p in {"mlp", "feed_forward", "ffn", "fc2", "dense_4h_to_h"} for p in parts) and not name.startswith(
-                ("fc2",)
-            ):
+            if not any(p in {"mlp", "feed_forward", "ffn", "fc2", "dense_4h_to_h"} for p in parts):
                 continue
             dims = _weight_dims(module)
             if dims and dims[0] == d_model and dims[1] > d_model:

@@ -27,7 +27,9 @@ def _template(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(f"{attribute.name}: expected a string, got {value!r}")
     count = value.count("{}")
     if count != 1:
-        raise ValueError(f"{attribute.name}: a template needs exactly one '{{}}' subject slot, found {count} in {value!r}")
+        raise ValueError(
+            f"{attribute.name}: a template needs exactly one '{{}}' subject slot, found {count} in {value!r}"
+        )
 
 
 def _optional_nonblank(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -112,7 +114,8 @@ def request_from_record(record: Any) -> EditRequest:
     if not isinstance(record, Mapping):
         raise ValueError(f"record: expected a JSON object, got {type(record).__name__}")
     values = {}
-    for path in ("case_id", "requested_rewrite.prompt", "requested_rewrite.subject", "requested_rewrite.target_new.str"):
+    required = ("case_id", "requested_rewrite.prompt", "requested_rewrite.subject", "requested_rewrite.target_new.str")
+    for path in required:
         try:
             values[path] = _field(record, path)
         except KeyError:

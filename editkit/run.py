@@ -71,7 +71,9 @@ class _KernelStages:
         previous = parameter.detach().clone()
         update = delta.T if site.transposed else delta  # storage layout
         if tuple(update.shape) != tuple(parameter.shape):
-            raise EditkitError(f"layer {site.layer}: update shape {tuple(update.shape)} != weight {tuple(parameter.shape)}")
+            raise EditkitError(
+                f"layer {site.layer}: update shape {tuple(update.shape)} != weight {tuple(parameter.shape)}"
+            )
         with torch.no_grad():
             parameter.add_(update.to(device=parameter.device, dtype=parameter.dtype))
         return UndoRecord(site=site, parameter=parameter, previous=previous)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import torch
 
@@ -97,7 +97,5 @@ def edit_output(
 
 def run_until_stopped(forward: Callable[[], object]) -> None:
     """Call ``forward()``; a :class:`StopForward` raised by a hook ends it normally."""
-    try:
+    with suppress(StopForward):
         forward()
-    except StopForward:
-        pass

@@ -34,8 +34,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--constrain-mode", choices=("inline", "posthoc"), default="inline",
                    help="where delta-transforming constraints act (default inline)")
     p.add_argument("--stats-dir", type=Path, help="key statistics store (C0); computed there when missing")
-    p.add_argument("--corpus", help="text corpus for key statistics: FILE.txt, FILE.jsonl[:field], hf:NAME[:CONFIG[:SPLIT]], "
-                   "or a registered dataset name (default: the dataset's own corpus)")
+    p.add_argument("--corpus", help="text corpus for key statistics: FILE.txt, FILE.jsonl[:field], "
+                   "hf:NAME[:CONFIG[:SPLIT]], or a registered dataset name (default: the dataset's own corpus)")
     p.add_argument("--stats-max-tokens", type=int, default=200_000, help="tokens of corpus for C0 (default 200000)")
     p.add_argument("--stats-max-length", type=int, help="max tokens per corpus text (default: the model's context)")
     p.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory (default runs/latest)")

@@ -53,8 +53,6 @@ def collect_keys(
     per_prompt = hidden[rows, cols].float()  # [u * n_templates, d_in]
     n_t = len(templates)
     per_prompt = per_prompt.view(len(requests), n_t, -1)
-    if n_t == 1:
-        keys = per_prompt[:, 0]
-    else:
-        keys = 0.5 * per_prompt[:, 0] + 0.5 * per_prompt[:, 1:].mean(dim=1)  # [u, d_in]
+    bare = per_prompt[:, 0]  # [u, d_in]
+    keys = bare if n_t == 1 else 0.5 * bare + 0.5 * per_prompt[:, 1:].mean(dim=1)  # [u, d_in]
     return keys.T.contiguous().cpu()

@@ -78,7 +78,9 @@ def _build_prompts(
             tok = tokenize(tokenizer, full)
             first = first_token_from(tokenizer, full, len(prompt_text), tok)
             if first >= len(tok.ids) or first == 0:
-                raise ValueError(f"case {request.case_id}: target {request.target_new!r} produced no tokens after the prompt")
+                raise ValueError(
+                    f"case {request.case_id}: target {request.target_new!r} produced no tokens after the prompt"
+                )
             row = len(ids)
             ids.append(list(tok.ids[:-1]))  # teacher forcing: the last target token is only predicted
             for t in range(first, len(tok.ids)):
@@ -182,7 +184,10 @@ def _optimise_group(
         seen: dict[str, torch.Tensor] = {}
 
         def add_delta(
-            h: torch.Tensor, seen: dict = seen, lookup: torch.Tensor = lookup, shift_rows: torch.Tensor = req_idx[row_req_local]
+            h: torch.Tensor,
+            seen: dict = seen,
+            lookup: torch.Tensor = lookup,
+            shift_rows: torch.Tensor = req_idx[row_req_local],
         ) -> torch.Tensor:  # h [n, T, d_model]
             seen["h"] = h
             shift = torch.zeros_like(h).index_put(
@@ -204,7 +209,8 @@ def _optimise_group(
         per_row = torch.zeros(len(rows), device=device, dtype=dtype).index_add(0, tok_rows, tok_nll)
         per_row = per_row / torch.bincount(tok_rows, minlength=len(rows)).clamp(min=1)
         rewrite = ~prompts.is_kl[rows]
-        nll = torch.zeros(len(req_idx), device=device, dtype=dtype).index_add(0, row_req_local[rewrite], per_row[rewrite])
+        nll = torch.zeros(len(req_idx), device=device, dtype=dtype)
+        nll = nll.index_add(0, row_req_local[rewrite], per_row[rewrite])
         nll = nll / n_rewrite[req_idx]
 
         kl_rows = prompts.is_kl[rows].nonzero().flatten()
@@ -221,7 +227,8 @@ def _optimise_group(
         loss = nll + s.kl_factor * kl + decay  # [a]
 
         loss_values = loss.detach().cpu().tolist()
-        finished = torch.tensor([v < s.early_stop_loss or it == s.steps - 1 for v in loss_values], device=device)
+        last = it == s.steps - 1
+        finished = torch.tensor([v < s.early_stop_loss or last for v in loss_values], device=device)
         for i, r in enumerate(req_idx.tolist()):
             final_loss[r] = loss_values[i]
             steps_taken[r] = it

@@ -9,7 +9,6 @@ update is projected, ``Δ ↦ Δ P``.
 from __future__ import annotations
 
 from editkit import ConstraintSpec, hookimpl
-
 from editkit_nullspace.hparams import NullspaceHParams
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from editkit import hookimpl
 from editkit.updates import DeltaProposal, SolveProblem, Subspace
 from editkit_nullspace.hparams import NullspaceHParams

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from editkit_memit.keys import collect_keys
 
 from editkit.requests import EditRequest
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 from editkit.tokens import last_token_before, tokenize
 from editkit.tracing import capture_inputs
-from editkit_memit.keys import collect_keys
 
 TEMPLATES = ("{}", "The quick brown fox. {}", "Because I. {}")
 REQUESTS = [

@@ -6,12 +6,12 @@ Tolerances: relative Frobenius error < 1e-6 (float64 throughout).
 from __future__ import annotations
 
 import torch
+from editkit_memit.solve import solve_update
+from editkit_nullspace.projector import null_space
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from editkit.updates import Subspace
-from editkit_memit.solve import solve_update
-from editkit_nullspace.projector import null_space
 
 D_IN, D_OUT, U = 24, 8, 5
 
@@ -31,7 +31,9 @@ def random_problem(seed: int = 0):
     k1 = torch.randn(D_IN, U, generator=g, dtype=torch.float64)
     r = torch.randn(D_OUT, U, generator=g, dtype=torch.float64)
     kp = torch.randn(D_IN, 7, generator=g, dtype=torch.float64)
-    evals = torch.cat([torch.full((10,), 1e-4, dtype=torch.float64), torch.linspace(0.5, 3.0, D_IN - 10, dtype=torch.float64)])
+    evals = torch.cat([
+        torch.full((10,), 1e-4, dtype=torch.float64), torch.linspace(0.5, 3.0, D_IN - 10, dtype=torch.float64)
+    ])
     c0, q = spd_with_spectrum(evals, seed)
     return k1, r, kp @ kp.T, c0, q, evals
 

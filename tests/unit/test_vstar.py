@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from editkit_memit.targets import VStarSettings, optimise_targets
 
 from editkit.requests import EditRequest
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 from editkit.tokens import first_token_from, last_token_before, tokenize
-from editkit_memit.targets import VStarSettings, optimise_targets
 
 SETTINGS = VStarSettings(lr=0.5, steps=12, weight_decay=0.5, clamp_norm=0.75, kl_factor=0.0625, early_stop_loss=5e-2)
 TEMPLATES = ("{}", "The quick brown fox. {}", "Because I. {}")
@@ -84,7 +84,8 @@ def reference_z(model, tok, request, block, settings):
                 kl_init = kl_logp.detach()
             kl = (kl_logp.exp() * (kl_logp - kl_init)).sum()
             h_init = state["h_init"]
-            loss = torch.stack(nlls).mean() + settings.kl_factor * kl + settings.weight_decay * delta.norm() / h_init.norm() ** 2
+            decay = settings.weight_decay * delta.norm() / h_init.norm() ** 2
+            loss = torch.stack(nlls).mean() + settings.kl_factor * kl + decay
             if loss.item() < settings.early_stop_loss or it == settings.steps - 1:
                 break
             opt.zero_grad()

@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - create .venv, install editkit (CPU torch), edit the built-in demo world
+#   make test   - create .venv, install editkit with dev extras, run ruff and the test suite
+# TORCH_SPEC pins the CPU build that this machine serves from its local wheel cache; elsewhere
+# add PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu to get a CPU build.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?= -m "not slow"
+
+.PHONY: setup demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/editkit run --editor memit --constraint nullspace
+
+test: setup
+	$(VENV)/bin/ruff check editkit plugins tests benchmarks
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/bench_vstar.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
