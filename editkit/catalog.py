@@ -94,7 +94,9 @@ class DatasetSpec:
     ``load(**options)`` returns CounterFact-style request records (``--dataset NAME``);
     ``corpus(**options)`` returns an iterable of texts for key statistics (``--corpus NAME``);
     ``model()`` (optional) returns the path of a ``save_pretrained`` model that knows the
-    dataset's facts (the built-in demo world ships one). At least one of load/corpus is given.
+    dataset's facts (the built-in demo world ships one); ``extras()`` (optional) returns evaluation
+    inputs by name (``fact_probes``, ``reference_texts``; see :class:`editkit.evaluation.EvalContext`).
+    At least one of load/corpus is given.
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -102,11 +104,12 @@ class DatasetSpec:
     load: Callable[..., Any] | None = attrs.field(default=None)
     corpus: Callable[..., Any] | None = attrs.field(default=None)
     model: Callable[[], Any] | None = attrs.field(default=None)
+    extras: Callable[[], Any] | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.load is None and self.corpus is None:
             raise ValueError(f"DatasetSpec {self.name!r}: give load (requests) or corpus (texts), or both")
-        for field in ("load", "corpus", "model"):
+        for field in ("load", "corpus", "model", "extras"):
             value = getattr(self, field)
             if value is not None and not callable(value):
                 raise TypeError(f"DatasetSpec.{field} must be callable, got {value!r}")

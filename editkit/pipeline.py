@@ -8,7 +8,7 @@ module's own storage layout), both atomically.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 
 from editkit.atomic import write_json_atomic, write_safetensors_atomic
 from editkit.config import RunConfig
+from editkit.evaluation import EvalContext, run_metrics
 from editkit.manifest import manifest, model_identity
 from editkit.progress import Progress
 from editkit.requests import EditRequest, batched
@@ -53,6 +54,22 @@ def score_requests(model: Any, tokenizer: Any, requests: Sequence[EditRequest], 
     ]
 
 
+def evaluate(
+    *,
+    model: Any,
+    tokenizer: Any,
+    requests: Sequence[EditRequest],
+    metrics: Mapping[str, Any],
+    names: Sequence[str],
+    extras: Mapping[str, Any],
+    config: RunConfig,
+) -> dict[str, float]:
+    """The named metrics on ``requests`` (sampling seeded by the run's seed)."""
+    context = EvalContext(model=model, tokenizer=tokenizer, records=[r.to_record() for r in requests],
+                          extras=extras, device=config.device, seed=config.seed)
+    return {k: round(v, 4) for k, v in run_metrics(metrics, names, context).items()}
+
+
 def execute(
     *,
     model: Any,
@@ -64,21 +81,51 @@ def execute(
     key_statistics: Any = None,
     progress: Progress | None = None,
     extra_manifest: dict[str, Any] | None = None,
+    metrics: Sequence[str] = (),
+    eval_extras: Mapping[str, Any] | None = None,
+    eval_every: int = 0,
 ) -> dict[str, Any]:
-    """Edit ``requests`` in batches of ``config.batch_size`` on ``model`` and write the results."""
+    """Edit ``requests`` sequentially in batches of ``config.batch_size`` on one model (never
+    restored), evaluate before and after (and every ``eval_every`` batches on the requests edited
+    so far), and write the results."""
     torch.manual_seed(config.seed)
     run = EditRun(model=model, tokenizer=tokenizer, config=config, key_statistics=key_statistics,
                   progress=progress, model_id=model_id)
     device = run.device
+    catalog = run.catalog.entries["metrics"]
+    for name in metrics:
+        run.catalog.get("metrics", name)
+    extras = dict(eval_extras or {})
+
+    def measure(subset: Sequence[EditRequest]) -> dict[str, float]:
+        return evaluate(model=model, tokenizer=tokenizer, requests=subset, metrics=catalog, names=metrics,
+                        extras=extras, config=config)
+
+    eval_task = run.progress.task("evaluate (pre)", None)
     before = score_requests(model, tokenizer, requests, device)
+    pre_metrics = measure(requests) if metrics else {}
+    run.progress.finish(eval_task)
     batches = list(batched(list(requests), config.batch_size))
     task = run.progress.task("edit batches", len(batches))
+    curve: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for chunk in batches:
+    eval_seconds = 0.0
+    done = 0
+    for number, chunk in enumerate(batches, start=1):
         run.edit(chunk)
+        done += len(chunk)
         task.advance(1)
-    edit_seconds = time.perf_counter() - started
+        if metrics and eval_every and number % eval_every == 0 and number < len(batches):
+            t = time.perf_counter()
+            curve.append({"batches": number, "edits": done, **measure(requests[:done])})
+            eval_seconds += time.perf_counter() - t
+    edit_seconds = time.perf_counter() - started - eval_seconds
+    eval_task = run.progress.task("evaluate (post)", None)
     after = score_requests(model, tokenizer, requests, device)
+    post_metrics = measure(requests) if metrics else {}
+    run.progress.finish(eval_task)
+    if metrics and eval_every:
+        curve.append({"batches": len(batches), "edits": done, **post_metrics})
 
     per_request = [
         {
@@ -101,6 +148,8 @@ def execute(
             "efficacy_post": sum(a.success for a in after) / n,
             "target_logprob_rose": sum(a.new_logprob > b.new_logprob for a, b in zip(after, before)) / n,
         },
+        "metrics": {"pre": pre_metrics, "post": post_metrics},
+        "curve": curve,
         "run": run.describe(),
         "batches": [r.to_json() for r in run.reports],
         "requests": per_request,

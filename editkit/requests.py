@@ -65,6 +65,7 @@ class EditRequest:
     paraphrase_prompts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_str_tuple)
     neighborhood_prompts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_str_tuple)
     generation_prompts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_str_tuple)
+    record: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)  # the source record
 
     def __attrs_post_init__(self) -> None:
         if self.subject.strip() != self.subject:
@@ -78,7 +79,9 @@ class EditRequest:
         return self.prompt.replace("{}", self.subject)
 
     def to_record(self) -> dict[str, Any]:
-        """The CounterFact record form (inverse of :func:`request_from_record`)."""
+        """The source record if there is one, else the CounterFact record form."""
+        if self.record is not None:
+            return dict(self.record)
         rewrite: dict[str, Any] = {
             "prompt": self.prompt,
             "subject": self.subject,
@@ -137,6 +140,7 @@ def request_from_record(record: Any) -> EditRequest:
             paraphrase_prompts=record.get("paraphrase_prompts", ()),
             neighborhood_prompts=record.get("neighborhood_prompts", ()),
             generation_prompts=record.get("generation_prompts", ()),
+            record=record,
         )
     except (ValueError, TypeError) as exc:
         msg = str(exc)

@@ -38,6 +38,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    "hf:NAME[:CONFIG[:SPLIT]], or a registered dataset name (default: the dataset's own corpus)")
     p.add_argument("--stats-max-tokens", type=int, default=200_000, help="tokens of corpus for C0 (default 200000)")
     p.add_argument("--stats-max-length", type=int, help="max tokens per corpus text (default: the model's context)")
+    p.add_argument("--metrics", help="comma list of metrics (default: counterfact,fluency,retention for datasets, "
+                   "counterfact for --requests; 'none' for no evaluation); see `editkit plugins`")
+    p.add_argument("--eval-every", type=int, default=0, metavar="K",
+                   help="also evaluate the requests edited so far every K batches (a curve in result.json)")
     p.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory (default runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -102,6 +106,18 @@ def main(args: argparse.Namespace) -> int:
         model_id = str(dataset.model())
     model, tokenizer = load_model(model_id, device=args.device)
 
+    if args.metrics is None:
+        metric_names = ["counterfact", "fluency", "retention"] if dataset is not None else ["counterfact"]
+    elif args.metrics.strip().lower() == "none":
+        metric_names = []
+    else:
+        metric_names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    for name in metric_names:
+        host.catalog.get("metrics", name)
+    if args.eval_every < 0:
+        raise UsageError("--eval-every must be >= 0")
+    extras = dataset.extras() if dataset is not None and dataset.extras is not None else {}
+
     corpus = args.corpus or (dataset.name if dataset is not None and dataset.corpus is not None else None)
     with rich_progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         key_statistics = None
@@ -119,7 +135,9 @@ def main(args: argparse.Namespace) -> int:
         result = execute(
             model=model, tokenizer=tokenizer, requests=requests, config=config, out_dir=args.out,
             model_id=model_id, key_statistics=key_statistics, progress=progress,
+            metrics=metric_names, eval_extras=extras, eval_every=args.eval_every,
         )
+    print_table(result)
     summary = result["summary"]
     print(
         f"edited {summary['requests']} requests in {summary['batches']} batch(es), {summary['edit_seconds']:.1f} s; "
@@ -127,3 +145,21 @@ def main(args: argparse.Namespace) -> int:
         f"and {args.out}/deltas.safetensors"
     )
     return 0
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """A compact pre/post table of the metrics on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    pre, post = result["metrics"]["pre"], result["metrics"]["post"]
+    if not post:
+        return
+    table = Table(title=f"{result['run']['editor']} + {', '.join(result['run']['constraints']) or 'no constraint'}: "
+                  f"{result['summary']['requests']} edits")
+    table.add_column("metric")
+    table.add_column("pre", justify="right")
+    table.add_column("post", justify="right")
+    for key in post:
+        table.add_row(key, f"{pre.get(key, float('nan')):.2f}", f"{post[key]:.2f}")
+    Console().print(table)

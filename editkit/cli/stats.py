@@ -64,7 +64,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, help="stop after exactly N tokens")
     p.add_argument("--max-length", type=int, help="truncate each document to N tokens (default: model context)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="accumulation dtype")
-    p.add_argument("--batch-tokens", type=int, help="padded tokens per forward batch (default max(3 × max length, 8192))")
+    p.add_argument("--batch-tokens", type=int,
+                   help="padded tokens per forward batch (default max(3 × max length, 8192))")
     p.add_argument("--stats-dir", type=Path, default=None,
                    help=f"statistics store (default $EDITKIT_STATS_DIR or {DEFAULT_STATS_DIR})")
     p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",

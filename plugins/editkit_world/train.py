@@ -17,6 +17,7 @@ a gradient can move, not at ~1e-11.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import random
@@ -39,6 +40,8 @@ from editkit_world.world import World
 __all__ = ["REPORT_FILE", "BuildReport", "EpochStats", "build_world_model"]
 
 REPORT_FILE = "build_report.json"
+
+logger = logging.getLogger(__name__)
 
 
 @attrs.frozen(kw_only=True)
@@ -193,6 +196,7 @@ def build_world_model(out_dir: str | Path, *, seed: int | None = None, progress:
             history.append(EpochStats(epoch=epoch, loss=sum(losses) / len(losses), sampled_recall=recall,
                                       elapsed_s=elapsed, lr=lr))
             bar.update(task, info=f"epoch {epoch} loss {history[-1].loss:.3f} recall {recall:.3f}")
+            logger.info("%s", history[-1])
             if recall >= t.stop_recall:
                 reached = True
                 break

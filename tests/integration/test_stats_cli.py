@@ -16,7 +16,7 @@ import torch
 from test_keystats import build_tiny_model, load, rel_error, synthetic_texts, write_jsonl
 
 from editkit.keystats import CorpusSpec, KeyStatistics
-from editkit.keystats.store import StatsStore
+from editkit.keystats.store import StatsStore, slug
 from editkit.layout import resolve_layout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +30,15 @@ def env() -> dict[str, str]:
 def stats_cmd(model_dir: Path, corpus: Path, stats_dir: Path, *extra: str) -> list[str]:
     return ["-m", "editkit", "stats", "--model", str(model_dir), "--corpus", str(corpus),
             "--stats-dir", str(stats_dir), "--no-progress", *extra]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: intra-op threads only add barrier latency."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +62,7 @@ def test_sigkill_mid_collection_then_resume_equals_uninterrupted(model_dir, tmp_
     args = stats_cmd(model_dir, corpus, stats_dir, "--layers", "1,3", "--max-length", "32", "--batch-tokens", "64",
                      "--checkpoint-every", "0")
     proc = subprocess.Popen([sys.executable, *args], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    partial = stats_dir / str(model_dir).replace("/", "--").strip("-._") / ".partial"
+    partial = stats_dir / slug(str(model_dir)) / ".partial"
     deadline = time.monotonic() + 120
     try:
         while not any(partial.glob("*.safetensors")):
@@ -63,7 +72,7 @@ def test_sigkill_mid_collection_then_resume_equals_uninterrupted(model_dir, tmp_
         time.sleep(0.2)  # a few more checkpoints
         proc.send_signal(signal.SIGKILL)
     finally:
-        out, err = proc.communicate()
+        _, err = proc.communicate()
     assert proc.returncode == -signal.SIGKILL, f"finished before the kill:\n{err.decode()}"
 
     model, tokenizer = load(model_dir)
