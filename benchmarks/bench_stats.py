@@ -41,7 +41,8 @@ def corpus_texts(n: int) -> tuple[list[str], str]:
         with SHARED_WIKI.open(encoding="utf-8") as fh:
             return [json.loads(line)["text"] for _, line in zip(range(n), fh)], "wikipedia leads"
     rng = random.Random(0)
-    words = "the of and a in to was is for on as by with he at from his that it an were are which".split()
+    words = ("the", "of", "and", "a", "in", "to", "was", "is", "for", "on", "as", "by", "with", "he", "at",
+             "from", "his", "that", "it", "an", "were", "are", "which")
     return [" ".join(rng.choice(words) for _ in range(rng.randint(50, 400))) for _ in range(n)], "synthetic"
 
 

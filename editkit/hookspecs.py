@@ -25,7 +25,14 @@ site in this order::
             for c in constraints (user order):                       # may transform Δ
                 delta = editkit_constrain_update(run, site, DeltaProposal(delta)) or delta
             undo     = editkit_apply(run, site, delta)
-        editkit_batch_end(run, batch)                                # sequential state (Cp)
+        for site, for c in constraints:                              # on Δ_n = W_n − W0 (PRUNE)
+            editkit_constrain_update(run, site, AccumulatedProposal(Δ_n, stage="batch"))
+        for site, for c in constraints:
+            editkit_measure_update(run, site, written Δ)             # invariants, measured
+        Cp += K1 K1ᵀ (keys recomputed on the edited model)
+        editkit_batch_end(run, batch)                                # other sequential state
+    for site, for c in constraints:                                  # run.finish()
+        editkit_constrain_update(run, site, AccumulatedProposal(Δ_n, stage="final"))
 
 Orientation: every matrix handed through these hooks is in *math layout*, ``v = W k`` with
 ``W`` of shape ``[d_out, d_in]`` (``d_out`` = d_model, ``d_in`` = d_mlp), whatever the storage
@@ -44,9 +51,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
     from editkit.run import Batch, EditRun
     from editkit.sites import Site
-    from editkit.updates import DeltaProposal, SolveProblem, UndoRecord
+    from editkit.updates import AccumulatedProposal, DeltaProposal, SolveProblem, UndoRecord
 
-    Proposal = SolveProblem | DeltaProposal
+    Proposal = SolveProblem | DeltaProposal | AccumulatedProposal
 
 
 # --------------------------------------------------------------------------- catalog hooks
@@ -169,11 +176,31 @@ def editkit_constrain_update(run: EditRun, site: Site, proposal: Proposal) -> Pr
       inside a row subspace (AlphaEdit's null space) or change its preservation terms.
     * :class:`~editkit.updates.DeltaProposal` (after the solve, ``Δ`` ``[d_out, d_in]``): the
       constraint may return ``proposal.with_delta(T(Δ))`` (projection, mask, spectral map).
+      With ``constrain_mode="inline"`` this happens before the site is written (later sites
+      compensate); with ``"posthoc"`` after all sites of the batch were written unconstrained.
+    * :class:`~editkit.updates.AccumulatedProposal` (after each batch, ``stage="batch"``, and at the
+      end of the run, ``stage="final"``): ``Δ_n = W_n − W0``; returning ``with_delta(F(Δ_n))``
+      makes the kernel write ``W0 + F(Δ_n)`` (PRUNE).
 
     :returns: the new proposal (same kind as received), or None to leave it unchanged.
 
     Calling convention: called per constraint; each call returns one proposal or None.
     Implemented by: constraints.
+    """
+
+
+@hookspec
+def editkit_measure_update(run: EditRun, site: Site, delta: torch.Tensor) -> dict[str, Any] | None:
+    """Measure this constraint's invariant on the update actually written at ``site``.
+
+    Called once per constraint (alone, like ``editkit_constrain_update``) after a batch's
+    updates are written, with ``Δ`` ``[d_out, d_in]`` = what this batch added to the weight.
+
+    :returns: ``{"invariant": str, "value": float, "holds": bool}`` (more keys allowed) or None.
+        The kernel records it per layer and batch in ``result.json`` and warns once when a
+        constraint's invariant does not hold on the written update (a later constraint broke it).
+
+    Calling convention: called per constraint. Implemented by: constraints.
     """
 
 
@@ -221,6 +248,7 @@ STAGE_HOOKS = (
     "editkit_constrain_update",
     "editkit_solve",
     "editkit_apply",
+    "editkit_measure_update",
     "editkit_batch_end",
 )
 CATALOG_HOOKS = (

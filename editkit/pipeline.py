@@ -113,6 +113,8 @@ def execute(
     done = 0
     for number, chunk in enumerate(batches, start=1):
         run.edit(chunk)
+        if number == len(batches):
+            run.finish()
         done += len(chunk)
         task.advance(1)
         if metrics and eval_every and number % eval_every == 0 and number < len(batches):

@@ -9,6 +9,7 @@ or on the run.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,11 @@ from editkit.plugins import PluginHost
 from editkit.progress import NullProgress, Progress
 from editkit.requests import EditRequest
 from editkit.sites import Site
-from editkit.updates import DeltaProposal, SolveProblem, UndoRecord
+from editkit.updates import AccumulatedProposal, DeltaProposal, SolveProblem, UndoRecord
+
+
+class ConstraintWarning(UserWarning):
+    """A constraint's invariant does not hold on the update actually written."""
 
 
 @attrs.frozen(kw_only=True)
@@ -153,13 +158,9 @@ class EditRun:
             plugin = spec.factory(self.hparams[spec.name])
             self.pm.register(plugin, name=f"constraint:{spec.name}")
             self.constraints.append((spec, plugin))
-        self._constraint_callers = [
-            self.pm.subset_hook_caller(
-                "editkit_constrain_update",
-                remove_plugins=[p for _, p in self.pm.list_name_plugin() if p is not plugin],
-            )
-            for _, plugin in self.constraints
-        ]
+        self._constraint_callers = [self._only(plugin, "editkit_constrain_update") for _, plugin in self.constraints]
+        self._measure_callers = [self._only(plugin, "editkit_measure_update") for _, plugin in self.constraints]
+        self._warned: set[str] = set()
 
         self.generator = torch.Generator().manual_seed(config.seed)
         self.state: dict[str, Any] = {}
@@ -177,6 +178,11 @@ class EditRun:
         self.reports: list[BatchReport] = []
         self.undo_log: list[list[UndoRecord]] = []
         self._current: BatchReport | None = None
+
+    def _only(self, plugin: object, hook_name: str) -> Any:
+        """A caller of ``hook_name`` that reaches ``plugin`` alone."""
+        others = [p for _, p in self.pm.list_name_plugin() if p is not plugin]
+        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
 
     # ------------------------------------------------------------------ helpers for plugins
 
@@ -260,6 +266,11 @@ class EditRun:
                     self._check(site, "constrained update", final.delta, (site.d_out, site.d_in))
                     undo.append(hook.editkit_apply(run=self, site=site, delta=final.delta))
                 self._timed(report, "posthoc", t)
+            if self.constraints:
+                t = time.perf_counter()
+                undo.extend(self._constrain_accumulated("batch"))
+                self._measure(batch_start={r.site.module: r.previous for r in reversed(undo)})
+                self._timed(report, "constraints", t)
             t = time.perf_counter()
             past = self._grown_past_keys(batch)
             self._timed(report, "update_cp", t)
@@ -279,6 +290,52 @@ class EditRun:
         self.undo_log.append(undo)
         self._current = None
         return report
+
+    def _constrain_accumulated(self, stage: str) -> list[UndoRecord]:
+        """Offer ``Δ_n = W_n − W0`` to the constraints; write ``W0 + F(Δ_n)`` where one changed it."""
+        records = []
+        for site in self.sites:
+            w0 = self.initial_weights[site.module]
+            w0 = (w0.T if site.transposed else w0).double()  # [d_out, d_in]
+            current = self.weight(site).detach().double()
+            proposal = AccumulatedProposal(site=site, delta=current - w0, initial=w0, stage=stage)
+            final = self._constrain(site, proposal)
+            if final is not proposal:
+                self._check(site, "accumulated update", final.delta, (site.d_out, site.d_in))
+                records.append(self.pm.hook.editkit_apply(run=self, site=site, delta=(w0 + final.delta) - current))
+        return records
+
+    def _measure(self, batch_start: dict[str, torch.Tensor]) -> None:
+        """Each constraint measures its invariant on what this batch wrote; warn once if broken."""
+        for site in self.sites:
+            before = batch_start.get(site.module)
+            if before is None:
+                continue
+            written = self.model.get_submodule(site.module).weight.detach().double() - before.double()
+            written = written.T if site.transposed else written  # [d_out, d_in]
+            for (spec, _), caller in zip(self.constraints, self._measure_callers):
+                for figures in caller(run=self, site=site, delta=written):
+                    if not figures:
+                        continue
+                    self.note(site, f"{spec.name}.invariant", figures)
+                    if not figures.get("holds", True) and spec.name not in self._warned:
+                        self._warned.add(spec.name)
+                        later = [c.name for c in self.constraint_specs[self.constraint_specs.index(spec) + 1 :]]
+                        warnings.warn(
+                            f"constraint {spec.name!r}: its invariant ({spec.invariant}) does not hold on the "
+                            f"update written at layer {site.layer} ({figures.get('invariant')} = "
+                            f"{figures.get('value'):.3g})" + (f"; a later constraint changed it: {', '.join(later)}"
+                                                             if later else ""),
+                            ConstraintWarning,
+                            stacklevel=2,
+                        )
+
+    def finish(self) -> None:
+        """End of the run: offer the accumulated updates to the constraints (``stage="final"``)."""
+        if not self.constraints or not self.undo_log:
+            return
+        records = self._constrain_accumulated("final")
+        self.undo_log[-1].extend(records)
 
     def _grown_past_keys(self, batch: EditBatch) -> dict[str, torch.Tensor]:
         """``Cp + K1 K1ᵀ`` per site, with K1 recomputed on the edited model (methods.md §4, §11.2g)."""

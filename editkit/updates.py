@@ -110,6 +110,26 @@ class DeltaProposal:
         return attrs.evolve(self, delta=delta, notes=notes)
 
 
+@attrs.frozen(kw_only=True)
+class AccumulatedProposal:
+    """The accumulated perturbation of a site, ``Δ_n = W_n − W0`` ``[d_out, d_in]`` (math layout).
+
+    Sent after every batch (``stage="batch"``) and once when the run finishes (``stage="final"``)
+    to constraints that act on the whole edit history (PRUNE). A constraint returning
+    ``with_delta(F(Δ_n))`` makes the kernel write ``W0 + F(Δ_n)``. ``initial`` is ``W0``.
+    """
+
+    site: Site
+    delta: torch.Tensor = attrs.field(eq=False, repr=False)
+    initial: torch.Tensor = attrs.field(eq=False, repr=False)
+    stage: Literal["batch", "final"] = attrs.field(validator=attrs.validators.in_(("batch", "final")))
+
+    def with_delta(self, delta: torch.Tensor) -> AccumulatedProposal:
+        if delta.shape != self.delta.shape:
+            raise ValueError(f"a constraint changed Δ_n's shape from {tuple(self.delta.shape)} to {tuple(delta.shape)}")
+        return attrs.evolve(self, delta=delta)
+
+
 @attrs.define(kw_only=True)
 class UndoRecord:
     """Restores one weight bit-exactly: keeps the exact previous storage values."""

@@ -62,7 +62,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    f"default {HF_DEFAULT_SAMPLES} for hf: corpora when --max-tokens is not given, else all")
     p.add_argument("--seed", type=int, help="shuffle the documents with this seed first (default: corpus order)")
     p.add_argument("--max-tokens", type=int, help="stop after exactly N tokens")
-    p.add_argument("--max-length", type=int, help="truncate each document to N tokens (default: model context)")
+    p.add_argument("--max-length", type=int,
+                   help="truncate each document to N tokens (default: model context, at most 4096)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="accumulation dtype")
     p.add_argument("--batch-tokens", type=int,
                    help="padded tokens per forward batch (default max(3 × max length, 8192))")
@@ -98,7 +99,8 @@ def _load_model(name: str, device: Any) -> tuple[Any, Any]:
 def main(args: argparse.Namespace) -> int:
     from editkit.keystats.distributed import DistContext, shutdown
 
-    dist, owned = DistContext.init_from_env()
+    backend = "gloo" if args.device and args.device.startswith("cpu") else None
+    dist, owned = DistContext.init_from_env(backend)
     try:
         if args.show and not args.model:
             return _show_store(args)
@@ -138,6 +140,8 @@ def _collect(args: argparse.Namespace, dist: Any) -> int:
     host = PluginHost()
     corpus.check(host)  # unreadable / empty / missing text field: exit 2 before loading anything
     device = torch.device(args.device) if args.device else dist.device()
+    if dist.active and device.type == "cuda" and device.index is None:
+        device = dist.device()  # one GPU per rank
     model, tokenizer = _load_model(args.model, device)
     layout = resolve_layout(model, host.catalog.entries["architectures"])
     sites = [layout.site(layer) for layer in layers]

@@ -71,7 +71,8 @@ class CollectionPlan:
     panels: int = PANELS
 
     def layout(self) -> dict[str, Any]:
-        return {"panels": self.panels, "chunk_tokens": self.chunk_tokens, "max_length": self.max_length}
+        """How partial sums are laid out: a checkpoint resumes only under the same layout."""
+        return {"panels": self.panels}
 
 
 @attrs.frozen(kw_only=True)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHUNK_BATCHES = 8
 MIN_BATCH_TOKENS = 8192
+DEFAULT_MAX_LENGTH_CAP = 4096  # long-context models: truncate documents here unless told otherwise
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -78,7 +79,7 @@ class KeyStatistics:
     :param layout: the model's :class:`~editkit.layout.ModelLayout` (sites come from it).
     :param corpus: which texts (:class:`~editkit.keystats.corpus.CorpusSpec`).
     :param stats_dir: the store's root; None keeps everything in memory.
-    :param max_length: truncation length per document (default: the model's context).
+    :param max_length: truncation length per document (default: the model's context, at most 4096).
     :param max_tokens: token budget (default: every selected document).
     :param dtype: accumulation dtype, ``torch.float32`` (default) or ``torch.float64``.
     :param model_id: the model's name in identities and in the store's folder names.
@@ -117,7 +118,7 @@ class KeyStatistics:
         if max_length is None:
             if context is None:
                 raise UsageError("the model's config names no context length; give max_length")
-            max_length = context
+            max_length = min(context, DEFAULT_MAX_LENGTH_CAP)
         if max_length < 1 or (context is not None and max_length > context):
             raise UsageError(f"max_length must be between 1 and the model's context ({context}), got {max_length}")
         if max_tokens is not None and max_tokens < 1:

@@ -115,6 +115,20 @@ def _atomic_save(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
             os.close(fd)
 
 
+def _sweep_orphans(folder: Path, name: str | None) -> None:
+    """Remove ``.NAME.tmp-PID-*`` files of processes on this host that no longer exist."""
+    pattern = f".{name}.tmp-*" if name else ".*.tmp-*"
+    for tmp in folder.glob(pattern) if folder.is_dir() else ():
+        try:
+            pid = int(tmp.name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
 def _read(path: Path, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """Metadata and tensors of a safetensors file; any parse failure is corruption."""
     try:
@@ -306,5 +320,9 @@ class StatsStore:
                           layout=dict(state.get("layout", {})), path=path)
 
     def remove_checkpoint(self, identities: Sequence[Mapping[str, Any]]) -> None:
+        """Delete the checkpoint, and temp files that killed writers left next to it."""
+        path = self.checkpoint_path(identities)
         with contextlib.suppress(FileNotFoundError):
-            self.checkpoint_path(identities).unlink()
+            path.unlink()
+        _sweep_orphans(path.parent, path.name)
+        _sweep_orphans(path.parent.parent, None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from editkit import hookimpl
 from editkit.updates import DeltaProposal, SolveProblem, Subspace
 from editkit_nullspace.hparams import NullspaceHParams
@@ -40,14 +42,23 @@ class NullspaceStages:
             if self._mode(run) != "solve":
                 return None
             return proposal.restricted(sub, use_background=False, use_past=True, ridge=self.hparams.l2)
-        if isinstance(proposal, DeltaProposal):
-            delta = proposal.delta
-            if self._mode(run) == "project":
-                delta = sub.project_rows(delta)
-            leak = float((delta - sub.project_rows(delta)).norm() / delta.norm().clamp_min(1e-30))
-            run.note(site, "nullspace.residual_outside", leak)  # ‖Δ − ΔP‖ / ‖Δ‖, measured
-            return proposal.with_delta(delta) if self._mode(run) == "project" else None
+        if isinstance(proposal, DeltaProposal) and self._mode(run) == "project":
+            return proposal.with_delta(sub.project_rows(proposal.delta))
         return None
+
+    @hookimpl
+    def editkit_measure_update(self, run: Any, site: Any, delta: torch.Tensor) -> dict[str, Any]:
+        """‖Δ − ΔP‖ / ‖Δ‖ on the update actually written.
+
+        It holds when below what rounding the weights to their storage dtype can cause:
+        ``2·eps·‖W‖/‖Δ‖`` (plus 1e-9), since Δ here is a difference of two stored weights.
+        """
+        sub = self.subspace(run, site)
+        norm = float(delta.norm())
+        value = float((delta - sub.project_rows(delta)).norm()) / norm if norm > 0 else 0.0
+        weight = run.weight(site)
+        tolerance = 1e-9 + (2 * torch.finfo(weight.dtype).eps * float(weight.norm()) / norm if norm > 0 else 0.0)
+        return {"invariant": "|D - DP|/|D|", "value": value, "tolerance": tolerance, "holds": value <= tolerance}
 
 
 __all__ = ["NullspaceStages"]

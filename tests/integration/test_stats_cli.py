@@ -91,6 +91,7 @@ def test_sigkill_mid_collection_then_resume_equals_uninterrupted(model_dir, tmp_
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed at document {checkpoint.position:,}" in resumed.stdout
     assert store.load_checkpoint(identities) is None  # removed once complete
+    assert list(stats_dir.rglob(".*.tmp-*")) == []  # and no temp file of the killed writer is left
 
     expected, counts = in_process(model_dir, corpus, [1, 3], max_length=32, batch_tokens=64)
     for site, identity in zip(sites, identities):
