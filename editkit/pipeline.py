@@ -7,6 +7,7 @@ module's own storage layout), both atomically.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ import torch
 
 from editkit.atomic import write_json_atomic, write_safetensors_atomic
 from editkit.config import RunConfig
+from editkit.errors import InputError, UsageError
+from editkit.journal import Journal, tensor_sha256
 from editkit.evaluation import EvalContext, run_metrics
 from editkit.manifest import manifest, model_identity
 from editkit.progress import Progress
@@ -84,14 +87,32 @@ def execute(
     metrics: Sequence[str] = (),
     eval_extras: Mapping[str, Any] | None = None,
     eval_every: int = 0,
+    invocation: Mapping[str, Any] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Edit ``requests`` sequentially in batches of ``config.batch_size`` on one model (never
     restored), evaluate before and after (and every ``eval_every`` batches on the requests edited
-    so far), and write the results."""
+    so far), and write the results.
+
+    Every batch is journaled in ``out_dir/journal`` (see :mod:`editkit.journal`). With ``resume``
+    the journal's complete batches are replayed exactly and the run continues after them.
+    ``invocation`` (JSON) is stored in the journal so that ``editkit run --resume`` can rebuild it.
+    """
     torch.manual_seed(config.seed)
+    journal = Journal(out_dir)
+    if resume:
+        journal.discard_incomplete()
+        manifest_data = journal.manifest()
+    elif journal.exists():
+        raise UsageError(f"{out_dir} already holds a run journal: continue it with --resume {out_dir}, "
+                         "or choose another --out")
     run = EditRun(model=model, tokenizer=tokenizer, config=config, key_statistics=key_statistics,
                   progress=progress, model_id=model_id)
     device = run.device
+    base_hash = tensor_sha256(run.initial_weights)
+    if resume and manifest_data["base_weights_sha256"] != base_hash:
+        raise InputError(f"{out_dir}: the model's edited weights differ from the journal's base model "
+                         f"({model_id}); refusing to resume on another model")
     catalog = run.catalog.entries["metrics"]
     for name in metrics:
         run.catalog.get("metrics", name)
@@ -101,26 +122,61 @@ def execute(
         return evaluate(model=model, tokenizer=tokenizer, requests=subset, metrics=catalog, names=metrics,
                         extras=extras, config=config)
 
-    eval_task = run.progress.task("evaluate (pre)", None)
-    before = score_requests(model, tokenizer, requests, device)
-    pre_metrics = measure(requests) if metrics else {}
-    run.progress.finish(eval_task)
     batches = list(batched(list(requests), config.batch_size))
-    task = run.progress.task("edit batches", len(batches))
     curve: list[dict[str, Any]] = []
+    if resume:
+        before = [EditScore(**s) for s in manifest_data["pre_scores"]]
+        pre_metrics = manifest_data["pre_metrics"]
+        run.state.update(manifest_data.get("run_state", {}))
+        entries = journal.entries()
+        if len(entries) > len(batches):
+            raise InputError(f"{out_dir}: the journal holds {len(entries)} batches, more than this run has")
+        for entry, chunk in zip(entries, batches):
+            if [str(r["case_id"]) for r in entry.requests] != [r.case_id for r in chunk]:
+                raise InputError(f"{entry.directory}: the journaled requests differ from the run's batch {entry.index}")
+            record = json.loads((entry.directory / "entry.json").read_text())
+            run.replay(entry.deltas(), entry.state(), record.get("report", {}))
+            curve.extend(record.get("curve", []))
+    else:
+        eval_task = run.progress.task("evaluate (pre)", None)
+        before = score_requests(model, tokenizer, requests, device)
+        pre_metrics = measure(requests) if metrics else {}
+        run.progress.finish(eval_task)
+        journal.write_manifest({
+            "invocation": dict(invocation or {}),
+            "config": config.to_json(),
+            "model": model_id,
+            "base_weights_sha256": base_hash,
+            "requests": [r.to_record() for r in requests],
+            "pre_scores": [attrs.asdict(b) for b in before],
+            "pre_metrics": pre_metrics,
+            "run_state": {},
+        })
+    task = run.progress.task("edit batches", len(batches))
+    task.advance(len(run.reports))
     started = time.perf_counter()
     eval_seconds = 0.0
-    done = 0
+    done = sum(len(chunk) for chunk in batches[: len(run.reports)])
     for number, chunk in enumerate(batches, start=1):
-        run.edit(chunk)
+        if number <= len(run.reports):
+            continue  # replayed from the journal
+        report = run.edit(chunk)
         if number == len(batches):
             run.finish()
         done += len(chunk)
-        task.advance(1)
+        point = []
         if metrics and eval_every and number % eval_every == 0 and number < len(batches):
             t = time.perf_counter()
-            curve.append({"batches": number, "edits": done, **measure(requests[:done])})
+            point = [{"batches": number, "edits": done, **measure(requests[:done])}]
+            curve.extend(point)
             eval_seconds += time.perf_counter() - t
+        if number == 1:
+            journal.update_manifest(run_state=dict(run.state))
+        deltas, state = run.batch_artifacts()
+        journal.append(number - 1, [r.to_record() for r in chunk], deltas, state,
+                       extra={"report": report.to_json(), "curve": point,
+                              "weights_sha256_after": tensor_sha256(run.current_weights())})
+        task.advance(1)
     edit_seconds = time.perf_counter() - started - eval_seconds
     eval_task = run.progress.task("evaluate (post)", None)
     after = score_requests(model, tokenizer, requests, device)

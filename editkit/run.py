@@ -330,6 +330,56 @@ class EditRun:
                             stacklevel=2,
                         )
 
+    # ------------------------------------------------------------------ durable state (journal)
+
+    def batch_artifacts(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """What the last batch wrote and the state it leaves, for the journal.
+
+        Returns ``deltas`` (per module, storage layout, float64: exact, so replay and revert are
+        bit-exact) and ``state`` (``keys/<module>``: the batch's keys ``[d_in, u]`` from which Cp is
+        rebuilt; ``rng``: the run generator's state).
+        """
+        if not self.undo_log:
+            raise EditkitError("no batch was edited yet")
+        first_previous: dict[str, torch.Tensor] = {}
+        for record in self.undo_log[-1]:
+            first_previous.setdefault(record.site.module, record.previous)
+        deltas = {
+            module: self.model.get_submodule(module).weight.detach().double().cpu() - previous.double().cpu()
+            for module, previous in first_previous.items()
+        }
+        state = {f"keys/{module}": keys for module, keys in self._batch_keys[-1].items()}
+        state["rng"] = self.generator.get_state()
+        return deltas, state
+
+    def replay(self, deltas: dict[str, torch.Tensor], state: dict[str, torch.Tensor], report: dict[str, Any]) -> None:
+        """Re-apply one journaled batch exactly (weights, Cp, RNG state, report)."""
+        by_module = {s.module: s for s in self.sites}
+        undo: list[UndoRecord] = []
+        for module, delta in deltas.items():
+            if module not in by_module:
+                raise EditkitError(f"journal batch edits {module!r}, which this run does not locate")
+            parameter = self.model.get_submodule(module).weight
+            if tuple(delta.shape) != tuple(parameter.shape):
+                raise EditkitError(f"journal delta for {module} has shape {tuple(delta.shape)}, "
+                                   f"weight has {tuple(parameter.shape)}")
+            previous = parameter.detach().clone()
+            with torch.no_grad():
+                parameter.copy_((previous.double() + delta.to(previous.device)).to(parameter.dtype))
+            undo.append(UndoRecord(site=by_module[module], parameter=parameter, previous=previous))
+        keys = {name.removeprefix("keys/"): t for name, t in state.items() if name.startswith("keys/")}
+        for module, k in keys.items():
+            previous = self.past_keys.get(module)
+            outer = k @ k.T
+            self.past_keys[module] = outer if previous is None else previous + outer
+        self._batch_keys.append(keys)
+        self.generator.set_state(state["rng"])
+        self.undo_log.append(undo)
+        self.reports.append(BatchReport(index=len(self.reports), size=int(report.get("size", 0)),
+                                        seconds=float(report.get("seconds", 0.0)),
+                                        timings=dict(report.get("timings", {})),
+                                        layers={int(k): v for k, v in report.get("layers", {}).items()}))
+
     def finish(self) -> None:
         """End of the run: offer the accumulated updates to the constraints (``stage="final"``)."""
         if not self.constraints or not self.undo_log:
@@ -370,6 +420,10 @@ class EditRun:
             self.reports.pop()
             for module, keys in self._batch_keys.pop().items():
                 self.past_keys[module] = self.past_keys[module] - keys @ keys.T
+
+    def current_weights(self) -> dict[str, torch.Tensor]:
+        """The edited modules' weights now (storage layout, views)."""
+        return {s.module: self.model.get_submodule(s.module).weight.detach() for s in self.sites}
 
     def accumulated_deltas(self) -> dict[str, torch.Tensor]:
         """``W_now − W0`` per edited module, in the module's storage layout (float32)."""

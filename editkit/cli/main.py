@@ -1,7 +1,7 @@
 """``editkit`` command line: argparse, one module per subcommand, torch imported lazily.
 
 Each subcommand module ``editkit.cli.<name>`` defines ``add_parser(subparsers)`` and
-``main(args) -> int``. Only the chosen subcommand's ``main`` runs, so ``editkit --help`` and
+``main(args) -> int``, or ``register(subparsers)`` when it adds several subcommands. Only the chosen subcommand's ``main`` runs, so ``editkit --help`` and
 ``editkit plugins`` never import torch.
 
 Exit codes: 0 success, 2 bad usage or bad input, 1 runtime failure.
@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("run", "plugins", "inspect", "stats", "world")
+SUBCOMMANDS = ("run", "plugins", "inspect", "stats", "world", "edits")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == f"editkit.cli.{name}":
                 continue
             raise
+        if hasattr(module, "register"):
+            module.register(sub)
+            continue
         sub_parser = module.add_parser(sub)
         sub_parser.set_defaults(_main=module.main)
     return parser

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DATASET = "demo"
+DEFAULT_DATASET_EDITS = 500  # sequential edits on a dataset when --num-edits is not given
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -42,7 +44,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    "counterfact for --requests; 'none' for no evaluation); see `editkit plugins`")
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate the requests edited so far every K batches (a curve in result.json)")
-    p.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory (default runs/latest)")
+    p.add_argument("--out", type=Path, help="output directory (default runs/run-<date>-<time>)")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the interrupted run in DIR from its last complete batch (other options are "
+                        "taken from DIR's journal)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -51,75 +56,99 @@ def main(args: argparse.Namespace) -> int:
     from editkit.config import RunConfig
     from editkit.errors import InputError, UsageError
     from editkit.hparams import parse_assignments, parse_int_list
+    from editkit.journal import Journal
     from editkit.models import load_model
     from editkit.pipeline import execute
     from editkit.plugins import PluginHost
     from editkit.progress import rich_progress
     from editkit.requests import load_requests, requests_from_records
 
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-    try:
-        layers = parse_int_list(args.layers) if args.layers else None
-    except ValueError:
-        raise UsageError(f"--layers {args.layers!r}: expected e.g. 1,2 or 13-17") from None
-    config = RunConfig(
-        editor=args.editor,
-        constraints=tuple(args.constraints),
-        layers=layers,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        preset=args.preset,
-        overrides=parse_assignments(args.overrides).items(),
-        constrain_mode=args.constrain_mode,
-    )
     host = PluginHost()
     for failure in host.failures:
         print(f"warning: plugin {failure.name} failed to load: {failure.error}", file=sys.stderr)
+
+    if args.resume is not None:
+        manifest = Journal(args.resume).manifest()
+        invocation = manifest["invocation"]
+        saved = manifest["config"]
+        config = RunConfig(**{**saved, "constraints": tuple(saved["constraints"]),
+                              "layers": tuple(saved["layers"]) if saved["layers"] is not None else None,
+                              "overrides": saved["overrides"].items()})
+        requests = requests_from_records(manifest["requests"], source=f"{args.resume}/journal/manifest.json")
+        out_dir = Path(args.resume)
+    else:
+        if args.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+        try:
+            layers = parse_int_list(args.layers) if args.layers else None
+        except ValueError:
+            raise UsageError(f"--layers {args.layers!r}: expected e.g. 1,2 or 13-17") from None
+        config = RunConfig(
+            editor=args.editor, constraints=tuple(args.constraints), layers=layers, batch_size=args.batch_size,
+            seed=args.seed, device=args.device, preset=args.preset,
+            overrides=parse_assignments(args.overrides).items(), constrain_mode=args.constrain_mode,
+        )
+        invocation = {
+            "dataset": None if args.requests is not None else (args.dataset or DEFAULT_DATASET),
+            "model": args.model,
+            "corpus": args.corpus,
+            "stats_dir": str(args.stats_dir) if args.stats_dir else None,
+            "stats_max_length": args.stats_max_length,
+            "stats_max_tokens": args.stats_max_tokens,
+            "metrics": args.metrics,
+            "eval_every": args.eval_every,
+        }
+        requests = None
+        out_dir = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+
     dataset = None
-    if args.requests is None:
-        dataset = host.catalog.get("datasets", args.dataset or DEFAULT_DATASET)
+    if invocation["dataset"] is not None:
+        dataset = host.catalog.get("datasets", invocation["dataset"])
         if dataset.load is None:
             raise UsageError(f"dataset {dataset.name!r} provides no edit requests")
     # validate names before any heavy work
     host.catalog.get("editors", config.editor)
     for name in config.constraints:
         host.catalog.get("constraints", name)
-
-    if args.requests is not None:
-        requests = load_requests(args.requests)
+    metrics = invocation["metrics"]
+    if metrics is None:
+        metric_names = ["counterfact", "fluency", "retention"] if dataset is not None else ["counterfact"]
+    elif metrics.strip().lower() == "none":
+        metric_names = []
     else:
-        requests = requests_from_records(dataset.load(), source=f"dataset {dataset.name}")
-    if args.offset < 0 or (args.num_edits is not None and args.num_edits < 1):
-        raise UsageError("--offset must be >= 0 and --num-edits >= 1")
-    requests = requests[args.offset :]
-    if args.num_edits is not None:
-        requests = requests[: args.num_edits]
-    if not requests:
-        raise InputError("no requests left after --offset/--num-edits")
+        metric_names = [m.strip() for m in metrics.split(",") if m.strip()]
+    for name in metric_names:
+        host.catalog.get("metrics", name)
+    if invocation["eval_every"] < 0:
+        raise UsageError("--eval-every must be >= 0")
 
-    model_id = args.model
+    if requests is None:
+        if args.requests is not None:
+            requests = load_requests(args.requests)
+        else:
+            requests = requests_from_records(dataset.load(), source=f"dataset {dataset.name}")
+        if args.offset < 0 or (args.num_edits is not None and args.num_edits < 1):
+            raise UsageError("--offset must be >= 0 and --num-edits >= 1")
+        requests = requests[args.offset :]
+        if args.num_edits is not None:
+            requests = requests[: args.num_edits]
+        elif dataset is not None and args.requests is None:
+            requests = requests[:DEFAULT_DATASET_EDITS]
+        if not requests:
+            raise InputError("no requests left after --offset/--num-edits")
+
+    model_id = invocation["model"]
     if model_id is None:
         if dataset is None or dataset.model is None:
             raise UsageError("--model is required with --requests (only built-in datasets ship a model)")
         model_id = str(dataset.model())
-    model, tokenizer = load_model(model_id, device=args.device)
-
-    if args.metrics is None:
-        metric_names = ["counterfact", "fluency", "retention"] if dataset is not None else ["counterfact"]
-    elif args.metrics.strip().lower() == "none":
-        metric_names = []
-    else:
-        metric_names = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    for name in metric_names:
-        host.catalog.get("metrics", name)
-    if args.eval_every < 0:
-        raise UsageError("--eval-every must be >= 0")
+        invocation["model"] = model_id
+    model, tokenizer = load_model(model_id, device=config.device)
     extras = dataset.extras() if dataset is not None and dataset.extras is not None else {}
 
-    corpus = args.corpus or (dataset.name if dataset is not None and dataset.corpus is not None else None)
-    with rich_progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
+    corpus = invocation["corpus"] or (dataset.name if dataset is not None and dataset.corpus is not None else None)
+    show = not args.quiet and sys.stderr.isatty()
+    with rich_progress(enabled=show) as progress:
         key_statistics = None
         if corpus is not None:
             from editkit.keystats import CorpusSpec, KeyStatistics
@@ -128,21 +157,22 @@ def main(args: argparse.Namespace) -> int:
             key_statistics = KeyStatistics(
                 model=model, tokenizer=tokenizer,
                 layout=resolve_layout(model, host.catalog.entries["architectures"]),
-                corpus=CorpusSpec.parse(corpus), stats_dir=args.stats_dir,
-                max_length=args.stats_max_length, max_tokens=args.stats_max_tokens,
-                model_id=model_id, progress=not args.quiet and sys.stderr.isatty(),
+                corpus=CorpusSpec.parse(corpus), stats_dir=invocation["stats_dir"],
+                max_length=invocation["stats_max_length"], max_tokens=invocation["stats_max_tokens"],
+                model_id=model_id, progress=show,
             )
         result = execute(
-            model=model, tokenizer=tokenizer, requests=requests, config=config, out_dir=args.out,
+            model=model, tokenizer=tokenizer, requests=requests, config=config, out_dir=out_dir,
             model_id=model_id, key_statistics=key_statistics, progress=progress,
-            metrics=metric_names, eval_extras=extras, eval_every=args.eval_every,
+            metrics=metric_names, eval_extras=extras, eval_every=invocation["eval_every"],
+            invocation=invocation, resume=args.resume is not None,
         )
     print_table(result)
     summary = result["summary"]
     print(
         f"edited {summary['requests']} requests in {summary['batches']} batch(es), {summary['edit_seconds']:.1f} s; "
-        f"efficacy {summary['efficacy_pre']:.3f} -> {summary['efficacy_post']:.3f}; wrote {args.out}/result.json "
-        f"and {args.out}/deltas.safetensors"
+        f"efficacy {summary['efficacy_pre']:.3f} -> {summary['efficacy_post']:.3f}; wrote {out_dir}/result.json, "
+        f"{out_dir}/deltas.safetensors and the journal {out_dir}/journal"
     )
     return 0
 

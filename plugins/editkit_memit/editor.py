@@ -37,7 +37,10 @@ class MemitStages:
 
     # -- collect-keys ----------------------------------------------------------------------
     def prefix_templates(self, run: Any) -> tuple[str, ...]:
-        """Generated once per run from the unedited model with the run's seed."""
+        """Generated once per run from the unedited model with the run's seed (or restored from
+        ``run.state`` when a run resumes from its journal)."""
+        if self.templates is None and run.state.get("prefix_templates"):
+            self.templates = tuple(run.state["prefix_templates"])
         if self.templates is None:
             self.templates = sample_prefixes(
                 run.model, run.tokenizer, generator=run.generator, length=self.hparams.prefix_len

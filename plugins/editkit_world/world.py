@@ -109,11 +109,9 @@ def fact_sentence(template: str, subject: str, obj: str) -> str:
 
 def _balanced(rng: random.Random, items: tuple[str, ...], n: int) -> list[str]:
     """``n`` draws from ``items`` in which every item occurs ``n // len(items)`` or one more times."""
-    pool = list(items) * (n // len(items) + 1)
+    pool = list(items) * (n // len(items)) + rng.sample(items, n % len(items))
     rng.shuffle(pool)
-    head = pool[:n]
-    rng.shuffle(head)
-    return head
+    return pool
 
 
 @attrs.frozen(kw_only=True)

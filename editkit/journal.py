@@ -1,0 +1,176 @@
+"""The edit journal: every batch's edit as a durable, checksummed artifact in the run directory.
+
+Layout (``RUN/journal/``)::
+
+    manifest.json              identity of the run: config, model and its base-weight hashes,
+                               requests, seed, prefix templates, pre-edit metrics
+    batch-00000/
+        requests.json          the batch's requests (CounterFact records)
+        delta.safetensors      what the batch added to each edited weight, storage layout, float64
+        state.safetensors      sequential state after the batch: the batch's keys per site
+                               (Cp = Σ K Kᵀ), the run's RNG state
+        entry.json             sha256 of the three files; written last, atomically: a batch
+                               directory without a valid entry.json is not part of the journal
+
+Deltas are stored in float64: the difference of two float32 (or bf16) weights is exact in
+float64, so applying and reverting batches restores weights bit-exactly. Only JSON and
+safetensors are ever read (no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from editkit.atomic import write_json_atomic, write_safetensors_atomic
+from editkit.errors import InputError
+
+FORMAT = 1
+
+
+class JournalError(InputError):
+    """A journal file is missing, truncated or tampered with."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tensor_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """A content hash of named tensors (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+@attrs.frozen(kw_only=True)
+class JournalEntry:
+    """One complete, verified batch of the journal."""
+
+    index: int
+    directory: Path
+    requests: list[dict[str, Any]] = attrs.field(eq=False, repr=False)
+
+    def deltas(self) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.directory / "delta.safetensors"))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.directory / "state.safetensors"))
+
+
+class Journal:
+    """Reader and writer of ``RUN/journal``."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.root = Path(run_dir) / "journal"
+
+    # ---------------------------------------------------------------- manifest
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def exists(self) -> bool:
+        return self.manifest_path.exists()
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        write_json_atomic(self.manifest_path, {"format": FORMAT, **manifest})
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            raise JournalError(f"{self.manifest_path}: no journal here (was the run started with this --out?)") from None
+        except json.JSONDecodeError as exc:
+            raise JournalError(f"{self.manifest_path}: corrupt journal manifest ({exc})") from None
+        if data.get("format") != FORMAT:
+            raise JournalError(f"{self.manifest_path}: unknown journal format {data.get('format')!r}")
+        return data
+
+    def update_manifest(self, **changes: Any) -> None:
+        data = self.manifest()
+        data.update(changes)
+        write_json_atomic(self.manifest_path, data)
+
+    # ---------------------------------------------------------------- batches
+    def batch_dir(self, index: int) -> Path:
+        return self.root / f"batch-{index:05d}"
+
+    def append(
+        self,
+        index: int,
+        requests: list[dict[str, Any]],
+        deltas: Mapping[str, torch.Tensor],
+        state: Mapping[str, torch.Tensor],
+        extra: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write batch ``index``; ``entry.json`` last, so a crash leaves no accepted partial batch."""
+        directory = self.batch_dir(index)
+        if (directory / "entry.json").exists():
+            raise JournalError(f"{directory}: batch {index} is already in the journal (applied twice?)")
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(directory / "requests.json", requests)
+        write_safetensors_atomic(directory / "delta.safetensors", {k: v.contiguous() for k, v in deltas.items()})
+        write_safetensors_atomic(directory / "state.safetensors", {k: v.contiguous() for k, v in state.items()})
+        files = {name: sha256_file(directory / name) for name in ("requests.json", "delta.safetensors",
+                                                                  "state.safetensors")}
+        write_json_atomic(directory / "entry.json", {"index": index, "sha256": files, **(extra or {})})
+        return directory
+
+    def _verified(self, directory: Path) -> JournalEntry | None:
+        entry_path = directory / "entry.json"
+        if not entry_path.exists():
+            return None
+        try:
+            entry = json.loads(entry_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise JournalError(f"{entry_path}: corrupt journal entry ({exc})") from None
+        for name, expected in entry["sha256"].items():
+            path = directory / name
+            if not path.exists():
+                raise JournalError(f"{path}: missing journal file")
+            if sha256_file(path) != expected:
+                raise JournalError(f"{path}: checksum mismatch (truncated or modified); refusing to use it")
+        requests = json.loads((directory / "requests.json").read_text())
+        return JournalEntry(index=int(entry["index"]), directory=directory, requests=requests)
+
+    def entries(self) -> list[JournalEntry]:
+        """Complete batches in order, each verified; they must be numbered 0..n-1 without gaps."""
+        out = []
+        for directory in sorted(self.root.glob("batch-*")):
+            entry = self._verified(directory)
+            if entry is None:
+                continue
+            if entry.index != len(out):
+                raise JournalError(f"{directory}: batch {entry.index} follows batch {len(out) - 1}; journal has a gap")
+            out.append(entry)
+        return out
+
+    def discard_incomplete(self) -> list[Path]:
+        """Remove batch directories that never got their ``entry.json`` (a crash mid-batch)."""
+        removed = []
+        for directory in sorted(self.root.glob("batch-*")):
+            if not (directory / "entry.json").exists():
+                shutil.rmtree(directory)
+                removed.append(directory)
+        return removed
+
+    def __iter__(self) -> Iterator[JournalEntry]:
+        return iter(self.entries())
