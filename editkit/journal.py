@@ -97,7 +97,9 @@ class Journal:
         try:
             data = json.loads(self.manifest_path.read_text())
         except FileNotFoundError:
-            raise JournalError(f"{self.manifest_path}: no journal here (was the run started with this --out?)") from None
+            raise JournalError(
+                f"{self.manifest_path}: no journal here (was the run started with this --out?)"
+            ) from None
         except json.JSONDecodeError as exc:
             raise JournalError(f"{self.manifest_path}: corrupt journal manifest ({exc})") from None
         if data.get("format") != FORMAT:

@@ -19,8 +19,8 @@ import torch
 from editkit.atomic import write_json_atomic, write_safetensors_atomic
 from editkit.config import RunConfig
 from editkit.errors import InputError, UsageError
-from editkit.journal import Journal, tensor_sha256
 from editkit.evaluation import EvalContext, run_metrics
+from editkit.journal import Journal, tensor_sha256
 from editkit.manifest import manifest, model_identity
 from editkit.progress import Progress
 from editkit.requests import EditRequest, batched

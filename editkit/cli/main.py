@@ -1,8 +1,8 @@
 """``editkit`` command line: argparse, one module per subcommand, torch imported lazily.
 
 Each subcommand module ``editkit.cli.<name>`` defines ``add_parser(subparsers)`` and
-``main(args) -> int``, or ``register(subparsers)`` when it adds several subcommands. Only the chosen subcommand's ``main`` runs, so ``editkit --help`` and
-``editkit plugins`` never import torch.
+``main(args) -> int``, or ``register(subparsers)`` when it adds several subcommands. Only the
+chosen subcommand's ``main`` runs, so ``editkit --help`` and ``editkit plugins`` never import torch.
 
 Exit codes: 0 success, 2 bad usage or bad input, 1 runtime failure.
 """
