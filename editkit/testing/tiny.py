@@ -97,3 +97,36 @@ def tiny_model(family: str = "gpt2", *, vocab_size: int = 400, seed: int = 0, lo
         with torch.no_grad():
             model.get_output_embeddings().weight.mul_(logit_scale)
     return model.eval()
+
+
+TINY_DIMS: dict[str, int] = {"n_layers": 4, "d_model": 64, "d_mlp": 128}
+"""Model size the pytest fixtures use: two edited layers (1, 2) and measurable edits in well under a second."""
+
+EDIT_FAMILIES = ("gpt2", "gptj", "llama", "qwen2")
+"""Families on which a MEMIT edit of :func:`tiny_requests` reliably raises every target (tested)."""
+
+_SUBJECTS = ("Danielle Darrieux", "Toko Yasuda", "Edwin Hubble", "Michael Jordan", "Lionel Messi", "Steve Jobs",
+             "Paris", "France", "Apple", "Eiffel Tower")
+_TARGETS = ("English", "German", "Italian", "Spanish", "Russian", "Japanese", "Chinese", "Dutch", "Swedish", "Polish")
+_PROMPTS = ("The mother tongue of {}", "Speaks: {}", "Born in a country that speaks, {}")
+
+
+def tiny_texts() -> list[str]:
+    """The sentences of :data:`TINY_TEXT`: background text for key statistics (C0) in tests."""
+    return [s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()]
+
+
+def tiny_requests(n: int = 4, *, offset: int = 0) -> list[Any]:
+    """``n`` valid :class:`~editkit.requests.EditRequest` (case ids ``offset..offset+n-1``).
+
+    The prompts *end* with the subject: in a random model only the subject's last position can
+    carry an edit to the next token, so these are the requests whose edits are measurable.
+    """
+    from editkit.requests import EditRequest
+
+    return [
+        EditRequest(case_id=offset + i, subject=_SUBJECTS[i % len(_SUBJECTS)],
+                    prompt=_PROMPTS[(i // len(_SUBJECTS)) % len(_PROMPTS)],
+                    target_new=_TARGETS[(i * 3 + 1) % len(_TARGETS)], target_true=_TARGETS[(i * 3 + 2) % len(_TARGETS)])
+        for i in range(n)
+    ]

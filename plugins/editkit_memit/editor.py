@@ -67,8 +67,9 @@ class MemitStages:
                 templates=self.prefix_templates(run),
                 settings=VStarSettings(
                     lr=hp.v_lr, steps=hp.v_steps, weight_decay=hp.v_weight_decay, clamp_norm=hp.clamp_norm,
-                    kl_factor=hp.kl_factor, early_stop_loss=hp.early_stop_loss,
+                    kl_factor=hp.kl_factor, early_stop_loss=hp.early_stop_loss, forward=hp.vstar_forward,
                 ),
+                layout=run.layout,
                 device=run.device,
                 group_size=hp.vstar_batch,
                 on_step=lambda it, active: task.advance(1) if hp.vstar_batch == 0 else None,

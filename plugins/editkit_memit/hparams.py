@@ -26,7 +26,10 @@ class MemitHParams:
     when the loss < ``early_stop_loss``; loss = NLL + ``kl_factor``·KL + ``v_weight_decay``·‖δ‖/‖h‖²;
     ‖δ‖ clamped to ``clamp_norm``·‖h‖. Solve: ``mom2_weight`` is λ in λ·C0; ``sequential``
     adds Cp (MEMIT_seq). ``vstar_batch``: requests optimised together (0 = the whole batch,
-    1 = one at a time as the reference code). ``prefix_len``: tokens per generated prefix.
+    1 = one at a time as the reference code). ``vstar_forward``: ``full`` runs the whole model each
+    step; ``upper`` only the blocks after the last edited one (error if the family's head cannot
+    be reproduced); ``auto`` (default) upper when it reproduces the model, else full.
+    ``prefix_len``: tokens per generated prefix.
     """
 
     layers: tuple[int, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
@@ -39,6 +42,7 @@ class MemitHParams:
     mom2_weight: float = attrs.field(default=15000.0, validator=_non_negative)
     sequential: bool = False
     vstar_batch: int = attrs.field(default=0, validator=_non_negative)
+    vstar_forward: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "upper", "full")))
     prefix_len: int = attrs.field(default=10, validator=_positive)
 
 

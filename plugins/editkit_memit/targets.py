@@ -24,7 +24,8 @@ import torch
 
 from editkit.requests import EditRequest
 from editkit.tokens import first_token_from, last_token_before, pad_batch, tokenize
-from editkit.tracing import edit_output
+from editkit.layout import ModelLayout
+from editkit_memit.upper import make_forward
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -38,6 +39,7 @@ class VStarSettings:
     clamp_norm: float
     kl_factor: float
     early_stop_loss: float
+    forward: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "upper", "full")))
 
 
 @attrs.frozen(kw_only=True)
@@ -110,13 +112,6 @@ def _build_prompts(
     )
 
 
-def _head(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
-    """Final hidden states ``[n, T, d_model]`` (after the final norm) and the unembedding."""
-    base = model.base_model
-    out = base(**inputs, use_cache=False)
-    return out.last_hidden_state, model.get_output_embeddings()
-
-
 def optimise_targets(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -128,11 +123,17 @@ def optimise_targets(
     device: torch.device,
     group_size: int = 0,
     on_step: Any = None,
+    layout: ModelLayout | None = None,
 ) -> Targets:
-    """Optimise ``z`` for every request, ``group_size`` requests together (0: all at once)."""
+    """Optimise ``z`` for every request, ``group_size`` requests together (0: all at once).
+
+    ``block`` is the name of block ``L``. With ``layout`` the steps may run from block ``L`` up
+    (``settings.forward``: ``auto``/``upper``); without it every step runs the full model.
+    """
     size = len(requests) if group_size in (0, None) else group_size
+    placement = (block, layout)
     parts = [
-        _optimise_group(model, tokenizer, block, requests[i : i + size], templates, settings, device, on_step)
+        _optimise_group(model, tokenizer, placement, requests[i : i + size], templates, settings, device, on_step)
         for i in range(0, len(requests), size)
     ]
     return Targets(
@@ -146,7 +147,7 @@ def optimise_targets(
 def _optimise_group(
     model: torch.nn.Module,
     tokenizer: Any,
-    block: str,
+    placement: tuple[str, ModelLayout | None],
     requests: Sequence[EditRequest],
     templates: Sequence[str],
     s: VStarSettings,
@@ -154,6 +155,10 @@ def _optimise_group(
     on_step: Any,
 ) -> Targets:
     prompts = _build_prompts(tokenizer, requests, templates, device)
+    block, layout = placement
+    layer = layout.blocks.index(block) if layout is not None else -1
+    forward = make_forward(model, layout, layer, block, prompts.batch.model_inputs(), s.forward)
+    unembed = model.get_output_embeddings()
     u = len(requests)
     d_model = _width(model)
     param_dtype = next(model.parameters()).dtype
@@ -180,27 +185,20 @@ def _optimise_group(
         row_of = torch.full((len(prompts.row_request),), -1, dtype=torch.long, device=device)
         row_of[rows] = torch.arange(len(rows), device=device)
         lookup = prompts.lookup[rows]
-        inputs = {k: v[rows] for k, v in prompts.batch.model_inputs().items()}
-        seen: dict[str, torch.Tensor] = {}
 
         def add_delta(
-            h: torch.Tensor,
-            seen: dict = seen,
-            lookup: torch.Tensor = lookup,
-            shift_rows: torch.Tensor = req_idx[row_req_local],
+            h: torch.Tensor, lookup: torch.Tensor = lookup, shift_rows: torch.Tensor = req_idx[row_req_local]
         ) -> torch.Tensor:  # h [n, T, d_model]
-            seen["h"] = h
             shift = torch.zeros_like(h).index_put(
                 (torch.arange(h.shape[0], device=h.device), lookup), delta[shift_rows].to(h.dtype)
             )
             return h + shift
 
-        with edit_output(model, block, add_delta):
-            hidden, unembed = _head(model, inputs)  # [n, T, d_model]
+        h_base, hidden = forward(rows, add_delta)  # [n, T, d_model] each
 
         if it == 0:
             bare = prompts.is_bare[rows]
-            h_init[row_req_local[bare]] = seen["h"][bare.nonzero().flatten(), lookup[bare]].detach().to(dtype)
+            h_init[row_req_local[bare]] = h_base[bare.nonzero().flatten(), lookup[bare]].detach().to(dtype)
 
         tok_keep = row_of[prompts.tok_row] >= 0
         tok_rows = row_of[prompts.tok_row[tok_keep]]

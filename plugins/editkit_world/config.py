@@ -75,6 +75,10 @@ class TrainConfig:
         eval_sample: train probes sampled for the per-epoch recall check.
         time_budget_s: stop training after this many seconds even below the target.
         wrong_sample: fact probes sampled to measure a wrong object's probability.
+        threads: torch CPU threads during the build (restored afterwards). One thread makes
+            the result independent of the host's thread count and is robust when other
+            processes share the cores (several OpenMP threads on a busy machine can be many
+            times slower than one).
     """
 
     batch_size: int = attrs.field(default=128, validator=_ge(1))
@@ -90,6 +94,7 @@ class TrainConfig:
     eval_sample: int = attrs.field(default=2000, validator=_ge(1))
     time_budget_s: float = attrs.field(default=240.0, validator=_gt(0))
     wrong_sample: int = attrs.field(default=2000, validator=_ge(1))
+    threads: int = attrs.field(default=1, validator=_ge(1))
 
 
 @attrs.frozen(kw_only=True)

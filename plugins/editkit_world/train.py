@@ -16,12 +16,14 @@ a gradient can move, not at ~1e-11.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import platform
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,16 @@ def _lr(step: int, total: int, config: BuildConfig) -> float:
     return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _progress(enabled: bool) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -145,7 +157,8 @@ def build_world_model(out_dir: str | Path, *, seed: int | None = None, progress:
 
     ``seed`` (default: the config's, 0) seeds the world, the initialisation and the data
     order; ``config`` (default :class:`BuildConfig` ``()``) sets world size, architecture and
-    training. Deterministic for a given config on a given machine and thread count.
+    training. Deterministic for a given config (``train.threads`` included) on a given
+    machine. ``progress`` shows rich progress bars on stderr.
     """
     start = time.perf_counter()
     config = config or BuildConfig()
@@ -153,89 +166,96 @@ def build_world_model(out_dir: str | Path, *, seed: int | None = None, progress:
         config = attrs.evolve(config, world=attrs.evolve(config.world, seed=seed))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-
-    world = World.generate(config.world)
-    tokenizer = train_tokenizer(world.background_corpus(), vocab_size=config.model.vocab_size)
-    torch.manual_seed(config.seed)
-    model = _model(config, tokenizer)
-    plan = EpochPlan.from_world(world, tokenizer, batch_size=config.train.batch_size,
-                                filler_fraction=config.train.filler_fraction)
-    rng = random.Random(f"editkit-world:train:{config.seed}")
-    probes = world.fact_probes()
-    sample = rng.sample(probes, min(config.train.eval_sample, len(probes)))
-    optimizer = _optimizer(model, config)
-    total = config.train.planned_epochs * plan.batches_per_epoch
-    t = config.train
-
-    history: list[EpochStats] = []
-    step, reached = 0, False
-    train_start = time.perf_counter()
-    with _progress(progress) as bar:
-        task = bar.add_task("training", total=t.max_epochs * plan.batches_per_epoch, info="")
-        model.train()
-        for epoch in range(1, t.max_epochs + 1):
-            losses = []
-            for batch in plan.epoch(rng):
-                lr = _lr(step, total, config)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                logits = model(**batch.model_inputs()).logits
-                loss = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1),
-                    ignore_index=-100, label_smoothing=t.label_smoothing,
-                )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                step += 1
-                bar.update(task, advance=1)
-            recall = score_probes(model, tokenizer, [p.prompt for p in sample], [p.target for p in sample]).recall
-            elapsed = time.perf_counter() - train_start
-            history.append(EpochStats(epoch=epoch, loss=sum(losses) / len(losses), sampled_recall=recall,
-                                      elapsed_s=elapsed, lr=lr))
-            bar.update(task, info=f"epoch {epoch} loss {history[-1].loss:.3f} recall {recall:.3f}")
-            logger.info("%s", history[-1])
-            if recall >= t.stop_recall:
-                reached = True
-                break
-            if elapsed >= t.time_budget_s:
-                break
-        train_seconds = time.perf_counter() - train_start
-        bar.update(task, total=step, completed=step)
-
-        model.eval()
-        heldout = world.heldout_probes()
-        wrong_probes = rng.sample(probes, min(t.wrong_sample, len(probes)))
-        check = bar.add_task("measuring", total=len(probes) + len(heldout), info="")
-        advance = lambda n: bar.update(check, advance=n)  # noqa: E731
-        train_scores = score_probes(model, tokenizer, [p.prompt for p in probes], [p.target for p in probes],
-                                    on_batch=advance)
-        heldout_scores = score_probes(model, tokenizer, [p.prompt for p in heldout], [p.target for p in heldout],
-                                      on_batch=advance)
-        wrong = wrong_object_probabilities(model, tokenizer, world, wrong_probes, seed=config.seed)
-
+    with _torch_threads(config.train.threads), _progress(progress) as bar:
+        world = World.generate(config.world)
+        tokenizer = train_tokenizer(world.background_corpus(), vocab_size=config.model.vocab_size)
+        torch.manual_seed(config.seed)
+        model = _model(config, tokenizer)
+        rng = random.Random(f"editkit-world:train:{config.seed}")
+        run = _train(model, tokenizer, world, config, rng, bar)
+        measured = _measure(model, tokenizer, world, config, rng, bar)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     report = BuildReport(
         config=config.to_dict(),
         world_fingerprint=world.fingerprint(),
         n_params=sum(p.numel() for p in model.parameters()),
-        epochs=len(history),
-        steps=step,
-        reached_target=reached,
-        train_recall=train_scores.recall,
-        heldout_recall=heldout_scores.recall,
-        true_object_median_prob=train_scores.median_probability,
-        wrong_object_median_prob=wrong.median_probability,
-        train_seconds=train_seconds,
+        **run,
+        **measured,
         build_seconds=time.perf_counter() - start,
-        history=tuple(history),
         environment={
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version(), "machine": platform.machine(),
+            "threads": config.train.threads, "python": platform.python_version(), "machine": platform.machine(),
         },
     )
     (out / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _train(model: Any, tokenizer: Any, world: World, config: BuildConfig, rng: random.Random,
+           bar: Progress) -> dict[str, Any]:
+    """The training loop; returns the report's training fields."""
+    t = config.train
+    plan = EpochPlan.from_world(world, tokenizer, batch_size=t.batch_size, filler_fraction=t.filler_fraction)
+    probes = world.fact_probes()
+    sample = rng.sample(probes, min(t.eval_sample, len(probes)))
+    optimizer = _optimizer(model, config)
+    total = t.planned_epochs * plan.batches_per_epoch
+    history: list[EpochStats] = []
+    step, reached = 0, False
+    task = bar.add_task("training", total=t.max_epochs * plan.batches_per_epoch, info="")
+    train_start = time.perf_counter()
+    model.train()
+    for epoch in range(1, t.max_epochs + 1):
+        losses = []
+        for batch in plan.epoch(rng):
+            lr = _lr(step, total, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            logits = model(**batch.model_inputs()).logits  # [b, T, V]
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1),
+                ignore_index=-100, label_smoothing=t.label_smoothing,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            bar.update(task, advance=1)
+        recall = score_probes(model, tokenizer, [p.prompt for p in sample], [p.target for p in sample]).recall
+        elapsed = time.perf_counter() - train_start
+        history.append(EpochStats(epoch=epoch, loss=sum(losses) / len(losses), sampled_recall=recall,
+                                  elapsed_s=elapsed, lr=lr))
+        bar.update(task, info=f"epoch {epoch} loss {history[-1].loss:.3f} recall {recall:.3f}")
+        logger.info("%s", history[-1])
+        if recall >= t.stop_recall:
+            reached = True
+            break
+        if elapsed >= t.time_budget_s:
+            break
+    bar.update(task, total=step, completed=step)
+    model.eval()
+    return {"epochs": len(history), "steps": step, "reached_target": reached,
+            "train_seconds": time.perf_counter() - train_start, "history": tuple(history)}
+
+
+def _measure(model: Any, tokenizer: Any, world: World, config: BuildConfig, rng: random.Random,
+             bar: Progress) -> dict[str, Any]:
+    """Recall over every train / held-out probe and a wrong object's probability."""
+    probes, heldout = world.fact_probes(), world.heldout_probes()
+    wrong_probes = rng.sample(probes, min(config.train.wrong_sample, len(probes)))
+    task = bar.add_task("measuring", total=len(probes) + len(heldout), info="")
+
+    def advance(n: int) -> None:
+        bar.update(task, advance=n)
+
+    train = score_probes(model, tokenizer, [p.prompt for p in probes], [p.target for p in probes],
+                         on_batch=advance)
+    held = score_probes(model, tokenizer, [p.prompt for p in heldout], [p.target for p in heldout],
+                        on_batch=advance)
+    wrong = wrong_object_probabilities(model, tokenizer, world, wrong_probes, seed=config.seed)
+    return {"train_recall": train.recall, "heldout_recall": held.recall,
+            "true_object_median_prob": train.median_probability,
+            "wrong_object_median_prob": wrong.median_probability}

@@ -160,3 +160,31 @@ def test_float64_agreement(setup, padding_side):
         tok.padding_side = "right"
         torch.set_default_dtype(previous)
         model.float()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gpt_neox"])
+def test_upper_stack_equals_full_forward(family):
+    """Steps through blocks L+1..end only give the same z as full forwards (float64, rel 1e-5)."""
+    from editkit.layout import resolve_layout
+    from editkit.plugins import PluginHost
+
+    tok = tiny_tokenizer(padding_side="left" if family == "llama" else "right")
+    model = tiny_model(family, vocab_size=len(tok), n_layers=4, d_model=48, d_mlp=96).double()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    layout = resolve_layout(model, PluginHost().catalog.entries["architectures"])
+    requests = [EditRequest(case_id=i, subject=s, prompt=p, target_new=t) for i, (s, p, t) in enumerate(FACTS)]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = {}
+        for mode in ("full", "upper"):
+            settings = VStarSettings(lr=0.5, steps=6, weight_decay=0.5, clamp_norm=0.75, kl_factor=0.0625,
+                                     early_stop_loss=5e-2, forward=mode)
+            out[mode] = optimise_targets(model, tok, block=layout.blocks[1], requests=requests, templates=TEMPLATES,
+                                         settings=settings, device=torch.device("cpu"), layout=layout)
+    finally:
+        torch.set_default_dtype(previous)
+    rel = (out["upper"].z - out["full"].z).norm(dim=-1) / out["full"].z.norm(dim=-1)
+    assert float(rel.max()) < 1e-5
+    assert out["upper"].steps == out["full"].steps

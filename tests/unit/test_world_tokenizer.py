@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from editkit_world import World, WorldConfig
 from editkit_world.tokenizer import EOS, PAD, train_tokenizer
 

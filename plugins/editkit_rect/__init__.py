@@ -1,0 +1,80 @@
+"""First-party plugin: RECT (Gu et al., EMNLP 2024; methods.md §8), a constraint and an editor.
+
+* constraint ``rect`` (``--constraint rect``): keep the top-``k`` % entries of each solved update
+  ``Δ`` ``[d_out, d_in]`` by relative change ``|Δ_ij| / |W_ij|`` (``W`` the current weight, math
+  layout), zero the rest. ``k`` = 40 by default (AlphaEdit's ``MEMIT_rect`` baseline; the official
+  RECT code uses 20: ``--set rect.k=20``).
+* editor ``rect`` (``--editor rect``) = MEMIT's stages + the ``rect`` constraint, run last unless
+  the user places it (``--constraint rect --constraint nullspace``).
+
+Composition (methods.md §11.2a/b): ``nullspace`` then ``rect`` breaks ``ΔP = Δ`` (the mask is not a
+coordinate projector of ``P``'s basis) — editkit measures and warns. The exact way to keep the
+null-space invariant is the other order with the projection after the mask,
+``--constraint rect --constraint nullspace --set nullspace.mode=project`` (Δ ↦ (M ⊙ Δ) P, the
+AlphaEdit paper's "+P" plug-in); it keeps ΔP = Δ and in turn breaks RECT's sparsity (reported).
+Both invariants together need a solve restricted to ``range(P) ∩ {supp ⊆ M}``, which the kernel
+cannot express yet.
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from editkit_memit import EDITOR as MEMIT
+from editkit_memit.hparams import MemitHParams
+
+from editkit import ConstraintSpec, EditorSpec, hookimpl
+from editkit.errors import EditkitError
+from editkit_rect.hparams import RectHParams
+
+
+def _create(hparams: RectHParams) -> object:
+    from editkit_rect.constraint import RectStages
+
+    return RectStages(hparams)
+
+
+def _create_editor(hparams: Any) -> object:
+    if not isinstance(hparams, MemitHParams):
+        raise EditkitError(
+            f"editor 'rect' received {type(hparams).__name__} instead of MemitHParams: this kernel keys "
+            "hyperparameters by name, so the editor and its implied constraint 'rect' overwrite each other"
+        )
+    return MEMIT.factory(hparams)
+
+
+CONSTRAINT = ConstraintSpec(
+    name="rect",
+    summary="RECT: keep the top-k% entries of Δ by relative change |Δij|/|Wij| (global, ties kept; k=40, "
+    "the official code's 20 with --set rect.k=20), zero the rest",
+    factory=_create,
+    hparams=RectHParams,
+    invariant="entries outside the top-k% relative-change mask are untouched (at most k% + ties change)",
+    linear=False,  # linear once the mask is fixed, but the mask depends on Δ
+)
+
+# The published baseline (AlphaEdit's MEMIT_rect) masks after all layers of a batch were written.
+_POSTHOC = {"default_constrain_mode": "posthoc"} if "default_constrain_mode" in attrs.fields_dict(EditorSpec) else {}
+
+EDITOR = attrs.evolve(
+    MEMIT,
+    name="rect",
+    summary="MEMIT + RECT: MEMIT's stages, then each layer's update keeps only its top-k% entries by relative "
+    "change (methods.md §8; published behaviour: --constrain-mode posthoc)",
+    factory=_create_editor,
+    implied_constraints=("rect",),
+    **_POSTHOC,
+)
+
+
+@hookimpl
+def editkit_register_constraints(register):
+    register(CONSTRAINT)
+
+
+@hookimpl
+def editkit_register_editors(register):
+    register(EDITOR)
