@@ -24,6 +24,7 @@ from editkit.errors import EditkitError, NumericalError, UsageError
 from editkit.hparams import build, split_overrides, to_json
 from editkit.layout import ModelLayout, resolve_layout
 from editkit.markers import PROJECT_NAME, hookimpl
+from editkit.memory import peak_bytes, reset_peak
 from editkit.plugins import PluginHost
 from editkit.progress import NullProgress, Progress
 from editkit.requests import EditRequest
@@ -56,6 +57,7 @@ class BatchReport:
     seconds: float = 0.0
     timings: dict[str, float] = attrs.field(factory=dict)
     layers: dict[int, dict[str, Any]] = attrs.field(factory=dict)
+    peak_memory: dict[str, int] = attrs.field(factory=dict)  # bytes, per stage (see editkit.memory)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class BatchReport:
             "size": self.size,
             "seconds": round(self.seconds, 4),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "peak_memory_mib": {k: round(v / 2**20, 1) for k, v in self.peak_memory.items()},
             "layers": {str(k): v for k, v in sorted(self.layers.items())},
         }
 
@@ -220,6 +223,8 @@ class EditRun:
 
     def _timed(self, report: BatchReport, stage: str, started: float) -> None:
         report.timings[stage] = report.timings.get(stage, 0.0) + time.perf_counter() - started
+        report.peak_memory[stage] = max(report.peak_memory.get(stage, 0), peak_bytes(self.device))
+        reset_peak(self.device)
 
     def edit(self, requests: Sequence[EditRequest]) -> BatchReport:
         """Edit one batch; on any failure the batch's writes are undone before raising."""

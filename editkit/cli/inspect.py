@@ -1,4 +1,5 @@
-"""``editkit inspect``: what editkit resolved in a model (edit sites, shapes)."""
+"""``editkit inspect``: what editkit resolved in a model (edit sites, shapes), and with
+``--plan`` the memory the sequential editing state will need, from the config alone."""
 
 from __future__ import annotations
 
@@ -9,25 +10,85 @@ from typing import Any
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="show the edit sites resolved in a model",
-                       description="Resolve a model's edit sites (MLP output projections) and print them.")
+                       description="Resolve a model's edit sites (MLP output projections) and print them. "
+                                   "With --plan, load only the config and print the memory plan.")
     p.add_argument("--model", required=True, help="local save_pretrained directory or hub name")
+    p.add_argument("--plan", action="store_true",
+                   help="memory of the per-layer state (C0, eigendecomposition, P, Cp) and journal, without "
+                        "loading weights")
+    p.add_argument("--layers", help="edited layers for --plan (default: the editor's choice)")
+    p.add_argument("--editor", default="memit", help="editor whose sites --plan sizes (default memit)")
+    p.add_argument("--batch-size", type=int, default=100, help="requests per batch for --plan (default 100)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 
+def _meta_model(name: str) -> Any:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from editkit.errors import InputError
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except OSError as exc:
+        raise InputError(f"cannot load the config of {name!r}: {str(exc).splitlines()[0]}") from None
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def plan(layout: Any, layers: tuple[int, ...], batch_size: int) -> dict[str, Any]:
+    from editkit.memory import sequential_state_bytes
+
+    sites = [layout.site(layer) for layer in layers]
+    d_in, d_out = sites[0].d_in, sites[0].d_out
+    state = sequential_state_bytes(d_in, len(sites))
+    journal_batch = len(sites) * d_in * d_out * 8 + len(sites) * d_in * batch_size * 8
+    return {
+        "layers": list(layers),
+        "d_in": d_in,
+        "d_out": d_out,
+        "state_bytes": state,
+        "state_total_bytes": sum(state.values()),
+        "journal_bytes_per_batch": journal_batch,
+        "edited_weights_bytes_fp32": len(sites) * d_in * d_out * 4,
+    }
+
+
 def main(args: argparse.Namespace) -> int:
+    from editkit.hparams import parse_int_list
     from editkit.layout import resolve_layout
-    from editkit.models import load_model
     from editkit.plugins import PluginHost
 
-    model, _ = load_model(args.model)
-    layout = resolve_layout(model, PluginHost().catalog.entries["architectures"])
+    host = PluginHost()
+    model = _meta_model(args.model) if args.plan else None
+    if model is None:
+        from editkit.models import load_model
+
+        model, _ = load_model(args.model)
+    layout = resolve_layout(model, host.catalog.entries["architectures"])
     info = layout.to_json()
-    site = layout.site(0)
-    info["site_shape_storage"] = list(site.storage_shape)
+    info["site_shape_storage"] = list(layout.site(0).storage_shape)
+    if args.plan:
+        from editkit.config import RunConfig
+        from editkit.run import EditRun
+
+        layers = parse_int_list(args.layers) if args.layers else None
+        # the editor's own locate stage picks the sites, on a weightless (meta) model
+        run = EditRun(model=model, tokenizer=None, host=host, config=RunConfig(editor=args.editor, layers=layers))
+        info["plan"] = plan(layout, tuple(s.layer for s in run.sites), args.batch_size)
     if args.json:
         print(json.dumps(info, indent=2))
-    else:
-        for key, value in info.items():
+        return 0
+    for key, value in info.items():
+        if key != "plan":
             print(f"{key:>22}: {value}")
+    if args.plan:
+        p = info["plan"]
+        gib = 2**30
+        print(f"\nmemory plan for layers {p['layers']} (d_in {p['d_in']}, d_out {p['d_out']}):")
+        for name, size in p["state_bytes"].items():
+            print(f"{name:>22}: {size / gib:8.3f} GiB")
+        print(f"{'state total':>22}: {p['state_total_bytes'] / gib:8.3f} GiB")
+        print(f"{'journal per batch':>22}: {p['journal_bytes_per_batch'] / gib:8.3f} GiB (batch {args.batch_size})")
     return 0

@@ -251,6 +251,32 @@ def nullspace_violation(run: EditRun, nullspace: Any, site: Site, delta: torch.T
 # --------------------------------------------------------------------------- running
 
 
+def build_run(
+    *,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    key_statistics: Any = None,
+    host: PluginHost | None = None,
+    editor: str = "memit",
+    constraints: Sequence[str] = (),
+    overrides: Mapping[str, str] | None = None,
+    seed: int = 0,
+    batch_size: int = 100,
+    layers: Sequence[int] | None = None,
+    constrain_mode: str = "inline",
+    tiny_defaults: bool = True,
+) -> EditRun:
+    """An :class:`~editkit.run.EditRun` on ``model`` (nothing edited yet); the arguments as in :func:`run_edit`."""
+    host = host if host is not None else plugin_host()
+    constraints = tuple(constraints)
+    sets = (tiny_overrides(host, editor, constraints, overrides, layers_given=layers is not None)
+            if tiny_defaults else dict(overrides or {}))
+    config = RunConfig(editor=editor, constraints=constraints, overrides=sets.items(), seed=seed,
+                       batch_size=batch_size, layers=layers, constrain_mode=constrain_mode)
+    torch.manual_seed(seed)
+    return EditRun(model=model, tokenizer=tokenizer, config=config, host=host, key_statistics=key_statistics)
+
+
 def run_edit(
     *,
     model: torch.nn.Module,
@@ -276,17 +302,12 @@ def run_edit(
     """
     if not requests:
         raise ValueError("run_edit needs at least one request")
-    host = host if host is not None else plugin_host()
-    constraints = tuple(constraints)
-    sets = (tiny_overrides(host, editor, constraints, overrides, layers_given=layers is not None)
-            if tiny_defaults else dict(overrides or {}))
-    config = RunConfig(editor=editor, constraints=constraints, overrides=sets.items(), seed=seed,
-                       batch_size=batch_size or len(requests), layers=layers, constrain_mode=constrain_mode)
     initial = snapshot(model)
-    torch.manual_seed(seed)
-    run = EditRun(model=model, tokenizer=tokenizer, config=config, host=host, key_statistics=key_statistics)
+    run = build_run(model=model, tokenizer=tokenizer, key_statistics=key_statistics, host=host, editor=editor,
+                    constraints=constraints, overrides=overrides, seed=seed, batch_size=batch_size or len(requests),
+                    layers=layers, constrain_mode=constrain_mode, tiny_defaults=tiny_defaults)
     before = score_requests(model, tokenizer, requests)
-    step = config.batch_size
+    step = run.config.batch_size
     batch_written: list[dict[str, torch.Tensor]] = []
     for start in range(0, len(requests), step):
         previous = {s.module: run.weight(s).detach().double().clone() for s in run.sites}

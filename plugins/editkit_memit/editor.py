@@ -104,10 +104,9 @@ class MemitStages:
     # -- solve -----------------------------------------------------------------------------
     @hookimpl
     def editkit_solve(self, run: Any, batch: Any, site: Any, problem: Any) -> torch.Tensor:
-        preservation = None
+        terms = []
         if problem.use_background and self.hparams.mom2_weight > 0:
-            c0 = run.require_key_statistics().second_moment(site)
-            preservation = self.hparams.mom2_weight * c0.double()
+            terms.append((self.hparams.mom2_weight, run.require_key_statistics().second_moment(site)))
         if (problem.use_past or self.hparams.sequential) and problem.past is not None:
-            preservation = problem.past if preservation is None else preservation + problem.past
-        return solve_update(problem.keys, problem.residual, preservation, problem.ridge, problem.subspace)
+            terms.append((1.0, problem.past))
+        return solve_update(problem.keys, problem.residual, terms, problem.ridge, problem.subspace)

@@ -10,6 +10,8 @@ equivalent SPD system ``(P A P + α I) Δᵀ = P K Rᵀ`` is solved instead (met
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from editkit.updates import Subspace
@@ -26,32 +28,51 @@ def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def solve_update(
     keys: torch.Tensor,
     residual: torch.Tensor,
-    preservation: torch.Tensor | None,
+    preservation: torch.Tensor | Sequence[tuple[float, torch.Tensor]] | None,
     ridge: float,
     subspace: Subspace | None,
 ) -> torch.Tensor:
     """Δ ``[d_out, d_in]`` for keys ``K`` ``[d_in, u]``, residual ``R`` ``[d_out, u]`` and
-    preservation ``B`` ``[d_in, d_in]`` (None: zero); all computed in float64."""
+    preservation ``B`` ``[d_in, d_in]`` — one matrix, or weighted terms ``[(λ, C0), (1, Cp)]``
+    summed without temporaries; None: zero. Computed in float64, with at most one ``d_in²``
+    working matrix besides the Cholesky factor (the inputs are never modified)."""
     k = keys.double()
     r = residual.double()
-    a = k @ k.T  # [d_in, d_in]
-    if preservation is not None:
-        a = a + preservation.double()
+    terms = _terms(preservation)
     rhs = k @ r.T  # [d_in, d_out] = K Rᵀ
+    if subspace is not None and subspace.kind == "range":
+        # Qᵀ A Q = (QᵀK)(QᵀK)ᵀ + Σ λ QᵀBQ: never forms A
+        q = subspace.basis.double()  # [d_in, r]
+        qk = q.T @ k  # [r, u]
+        small = qk @ qk.T  # [r, r]
+        for weight, term in terms:
+            small.add_(q.T @ (term.double() @ q), alpha=weight)
+        small.diagonal().add_(ridge)
+        return (q @ _spd_solve(small, q.T @ rhs)).T
+    a = k @ k.T  # [d_in, d_in], the one working matrix
+    for weight, term in terms:
+        a.add_(term.double(), alpha=weight)
     if subspace is None:
         a.diagonal().add_(ridge)
         return _spd_solve(a, rhs).T
-    q = subspace.basis.double()  # [d_in, r]
-    if subspace.kind == "range":
-        small = q.T @ a @ q  # [r, r]
-        small.diagonal().add_(ridge)
-        return (q @ _spd_solve(small, q.T @ rhs)).T
     if ridge <= 0:
         raise ValueError("a complement-stored subspace needs ridge > 0 for a unique solution")
-    # P = I − U Uᵀ: P A P = A − U(UᵀA) − (A U)Uᵀ + U(UᵀAU)Uᵀ, one d_in² temporary at a time
-    au = a @ q  # [d_in, c]
-    uau = q.T @ au  # [c, c]
-    pap = a - q @ au.T - au @ q.T + q @ uau @ q.T
-    pap.diagonal().add_(ridge)
-    prhs = rhs - q @ (q.T @ rhs)
-    return _spd_solve(pap, prhs).T
+    # P = I − U Uᵀ: P A P = A − U(UᵀA) − (AU)Uᵀ + U(UᵀAU)Uᵀ, in place on a
+    u = subspace.basis.double()  # [d_in, c]
+    au = a @ u  # [d_in, c]
+    uau = u.T @ au  # [c, c]
+    a.addmm_(u, au.T, alpha=-1.0)
+    a.addmm_(au, u.T, alpha=-1.0)
+    a.addmm_(u @ uau, u.T)
+    a.diagonal().add_(ridge)
+    return _spd_solve(a, rhs - u @ (u.T @ rhs)).T
+
+
+def _terms(
+    preservation: torch.Tensor | Sequence[tuple[float, torch.Tensor]] | None,
+) -> list[tuple[float, torch.Tensor]]:
+    if preservation is None:
+        return []
+    if isinstance(preservation, torch.Tensor):
+        return [(1.0, preservation)]
+    return [(float(w), t) for w, t in preservation]

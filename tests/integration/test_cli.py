@@ -85,6 +85,7 @@ def test_run_writes_result_and_deltas(saved_model, tmp_path):
     assert result["run"]["constraints"] == ["nullspace"]
     assert result["batches"][0]["layers"]["1"]["nullspace.dim"] > 0
     assert result["manifest"]["config"]["overrides"]["nullspace.threshold"] == "1e-3"
+    assert result["batches"][0]["peak_memory_mib"]["compute_residual"] > 0
     deltas = load_file(out / "deltas.safetensors")
     assert set(deltas) == {"transformer.h.1.mlp.c_proj"}
     assert tuple(deltas["transformer.h.1.mlp.c_proj"].shape) == (256, 64)  # Conv1D storage layout
@@ -121,3 +122,19 @@ def test_malformed_record_exits_2_naming_index_and_field(saved_model, tmp_path, 
     assert code == 2
     assert "record 2 (case_id 2): requested_rewrite.subject: required field is missing" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_inspect_plan_sizes_state_from_the_config_alone(tmp_path, capsys):
+    from transformers import LlamaConfig
+
+    LlamaConfig(hidden_size=64, intermediate_size=224, num_hidden_layers=6, num_attention_heads=4,
+                num_key_value_heads=2, vocab_size=100).save_pretrained(tmp_path)
+    assert not list(tmp_path.glob("*.safetensors"))  # no weights anywhere
+    assert main(["inspect", "--model", str(tmp_path), "--plan", "--layers", "1,2", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["layers"] == [1, 2] and plan["d_in"] == 224 and plan["d_out"] == 64
+    assert plan["state_bytes"]["Cp"] == 2 * 224 * 224 * 8
+    assert plan["state_bytes"]["C0"] == 2 * 224 * 224 * 4
+    assert plan["journal_bytes_per_batch"] == 2 * 224 * 64 * 8 + 2 * 224 * 100 * 8
+    assert main(["inspect", "--model", str(tmp_path), "--plan", "--json"]) == 0  # the editor's default layers
+    assert json.loads(capsys.readouterr().out)["plan"]["layers"] == [1, 2]

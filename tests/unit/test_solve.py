@@ -115,3 +115,15 @@ def test_projector_is_symmetric_idempotent_and_project_rows_agrees(n, frac, seed
     assert torch.allclose(sub.project_rows(delta), delta @ p, atol=1e-10)
     projected = sub.project_rows(delta)
     assert torch.allclose(sub.project_rows(projected), projected, atol=1e-10)  # null-space invariance
+
+
+def test_weighted_terms_equal_the_summed_matrix_and_inputs_are_untouched():
+    k1, r, cp, c0, _, _ = random_problem(5)
+    evals, evecs = torch.linalg.eigh(c0)
+    keep_c0, keep_cp = c0.clone(), cp.clone()
+    for sub in (None, null_space(evals, evecs, 2e-2, relative=False), null_space(evals, evecs, 2.9, relative=False)):
+        ridge = 0.0 if sub is None else 3.0
+        summed = solve_update(k1, r, 7.0 * c0 + cp, ridge, sub)
+        terms = solve_update(k1, r, [(7.0, c0), (1.0, cp)], ridge, sub)
+        assert rel(terms, summed) < 1e-10
+    assert torch.equal(c0, keep_c0) and torch.equal(cp, keep_cp)
