@@ -29,7 +29,7 @@ test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) benchmarks/bench_vstar.py
+	$(PY) benchmarks/bench_suite.py --with-stats
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
