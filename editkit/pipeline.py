@@ -205,6 +205,7 @@ def execute(
             "efficacy_pre": sum(b.success for b in before) / n,
             "efficacy_post": sum(a.success for a in after) / n,
             "target_logprob_rose": sum(a.new_logprob > b.new_logprob for a, b in zip(after, before)) / n,
+            "skipped_records": len((extra_manifest or {}).get("skipped_records", [])),
         },
         "metrics": {"pre": pre_metrics, "post": post_metrics},
         "curve": curve,

@@ -156,15 +156,18 @@ def request_from_record(record: Any) -> EditRequest:
         raise ValueError(msg) from None
 
 
-def requests_from_records(records: Sequence[Any], *, source: str = "requests") -> list[EditRequest]:
-    """Parse every record; on any bad record raise :class:`InputError` naming *all* of them
-    (index, case id and field). Duplicate case ids are bad records too."""
+def parse_records(records: Sequence[Any]) -> tuple[list[EditRequest], list[str]]:
+    """Parse every record: the valid requests, and one message per bad record (index, case id
+    and field). Duplicate case ids are bad records too; so are records a dataset loader marked
+    ``_invalid``."""
     out: list[EditRequest] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
     for index, record in enumerate(records):
         case = record.get("case_id", "?") if isinstance(record, Mapping) else "?"
         try:
+            if isinstance(record, Mapping) and "_invalid" in record:
+                raise ValueError(record["_invalid"])
             request = request_from_record(record)
         except ValueError as exc:
             problems.append(f"record {index} (case_id {case}): {exc}")
@@ -176,6 +179,12 @@ def requests_from_records(records: Sequence[Any], *, source: str = "requests") -
             continue
         seen[request.case_id] = index
         out.append(request)
+    return out, problems
+
+
+def requests_from_records(records: Sequence[Any], *, source: str = "requests") -> list[EditRequest]:
+    """Parse every record; on any bad record raise :class:`InputError` naming *all* of them."""
+    out, problems = parse_records(records)
     if problems:
         shown = "\n  ".join(problems[:50])
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
@@ -185,6 +194,11 @@ def requests_from_records(records: Sequence[Any], *, source: str = "requests") -
 
 def load_requests(path: str | Path) -> list[EditRequest]:
     """Read a JSON list of CounterFact-style records from ``path``."""
+    return requests_from_records(read_json_records(path), source=str(path))
+
+
+def read_json_records(path: str | Path) -> list[Any]:
+    """The JSON list of records in ``path`` (clear errors for missing, unreadable or non-list files)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -198,7 +212,7 @@ def load_requests(path: str | Path) -> list[EditRequest]:
         raise InputError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
     if not data:
         raise InputError(f"{path}: the requests file holds no records")
-    return requests_from_records(data, source=str(path))
+    return data
 
 
 def batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

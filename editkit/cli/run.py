@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="save_pretrained directory or hub name (default: the demo world's model)")
     p.add_argument("--requests", type=Path, help="JSON list of CounterFact-style records")
-    p.add_argument("--dataset", help=f"registered dataset name (default {DEFAULT_DATASET!r} when no --requests)")
+    p.add_argument("--dataset", metavar="NAME_OR_PATH",
+                   help=f"registered dataset name, or a local dataset file (default {DEFAULT_DATASET!r} when no "
+                        "--requests)")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for the dataset loader, e.g. target=alt for zsre")
     p.add_argument("--num-edits", type=int, help="use only the first N requests (after --offset)")
     p.add_argument("--offset", type=int, default=0, help="skip the first N requests")
+    p.add_argument("--shuffle", action="store_true", help="shuffle the cases with --seed before --offset/--num-edits")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="skip bad records (counted in result.json, one warning) instead of stopping with exit 2")
     p.add_argument("--editor", default="memit", help="editor name (see `editkit plugins`)")
     p.add_argument("--constraint", action="append", default=[], dest="constraints",
                    help="constraint name; repeatable, applied in the order given")
@@ -61,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     from editkit.pipeline import execute
     from editkit.plugins import PluginHost
     from editkit.progress import rich_progress
-    from editkit.requests import load_requests, requests_from_records
+    from editkit.requests import parse_records, read_json_records, requests_from_records
 
     host = PluginHost()
     for failure in host.failures:
@@ -97,13 +106,22 @@ def main(args: argparse.Namespace) -> int:
             "stats_max_tokens": args.stats_max_tokens,
             "metrics": args.metrics,
             "eval_every": args.eval_every,
+            "skip_invalid": args.skip_invalid,
         }
         requests = None
         out_dir = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
 
     dataset = None
+    dataset_file = None
     if invocation["dataset"] is not None:
-        dataset = host.catalog.get("datasets", invocation["dataset"])
+        if Path(invocation["dataset"]).is_file():
+            dataset_file = invocation["dataset"]
+            dataset = next((d for name, d in sorted(host.catalog.entries["datasets"].items())
+                            if d.load is not None and d.model is None), None)
+            if dataset is None:
+                raise UsageError("no installed dataset plugin reads dataset files")
+        else:
+            dataset = host.catalog.get("datasets", invocation["dataset"])
         if dataset.load is None:
             raise UsageError(f"dataset {dataset.name!r} provides no edit requests")
     # validate names before any heavy work
@@ -122,13 +140,28 @@ def main(args: argparse.Namespace) -> int:
     if invocation["eval_every"] < 0:
         raise UsageError("--eval-every must be >= 0")
 
+    skipped: list[str] = []
     if requests is None:
         if args.requests is not None:
-            requests = load_requests(args.requests)
+            records = read_json_records(args.requests)
+            source = str(args.requests)
         else:
-            requests = requests_from_records(dataset.load(), source=f"dataset {dataset.name}")
+            options = parse_assignments(args.dataset_option)
+            records = dataset.load(source=dataset_file, **options) if dataset_file else dataset.load(**options)
+            source = dataset_file or f"dataset {dataset.name}"
+        requests, skipped = parse_records(records)
+        if skipped and not args.skip_invalid:
+            shown = "\n  ".join(skipped[:50])
+            more = f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
+            raise InputError(f"{source}: {len(skipped)} bad record(s) (--skip-invalid skips them):\n  {shown}{more}")
+        if skipped:
+            warnings.warn(f"{source}: skipped {len(skipped)} bad record(s); they are listed in result.json",
+                          stacklevel=1)
         if args.offset < 0 or (args.num_edits is not None and args.num_edits < 1):
             raise UsageError("--offset must be >= 0 and --num-edits >= 1")
+        if args.shuffle:
+            order = torch_free_permutation(len(requests), config.seed)
+            requests = [requests[i] for i in order]
         requests = requests[args.offset :]
         if args.num_edits is not None:
             requests = requests[: args.num_edits]
@@ -166,6 +199,7 @@ def main(args: argparse.Namespace) -> int:
             model_id=model_id, key_statistics=key_statistics, progress=progress,
             metrics=metric_names, eval_extras=extras, eval_every=invocation["eval_every"],
             invocation=invocation, resume=args.resume is not None,
+            extra_manifest={"skipped_records": skipped} if skipped else None,
         )
     print_table(result)
     summary = result["summary"]
@@ -193,3 +227,10 @@ def print_table(result: dict[str, Any]) -> None:
     for key in post:
         table.add_row(key, f"{pre.get(key, float('nan')):.2f}", f"{post[key]:.2f}")
     Console().print(table)
+
+
+def torch_free_permutation(n: int, seed: int) -> list[int]:
+    """A permutation of ``range(n)`` determined by the run's seed."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order

@@ -138,3 +138,26 @@ def test_inspect_plan_sizes_state_from_the_config_alone(tmp_path, capsys):
     assert plan["journal_bytes_per_batch"] == 2 * 224 * 64 * 8 + 2 * 224 * 100 * 8
     assert main(["inspect", "--model", str(tmp_path), "--plan", "--json"]) == 0  # the editor's default layers
     assert json.loads(capsys.readouterr().out)["plan"]["layers"] == [1, 2]
+
+
+def test_dataset_file_with_bad_records_stops_or_skips(saved_model, tmp_path, capsys):
+    path, corpus = saved_model
+    good = good_records(3)
+    bad = [{"case_id": 10, "requested_rewrite": {"prompt": "{} speaks", "subject": "Paris",
+                                                  "target_new": {"str": ""}}},
+           {"case_id": 1, "requested_rewrite": {"prompt": "{} speaks", "subject": "France",
+                                                 "target_new": {"str": "English"}}}]
+    data = write_requests(tmp_path / "mixed.json", good + bad)
+    out = tmp_path / "out"
+    common = ["run", "--model", str(path), "--dataset", str(data), "--corpus", str(corpus), "--quiet",
+              "--metrics", "counterfact", "--set", "v_steps=4", "--batch-size", "3"]
+    assert main([*common, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 bad record(s)" in err and "record 3 (case_id 10): requested_rewrite.target_new.str" in err
+    assert "record 4 (case_id 1): case_id: duplicate of record 1" in err
+    assert not out.exists()
+    with pytest.warns(UserWarning, match="skipped 2 bad record"):
+        assert main([*common, "--skip-invalid", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["summary"]["skipped_records"] == 2 and result["summary"]["requests"] == 3
+    assert len(result["manifest"]["skipped_records"]) == 2

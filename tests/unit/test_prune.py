@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import attrs
+import editkit_prune
 import pytest
 import torch
 from editkit_prune import CONSTRAINT
@@ -13,7 +14,6 @@ from editkit_prune.constraint import PruneStages
 from editkit_prune.hparams import PruneHParams
 from editkit_prune.spectral import prune, restrain, restrain_scalar
 
-import editkit_prune
 from editkit import EditorSpec, EditRun, RunConfig, hookimpl
 from editkit.plugins import PluginHost
 from editkit.requests import EditRequest
