@@ -27,13 +27,13 @@ import time
 from pathlib import Path
 
 import torch
+from editkit_memit.solve import solve_update
 
 from editkit import EditRequest, EditRun, RunConfig
 from editkit.keystats import CorpusSpec, KeyStatistics
 from editkit.layout import resolve_layout
 from editkit.plugins import PluginHost
 from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
-from editkit_memit.solve import solve_update
 
 WORDS = TINY_TEXT.replace(".", " ").split()
 MODES = {
@@ -91,7 +91,8 @@ def edit_benchmark(args: argparse.Namespace) -> None:
     med = {m: statistics.median(v) for m, v in times.items()}
     print(f"\n== batch edit: {args.requests} requests, GPT-2 arch {args.layers}x{args.d_model} (d_mlp {args.d_mlp}), "
           f"layers 1,2, device {args.device}, threads {torch.get_num_threads()}, repeats {args.repeats}")
-    print(f"{'mode':<42}{'median s':>9}{'speed-up':>10}{'max rel dz':>12}{'max rel dW':>12}{'peak MiB':>10}   stages (s)")
+    header = f"{'mode':<42}{'median s':>9}{'speed-up':>10}{'max rel dz':>12}{'max rel dW':>12}{'peak MiB':>10}"
+    print(header + "   stages (s)")
     for mode in MODES:
         z, deltas = results[mode]
         z_ref, d_ref = results[ref]
