@@ -50,6 +50,9 @@ class EditorSpec:
     presets: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     implied_constraints: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     has_solver: bool = True
+    default_constrain_mode: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(("inline", "posthoc")))
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -46,7 +46,9 @@ class RunConfig:
     device: str = attrs.field(default="cpu", validator=_name)
     preset: str | None = None
     overrides: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=lambda v: tuple(sorted(dict(v).items())))
-    constrain_mode: str = attrs.field(default="inline", validator=attrs.validators.in_(("inline", "posthoc")))
+    constrain_mode: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(("inline", "posthoc")))
+    )
 
     def to_json(self) -> dict[str, Any]:
         out = attrs.asdict(self)

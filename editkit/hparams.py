@@ -83,26 +83,30 @@ def build(owner: str, cls: type, values: Mapping[str, Any]) -> Any:
         raise UsageError(f"{owner}: invalid hyperparameters: {exc}") from None
 
 
-def split_overrides(overrides: Mapping[str, str], owners: Mapping[str, type]) -> dict[str, dict[str, str]]:
-    """Assign each ``--set`` key to its owner (editor or constraint name)."""
-    by_owner: dict[str, dict[str, str]] = {name: {} for name in owners}
+def split_overrides(overrides: Mapping[str, str], owners: Sequence[tuple[str, type]]) -> list[dict[str, str]]:
+    """Assign each ``--set`` key to one owner; ``owners`` are (name, hparams class) pairs, in order.
+
+    An editor and a constraint may share a name (the ``rect`` editor implies the ``rect`` constraint):
+    ``NAME.field`` then goes to the one of them that has ``field``.
+    """
+    names = [name for name, _ in owners]
+    by_index: list[dict[str, str]] = [{} for _ in owners]
     for key, value in overrides.items():
-        if "." in key:
-            owner, _, name = key.partition(".")
-            if owner not in owners:
-                raise UsageError(f"--set {key}: no method named {owner!r} in this run ({', '.join(owners)})")
-            by_owner[owner][name] = value
-            continue
-        holders = [o for o, cls in owners.items() if key in {f.name for f in attrs.fields(cls)}]
+        owner, dot, field = key.partition(".") if "." in key else (None, "", key)
+        if owner is not None and owner not in names:
+            raise UsageError(f"--set {key}: no method named {owner!r} in this run ({', '.join(dict.fromkeys(names))})")
+        holders = [i for i, (o, cls) in enumerate(owners)
+                   if (owner is None or o == owner) and field in {f.name for f in attrs.fields(cls)}]
         if not holders:
-            valid = sorted({f"{o}.{f.name}" for o, cls in owners.items() for f in attrs.fields(cls)})
+            valid = sorted({f"{o}.{f.name}" for o, cls in owners for f in attrs.fields(cls)})
             raise UsageError(f"--set {key}: unknown hyperparameter; valid: {', '.join(valid)}")
         if len(holders) > 1:
             raise UsageError(
-                f"--set {key}: ambiguous, held by {', '.join(holders)}; qualify it, e.g. {holders[0]}.{key}"
+                f"--set {key}: ambiguous, held by {', '.join(names[i] for i in holders)}; qualify it, "
+                f"e.g. {names[holders[0]]}.{field}"
             )
-        by_owner[holders[0]][key] = value
-    return by_owner
+        by_index[holders[0]][field] = value
+    return by_index
 
 
 def to_json(hparams: Any) -> dict[str, Any]:

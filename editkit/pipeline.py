@@ -208,6 +208,7 @@ def execute(
             "skipped_records": len((extra_manifest or {}).get("skipped_records", [])),
         },
         "metrics": {"pre": pre_metrics, "post": post_metrics},
+        "final": run.final_report.to_json() if run.final_report is not None else None,
         "curve": curve,
         "run": run.describe(),
         "batches": [r.to_json() for r in run.reports],

@@ -123,6 +123,7 @@ class EditRun:
         self.layout: ModelLayout = resolve_layout(model, self.catalog.entries["architectures"])
 
         self.editor_spec: EditorSpec = self.catalog.get("editors", config.editor)
+        self.constrain_mode: str = config.constrain_mode or self.editor_spec.default_constrain_mode or "inline"
         names = list(config.constraints)
         for implied in self.editor_spec.implied_constraints:
             if implied not in names:
@@ -131,9 +132,9 @@ class EditRun:
         if len(set(names)) != len(names):
             raise UsageError(f"a constraint is given twice: {names}")
 
-        owners = {self.editor_spec.name: self.editor_spec.hparams}
-        owners.update({c.name: c.hparams for c in self.constraint_specs})
-        overrides = split_overrides(dict(config.overrides), owners)
+        owners = [(self.editor_spec.name, self.editor_spec.hparams)]
+        owners += [(c.name, c.hparams) for c in self.constraint_specs]
+        editor_overrides, *constraint_overrides = split_overrides(dict(config.overrides), owners)
         editor_values: dict[str, Any] = {}
         if config.preset is not None:
             if config.preset not in self.editor_spec.presets:
@@ -144,21 +145,23 @@ class EditRun:
             if "layers" not in {f.name for f in attrs.fields(self.editor_spec.hparams)}:
                 raise UsageError(f"editor {self.editor_spec.name!r} takes no --layers")
             editor_values["layers"] = config.layers
-        editor_values.update(overrides[self.editor_spec.name])
-        self.hparams: dict[str, Any] = {
-            self.editor_spec.name: build(self.editor_spec.name, self.editor_spec.hparams, editor_values)
+        editor_values.update(editor_overrides)
+        self.editor_hparams = build(self.editor_spec.name, self.editor_spec.hparams, editor_values)
+        self.constraint_hparams = {
+            spec.name: build(spec.name, spec.hparams, values)
+            for spec, values in zip(self.constraint_specs, constraint_overrides)
         }
-        for spec in self.constraint_specs:
-            self.hparams[spec.name] = build(spec.name, spec.hparams, overrides[spec.name])
+        others = {name: h for name, h in self.constraint_hparams.items() if name != self.editor_spec.name}
+        self.hparams: dict[str, Any] = {self.editor_spec.name: self.editor_hparams, **others}
 
         self.pm = pluggy.PluginManager(PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.pm.register(_KernelStages(), name="kernel")
-        self.editor = self.editor_spec.factory(self.hparams[self.editor_spec.name])
+        self.editor = self.editor_spec.factory(self.editor_hparams)
         self.pm.register(self.editor, name=f"editor:{self.editor_spec.name}")
         self.constraints: list[tuple[ConstraintSpec, object]] = []
         for spec in self.constraint_specs:
-            plugin = spec.factory(self.hparams[spec.name])
+            plugin = spec.factory(self.constraint_hparams[spec.name])
             self.pm.register(plugin, name=f"constraint:{spec.name}")
             self.constraints.append((spec, plugin))
         self._constraint_callers = [self._only(plugin, "editkit_constrain_update") for _, plugin in self.constraints]
@@ -179,6 +182,7 @@ class EditRun:
         if self.key_statistics is not None and hasattr(self.key_statistics, "prepare"):
             self.key_statistics.prepare(self.sites)  # C0 of the *unedited* model, one pass for all sites
         self.reports: list[BatchReport] = []
+        self.final_report: BatchReport | None = None
         self.undo_log: list[list[UndoRecord]] = []
         self._current: BatchReport | None = None
 
@@ -253,7 +257,7 @@ class EditRun:
                 delta = hook.editkit_solve(run=self, batch=batch, site=site, problem=problem)
                 self._check(site, "update", delta, (site.d_out, site.d_in))
                 proposal = DeltaProposal(site=site, delta=delta)
-                if self.config.constrain_mode == "inline":
+                if self.constrain_mode == "inline":
                     proposal = self._constrain(site, proposal)
                     self._check(site, "constrained update", proposal.delta, (site.d_out, site.d_in))
                 self._timed(report, "solve", t)
@@ -261,7 +265,7 @@ class EditRun:
                 undo.append(hook.editkit_apply(run=self, site=site, delta=proposal.delta))
                 solved.append((site, proposal))
                 self._timed(report, "apply", t)
-            if self.config.constrain_mode == "posthoc":
+            if self.constrain_mode == "posthoc":
                 t = time.perf_counter()
                 for record in reversed(undo):
                     record.undo()
@@ -385,12 +389,21 @@ class EditRun:
                                         timings=dict(report.get("timings", {})),
                                         layers={int(k): v for k, v in report.get("layers", {}).items()}))
 
-    def finish(self) -> None:
-        """End of the run: offer the accumulated updates to the constraints (``stage="final"``)."""
+    def finish(self) -> BatchReport | None:
+        """End of the run: offer the accumulated updates to the constraints (``stage="final"``) and
+        measure the invariants on what that wrote (``self.final_report``, ``result.json["final"]``)."""
         if not self.constraints or not self.undo_log:
-            return
-        records = self._constrain_accumulated("final")
+            return None
+        report = BatchReport(index=len(self.reports), size=0)
+        self._current = report
+        try:
+            records = self._constrain_accumulated("final")
+            self._measure(batch_start={r.site.module: r.previous for r in reversed(records)})
+        finally:
+            self._current = None
         self.undo_log[-1].extend(records)
+        self.final_report = report
+        return report
 
     def _grown_past_keys(self, batch: EditBatch) -> dict[str, torch.Tensor]:
         """``Cp + K1 K1ᵀ`` per site, with K1 recomputed on the edited model (methods.md §4, §11.2g)."""
@@ -442,6 +455,8 @@ class EditRun:
             "editor": self.editor_spec.name,
             "constraints": [c.name for c in self.constraint_specs],
             "hparams": {name: to_json(h) for name, h in self.hparams.items()},
+            "constraint_hparams": {name: to_json(h) for name, h in self.constraint_hparams.items()},
+            "constrain_mode": self.constrain_mode,
             "sites": [{"layer": s.layer, "module": s.module, "transposed": s.transposed} for s in self.sites],
             "layout": self.layout.to_json(),
         }

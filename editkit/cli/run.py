@@ -42,8 +42,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--preset", help="editor hyperparameter preset, e.g. gpt2-xl, gpt-j, llama3-8b")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="hyperparameter override, e.g. --set v_lr=0.5 --set nullspace.l2=10")
-    p.add_argument("--constrain-mode", choices=("inline", "posthoc"), default="inline",
-                   help="where delta-transforming constraints act (default inline)")
+    p.add_argument("--constrain-mode", choices=("inline", "posthoc"), default=None,
+                   help="where delta-transforming constraints act (default: the editor's, else inline)")
     p.add_argument("--stats-dir", type=Path, help="key statistics store (C0); computed there when missing")
     p.add_argument("--corpus", help="text corpus for key statistics: FILE.txt, FILE.jsonl[:field], "
                    "hf:NAME[:CONFIG[:SPLIT]], or a registered dataset name (default: the dataset's own corpus)")

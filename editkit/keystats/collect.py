@@ -215,15 +215,19 @@ def collect(
         for rows, consumed in _chunks(tokenizer, documents(position), plan, tokens):
             rows.sort(key=len, reverse=True)
             mine = [rows[i] for i in dist.shard(len(rows))]
+            done = 0
             for batch in _batches(mine, plan.batch_tokens):
-                collector.add_batch(batch)
+                done += collector.add_batch(batch)
+                if progress is not None:  # this rank's share, scaled to all ranks (approximate)
+                    progress.update(tokens=tokens + done * dist.world_size, documents=position)
             position += consumed
             tokens += sum(len(r) for r in rows)
             if progress is not None:
                 progress.update(tokens=tokens, documents=position)
             if checkpoint is not None:
-                flag = torch.tensor([time.monotonic() - last_checkpoint >= checkpoint_seconds], device=collector.device)
-                if bool(dist.broadcast_(flag)[0]):
+                due = time.monotonic() - last_checkpoint >= checkpoint_seconds
+                flag = torch.tensor([int(due)], dtype=torch.long, device=collector.device)
+                if int(dist.broadcast_(flag)[0]):  # rank 0's clock decides for everyone
                     collector.reduce_()
                     if dist.is_main:
                         checkpoint(collector.totals, position, tokens)

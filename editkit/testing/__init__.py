@@ -1,1 +1,15 @@
-"""Test support for editkit and for plugin authors (tiny models, tokenizers, fixtures)."""
+"""Test support for editkit and for plugin authors. Importing it imports neither torch nor pytest.
+
+* :mod:`editkit.testing.tiny` — tiny random models of many families, a tokenizer trained in
+  milliseconds, background texts and valid edit requests (no downloads);
+* :mod:`editkit.testing.moments` — :class:`~editkit.testing.moments.MomentsFromText`, an in-memory
+  key-statistics (C0) provider;
+* :mod:`editkit.testing.harness` — isolated plugin hosts, :func:`~editkit.testing.harness.run_edit` and
+  :class:`~editkit.testing.harness.EditOutcome` (``assert_edited``, ``assert_preserved``, ``assert_undo_exact``);
+* :mod:`editkit.testing.fixtures` — the opt-in pytest plugin (``pytest_plugins = ["editkit.testing.fixtures"]``
+  or ``-p editkit.testing.fixtures``);
+* :mod:`editkit.testing.conformance` — the hook-contract conformance suite
+  (``TestX = make_conformance_tests(plugin=..., constraint=...)``).
+
+See ``docs/writing-a-plugin.md``.
+"""

@@ -734,10 +734,13 @@ def run_conformance(subject: ConformanceSubject, *, checks: Iterable[str] | None
 
 
 def _run_in_pytest(name: str, session: ConformanceSession) -> None:
-    try:
-        CHECKS[name](session)
-    except ConformanceSkip as exc:
-        pytest.skip(str(exc))
+    """Run a check as a pytest test: a failure is reported by its message alone, a skip as a skip."""
+    __tracebackhide__ = True
+    result = run_check(name, session)
+    if result.status == "skipped":
+        pytest.skip(result.message)
+    if result.status == "failed":
+        pytest.fail(f"[{name}] {result.message}", pytrace=False)
 
 
 def make_conformance_tests(

@@ -140,7 +140,7 @@ def editkit_run(tiny_model: Any, tiny_tokenizer: Any, edit_requests: list[EditRe
         if key_statistics is None:
             key_statistics = key_stats if model is None else MomentsFromText(
                 model=model, tokenizer=tiny_tokenizer, texts=tiny_texts())
-        return run_edit(model=target, tokenizer=tiny_tokenizer, requests=list(requests or edit_requests),
+        return run_edit(model=target, tokenizer=tiny_tokenizer, requests=list(edit_requests if requests is None else requests),
                         key_statistics=key_statistics, host=plugin_manager(*plugins), editor=editor,
                         constraints=constraints, overrides=overrides, seed=seed, batch_size=batch_size,
                         layers=layers, constrain_mode=constrain_mode)

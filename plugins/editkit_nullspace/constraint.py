@@ -42,8 +42,18 @@ class NullspaceStages:
             if self._mode(run) != "solve":
                 return None
             return proposal.restricted(sub, use_background=False, use_past=True, ridge=self.hparams.l2)
-        if isinstance(proposal, DeltaProposal) and self._mode(run) == "project":
-            return proposal.with_delta(sub.project_rows(proposal.delta))
+        if isinstance(proposal, DeltaProposal):
+            projected = sub.project_rows(proposal.delta)
+            if self._mode(run) == "project":
+                return proposal.with_delta(projected)
+            # solve mode: the solved Δ is in S_P already, unless an earlier constraint (RECT) or a solver
+            # that ignored the subspace moved it out; then project, and say so
+            norm = float(proposal.delta.norm())
+            leak = float((proposal.delta - projected).norm()) / norm if norm > 0 else 0.0
+            if leak > 1e-6:
+                run.note(site, "nullspace.reprojected", leak)
+                return proposal.with_delta(projected, note=f"nullspace: re-projected (left S_P by {leak:.2e})")
+        return None
         return None
 
     @hookimpl

@@ -13,6 +13,7 @@ Measured on the weights actually written, against ``run.initial_weights`` (``W0`
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -24,6 +25,10 @@ from editkit_prune.hparams import PruneHParams
 from editkit_prune.spectral import prune, spectral_norm
 
 
+class PruneWarning(UserWarning):
+    """PRUNE's log map enlarged singular values (σ_max(W0) < 1/ln α): it does not restrain here."""
+
+
 class PruneStages:
     """Stage plugin created per run by the ``prune`` constraint."""
 
@@ -32,6 +37,7 @@ class PruneStages:
         self.sigma_max: dict[str, float] = {}  # site module -> σ_1(W0)
         self.bound: dict[str, float] = {}  # site module -> F(σ̄_1) of the last Δ_n pruned
         self.finished = False
+        self._warned = False
 
     def _acts_on(self, stage: str) -> bool:
         return (stage == "final") if self.hparams.mode == "final" else (stage == "batch")
@@ -54,6 +60,16 @@ class PruneStages:
         run.note(site, "prune.sigma_max_w0", self.sigma_max[site.module])
         run.note(site, "prune.sigma1_before", result.sigma1_before)
         run.note(site, "prune.rescaled", result.rescaled)
+        run.note(site, "prune.sigma1_after", result.sigma1_after)
+        if result.enlarged and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"prune: at layer {site.layer} F enlarged {result.enlarged} singular value(s) of the accumulated "
+                f"update (σ̄1 {result.sigma1_before:.3g} -> {result.sigma1_after:.3g}): σ_max(W0) = "
+                f"{self.sigma_max[site.module]:.3g} is below 1/ln α, where the log map stops restraining",
+                PruneWarning,
+                stacklevel=2,
+            )
         if result.rescaled == 0:
             return None
         return proposal.with_delta(result.delta.to(proposal.delta.dtype))
@@ -82,4 +98,4 @@ class PruneStages:
         }
 
 
-__all__ = ["PruneStages"]
+__all__ = ["PruneStages", "PruneWarning"]

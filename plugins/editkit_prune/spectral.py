@@ -14,6 +14,11 @@ F is continuous at σ_max (F(σ_max) = σ_max), so the references' ``≥`` (PRUN
 ``Δ_n`` (and its row space, hence ``ΔP = Δ``, methods.md §11.2c) is kept exactly; the references'
 truncation to rank(Δ_n) is implied (F(0) = 0). Bound: ``σ_1(prune(Δ_n)) = F(σ̄_1)``,
 i.e. ``≤ σ_max + log_α(σ̄_1/σ_max)`` (log) when ``σ̄_1 ≥ σ_max``.
+
+Caveat: the log map restrains (``F(σ̄) ≤ σ̄``) only when ``σ_max ≥ 1/ln α`` (F's slope at σ_max is
+``1/(σ_max ln α)``); for smaller matrices — tiny test models, σ_max ≈ 0.2 — it *enlarges* singular
+values between σ_max and the fixed point of F. Published models are far above (GPT-2 XL's edited
+``c_proj`` has σ_max in the tens); the stages warn when it happens.
 """
 
 from __future__ import annotations
@@ -44,12 +49,14 @@ def restrain_scalar(sigma: float, sigma_max: float, reduce: str = "log", alpha: 
 @attrs.frozen(kw_only=True)
 class Pruned:
     """The result of :func:`prune`: ``delta`` ``[d_out, d_in]`` float64, ``sigma1_before`` = σ̄_1,
-    ``sigma1_after`` = F(σ̄_1), ``rescaled`` = number of singular values that were ≥ σ_max."""
+    ``sigma1_after`` = F(σ̄_1), ``rescaled`` = number of singular values that were ≥ σ_max,
+    ``enlarged`` = how many of those F made *larger* (log map with ``σ_max < 1/ln α``, see below)."""
 
     delta: torch.Tensor = attrs.field(eq=False, repr=False)
     sigma1_before: float
     sigma1_after: float
     rescaled: int
+    enlarged: int = 0
 
 
 def spectral_norm(matrix: torch.Tensor) -> float:
@@ -66,7 +73,7 @@ def prune(delta: torch.Tensor, sigma_max: float, reduce: str = "log", alpha: flo
     top = float(s[0]) if s.numel() else 0.0
     if k == 0:
         return Pruned(delta=d, sigma1_before=top, sigma1_after=top, rescaled=0)
-    shrink = s[:k] - restrain(s[:k], sigma_max, reduce, alpha)  # [k] ≥ 0
+    shrink = s[:k] - restrain(s[:k], sigma_max, reduce, alpha)  # [k]; < 0 where F enlarges
     pruned = d - (u[:, :k] * shrink) @ vh[:k]
     return Pruned(delta=pruned, sigma1_before=top, sigma1_after=restrain_scalar(top, sigma_max, reduce, alpha),
-                  rescaled=k)
+                  rescaled=k, enlarged=int((shrink < 0).sum()))

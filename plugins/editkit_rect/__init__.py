@@ -7,13 +7,14 @@
 * editor ``rect`` (``--editor rect``) = MEMIT's stages + the ``rect`` constraint, run last unless
   the user places it (``--constraint rect --constraint nullspace``).
 
-Composition (methods.md §11.2a/b): ``nullspace`` then ``rect`` breaks ``ΔP = Δ`` (the mask is not a
-coordinate projector of ``P``'s basis) — editkit measures and warns. The exact way to keep the
-null-space invariant is the other order with the projection after the mask,
-``--constraint rect --constraint nullspace --set nullspace.mode=project`` (Δ ↦ (M ⊙ Δ) P, the
-AlphaEdit paper's "+P" plug-in); it keeps ΔP = Δ and in turn breaks RECT's sparsity (reported).
-Both invariants together need a solve restricted to ``range(P) ∩ {supp ⊆ M}``, which the kernel
-cannot express yet.
+Composition (methods.md §11.2a/b): ``nullspace`` then ``rect`` (what ``--editor rect --constraint
+nullspace`` runs) breaks ``ΔP = Δ``: the mask is not a coordinate projector of P's basis. editkit
+measures it on the written update and warns. The exact way out is the other order with the projection
+after the mask, Δ ↦ (M ⊙ Δ) P — the AlphaEdit paper's "+P" plug-in:
+``--constraint rect --constraint nullspace --set nullspace.mode=project`` (``project`` is needed while
+the null-space constraint's solve mode leaves later Δ proposals alone). It keeps ΔP = Δ and, in turn,
+refills masked entries, so RECT's own invariant is reported broken. Both together need a solve
+restricted to ``range(P) ∩ {supp ⊆ M}``, which the kernel cannot express yet.
 
 Importing this module does not import torch.
 """

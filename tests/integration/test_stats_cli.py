@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_keystats import build_tiny_model, load, rel_error, synthetic_texts, write_jsonl
 
 from editkit.keystats import CorpusSpec, KeyStatistics
 from editkit.keystats.store import StatsStore, slug
 from editkit.layout import resolve_layout
+
+try:  # rootdir-style test modules (no __init__.py): the sibling module is importable by name
+    from test_keystats import build_tiny_model, load, rel_error, synthetic_texts, write_jsonl
+except ImportError:  # pragma: no cover - if tests/ become packages
+    from .test_keystats import build_tiny_model, load, rel_error, synthetic_texts, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 

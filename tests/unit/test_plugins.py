@@ -102,5 +102,5 @@ def test_unknown_names_list_the_available_ones():
     from editkit.errors import UsageError
 
     host = PluginHost()
-    with pytest.raises(UsageError, match="unknown editor 'nope'; available: memit"):
+    with pytest.raises(UsageError, match="unknown editor 'nope'; available: memit, prune, rect"):
         host.catalog.get("editors", "nope")

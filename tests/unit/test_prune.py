@@ -10,7 +10,7 @@ import editkit_prune
 import pytest
 import torch
 from editkit_prune import CONSTRAINT
-from editkit_prune.constraint import PruneStages
+from editkit_prune.constraint import PruneStages, PruneWarning
 from editkit_prune.hparams import PruneHParams
 from editkit_prune.spectral import prune, restrain, restrain_scalar
 
@@ -240,3 +240,15 @@ def test_kernel_writes_w0_plus_f_of_the_accumulated_update(mode):
     assert site.transposed and tuple(stored.shape) == (48, 16)
     run.undo_last(2)
     assert torch.equal(run.weight(site).detach().double(), w0)
+
+
+def test_warns_when_the_log_map_enlarges_singular_values():
+    """σ_max(W0) < 1/ln α: F(σ) > σ just above σ_max (slope 1/(σ_max ln α) > 1); said once per run."""
+    assert restrain_scalar(0.3, 0.2) > 0.3
+    site = Site(layer=0, module="m", block="b", d_in=6, d_out=4, transposed=False)
+    run = FakeRun(site, 0.2 * torch.eye(4, 6))
+    stages = PruneStages(PruneHParams(mode="every_batch"))
+    run.stored = run.stored + 0.3 * torch.eye(4, 6)
+    with pytest.warns(PruneWarning, match="enlarged 4 singular value"):
+        run.offer(stages, site, "batch")
+    assert run.notes["prune.sigma1_after"] == pytest.approx(restrain_scalar(0.3, 0.2))

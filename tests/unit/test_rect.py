@@ -119,3 +119,38 @@ def test_hparams_are_validated(bad):
 def test_defaults_document_both_published_settings():
     assert RectHParams().k == 40.0  # AlphaEdit's MEMIT_rect; the official RECT code's is 20
     assert "k = 20" in (RectHParams.__doc__ or "")
+
+
+def test_plugins_register_a_constraint_and_an_editor_each_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, editkit_rect, editkit_prune\n"
+            "assert 'torch' not in sys.modules\n"
+            "from editkit.plugins import PluginHost\n"
+            "host = PluginHost(entry_points=False, plugins=[('memit', __import__('editkit_memit')),\n"
+            "                  ('rect', editkit_rect), ('prune', editkit_prune)])\n"
+            "print(host.catalog.names('editors'), host.catalog.names('constraints'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['memit', 'prune', 'rect'] ['prune', 'rect']"
+
+
+@pytest.mark.parametrize("name", ["rect", "prune"])
+def test_editors_are_memit_plus_their_constraint(name):
+    import importlib
+
+    from editkit_memit import EDITOR as MEMIT
+    from editkit_memit.hparams import MemitHParams
+
+    from editkit.errors import EditkitError
+
+    module = importlib.import_module(f"editkit_{name}")
+    editor = module.EDITOR
+    assert editor.name == name and editor.implied_constraints == (name,)
+    assert editor.hparams is MemitHParams and editor.presets == MEMIT.presets and editor.has_solver
+    assert type(editor.factory(MemitHParams())).__name__ == "MemitStages"
+    with pytest.raises(EditkitError, match="overwrite each other"):
+        editor.factory(module.CONSTRAINT.hparams())
+    if hasattr(editor, "default_constrain_mode"):  # once the kernel has the field: published behaviour
+        assert editor.default_constrain_mode == "posthoc"

@@ -3,10 +3,10 @@ the ``editkit.testing.fixtures`` pytest plugin and the conformance suite."""
 
 from __future__ import annotations
 
+import editkit_normclamp
 import pytest
 import torch
 
-import editkit_normclamp
 from editkit.testing.conformance import make_conformance_tests
 
 pytest_plugins = ["editkit.testing.fixtures"]
