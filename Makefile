@@ -12,11 +12,12 @@ PYTEST_ARGS ?= -m "not slow"
 
 .PHONY: setup demo test bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml plugins/editkit-normclamp/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps -e plugins/editkit-normclamp  # the third-party example plugin
 	touch $@
 
 setup: $(VENV)/.installed

@@ -92,7 +92,7 @@ def split_overrides(overrides: Mapping[str, str], owners: Sequence[tuple[str, ty
     names = [name for name, _ in owners]
     by_index: list[dict[str, str]] = [{} for _ in owners]
     for key, value in overrides.items():
-        owner, dot, field = key.partition(".") if "." in key else (None, "", key)
+        owner, _, field = key.partition(".") if "." in key else (None, "", key)
         if owner is not None and owner not in names:
             raise UsageError(f"--set {key}: no method named {owner!r} in this run ({', '.join(dict.fromkeys(names))})")
         holders = [i for i, (o, cls) in enumerate(owners)

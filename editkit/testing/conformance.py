@@ -25,9 +25,10 @@ What is checked (``kind`` = editor or constraint, runs on tiny random models, 2 
 * ``untouched_outside_sites`` — no parameter or buffer outside the located sites changes (bit-exact).
 * ``undo_exact`` — ``undo_last`` restores every weight bit-exactly.
 * ``seed_determinism`` — the same seed on a fresh copy of the model writes identical updates.
-* ``composes_with_nullspace`` — with ``--constraint <it> --constraint nullspace`` (or an editor with
-  ``--constraint nullspace``) the written update satisfies ``‖Δ − ΔP‖/‖Δ‖ ≤ tol`` for the null-space
-  constraint's own ``P`` on the run.
+* ``composes_with_nullspace`` — with ``--constraint <it> --constraint nullspace`` (and, for a constraint that
+  commutes with the projection, ``--constraint nullspace --constraint <it>``) the written update satisfies
+  ``‖Δ − ΔP‖/‖Δ‖ ≤ tol`` for the null-space constraint's own ``P`` on the run; an editor run with
+  ``--constraint nullspace`` must solve inside the subspace (no re-projection needed).
 * ``bad_hyperparameters`` — unknown keys, non-numbers for numeric fields and the values you declare
   invalid fail with :class:`editkit.errors.UsageError` naming the field.
 """
@@ -105,6 +106,8 @@ class ConformanceSubject:
     ``--set`` values for every run (e.g. ``{"normclamp.ratio": "0.01"}``). ``invalid_hparams``: field →
     values that must be rejected. ``min_efficacy``: the fraction of requests whose target log-prob an
     editor must raise. ``nullspace_tol``: the tolerance on ``‖Δ − ΔP‖/‖Δ‖`` beyond float rounding.
+    ``commutes_with_nullspace``: whether a constraint keeps ``ΔP = Δ`` when it runs *after* the null-space
+    constraint (true for scalings; false for masks and spectral maps, which must come before it).
     """
 
     plugins: tuple[Any, ...] = attrs.field(converter=_as_tuple)
@@ -115,6 +118,7 @@ class ConformanceSubject:
     invalid_hparams: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_invalid, eq=False)
     min_efficacy: float = 0.5
     nullspace_tol: float = 1e-6
+    commutes_with_nullspace: bool = True
 
     def __attrs_post_init__(self) -> None:
         if not self.plugins:
@@ -604,13 +608,8 @@ def check_seed_determinism(session: ConformanceSession) -> None:
               "stage object, not in module globals.")
 
 
-def check_composes_with_nullspace(session: ConformanceSession) -> None:
-    """With ``nullspace`` in the run the written update stays in the null space: ``‖Δ − ΔP‖/‖Δ‖`` small."""
-    subject = session.subject
-    if subject.name == "nullspace":
-        raise ConformanceSkip("the subject is the null-space constraint itself")
-    attempt = session.with_nullspace
-    label = f"{session.label}, run as `{attempt.command}`"
+def _leaves_nullspace(session: ConformanceSession, attempt: RunAttempt, label: str) -> str | None:
+    """Why the written update of ``attempt`` is not in the null-space constraint's subspace, or None."""
     outcome = attempt.require(label, "composition with the null-space constraint")
     nullspace = next(p for spec, p in outcome.run.constraints if spec.name == "nullspace")
     for site in outcome.sites:
@@ -618,13 +617,48 @@ def check_composes_with_nullspace(session: ConformanceSession) -> None:
         if not 0 < sub.dim < sub.ambient:
             raise ConformanceSkip(f"layer {site.layer}: the null space has {sub.dim} of {sub.ambient} dimensions")
         problem = nullspace_violation(outcome.run, nullspace, site, outcome.written[site.module],
-                                      outcome.initial[site.weight_name], subject.nullspace_tol,
+                                      outcome.initial[site.weight_name], session.subject.nullspace_tol,
                                       writes=len(outcome.batch_written))
         if problem:
-            hint = ("its transform of Δ must keep rows inside the subspace (commute with Δ ↦ ΔP), or it should act "
-                    "on the SolveProblem instead" if subject.kind == "constraint"
-                    else "its solve must honour problem.subspace")
-            _fail(label, f"{problem}; {hint}.")
+            return problem
+    return None
+
+
+def check_composes_with_nullspace(session: ConformanceSession) -> None:
+    """With ``nullspace`` in the run the written update stays in its subspace: ``‖Δ − ΔP‖/‖Δ‖`` small.
+
+    A constraint is run as ``--constraint <it> --constraint nullspace`` and, unless the subject says it
+    does not commute with the projection (``commutes_with_nullspace=False``), also in the reverse order,
+    where nothing re-projects after it. An editor is run with ``--constraint nullspace`` and must not
+    need the null-space constraint to re-project its solve.
+    """
+    subject = session.subject
+    if subject.name == "nullspace":
+        raise ConformanceSkip("the subject is the null-space constraint itself")
+    attempt = session.with_nullspace
+    label = f"{session.label}, run as `{attempt.command}`"
+    problem = _leaves_nullspace(session, attempt, label)
+    if problem:
+        hint = ("its transform must keep rows of Δ inside the subspace, or act on the SolveProblem instead"
+                if subject.kind == "constraint" else "its solve must honour problem.subspace")
+        _fail(label, f"{problem}; {hint}.")
+    if subject.kind == "editor":
+        leaks = [(report["index"], layer, notes["nullspace.reprojected"]) for report in attempt.reports
+                 for layer, notes in report["layers"].items() if "nullspace.reprojected" in notes]
+        if leaks:
+            batch, layer, leak = leaks[0]
+            _fail(label, f"batch {batch}, layer {layer}: the null-space constraint had to re-project the solved "
+                  f"update (it left the subspace by ‖Δ − ΔP‖/‖Δ‖ = {leak:.3g}); with problem.subspace set, "
+                  "editkit_solve must return Δ = ΔP (or declare has_solver=False).")
+        return
+    if not subject.commutes_with_nullspace:
+        return
+    reverse = session.attempt("nullspace-first", ("nullspace", subject.name))
+    label = f"{session.label}, run as `{reverse.command}`"
+    problem = _leaves_nullspace(session, reverse, label)
+    if problem:
+        _fail(label, f"{problem}; its transform of Δ does not commute with Δ ↦ ΔP. If that is intended, pass "
+              "commutes_with_nullspace=False and tell users to order it before nullspace.")
 
 
 def _numeric(field: attrs.Attribute) -> bool:
@@ -753,6 +787,7 @@ def make_conformance_tests(
     invalid_hparams: Mapping[str, Sequence[str] | str] | None = None,
     min_efficacy: float = 0.5,
     nullspace_tol: float = 1e-6,
+    commutes_with_nullspace: bool = True,
 ) -> type:
     """A pytest test class checking ``constraint`` (or ``editor``) registered by ``plugin``.
 
@@ -767,7 +802,8 @@ def make_conformance_tests(
         raise ValueError("make_conformance_tests: give constraint=NAME or editor=NAME")
     subject = ConformanceSubject(plugins=plugin, editor=editor or "memit", constraint=constraint,
                                  families=families, overrides=overrides or {}, invalid_hparams=invalid_hparams,
-                                 min_efficacy=min_efficacy, nullspace_tol=nullspace_tol)
+                                 min_efficacy=min_efficacy, nullspace_tol=nullspace_tol,
+                                 commutes_with_nullspace=commutes_with_nullspace)
 
     class Conformance:
         """Hook-contract conformance of one editkit plugin (generated by make_conformance_tests)."""

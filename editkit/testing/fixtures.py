@@ -111,7 +111,7 @@ def editkit_run(tiny_model: Any, tiny_tokenizer: Any, edit_requests: list[EditRe
     """Run a full edit in-process and return its :class:`~editkit.testing.harness.EditOutcome`.
 
     ``editkit_run(editor="memit", constraints=(), plugins=(), overrides=None, requests=None, seed=0,
-    batch_size=None, layers=None, constrain_mode="inline", model=None, key_statistics=None)``
+    batch_size=None, layers=None, constrain_mode=None, model=None, key_statistics=None)``
 
     Edits ``tiny_model`` in place with ``edit_requests`` and ``key_stats`` unless given others (with
     ``model`` and no ``key_statistics``, fresh statistics of that model are used); ``plugins`` join the
@@ -132,7 +132,7 @@ def editkit_run(tiny_model: Any, tiny_tokenizer: Any, edit_requests: list[EditRe
         seed: int = 0,
         batch_size: int | None = None,
         layers: Sequence[int] | None = None,
-        constrain_mode: str = "inline",
+        constrain_mode: str | None = None,
         model: Any = None,
         key_statistics: Any = None,
     ) -> EditOutcome:
@@ -140,7 +140,8 @@ def editkit_run(tiny_model: Any, tiny_tokenizer: Any, edit_requests: list[EditRe
         if key_statistics is None:
             key_statistics = key_stats if model is None else MomentsFromText(
                 model=model, tokenizer=tiny_tokenizer, texts=tiny_texts())
-        return run_edit(model=target, tokenizer=tiny_tokenizer, requests=list(edit_requests if requests is None else requests),
+        chosen = list(edit_requests if requests is None else requests)
+        return run_edit(model=target, tokenizer=tiny_tokenizer, requests=chosen,
                         key_statistics=key_statistics, host=plugin_manager(*plugins), editor=editor,
                         constraints=constraints, overrides=overrides, seed=seed, batch_size=batch_size,
                         layers=layers, constrain_mode=constrain_mode)

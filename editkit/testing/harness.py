@@ -263,7 +263,7 @@ def build_run(
     seed: int = 0,
     batch_size: int = 100,
     layers: Sequence[int] | None = None,
-    constrain_mode: str = "inline",
+    constrain_mode: str | None = None,
     tiny_defaults: bool = True,
 ) -> EditRun:
     """An :class:`~editkit.run.EditRun` on ``model`` (nothing edited yet); the arguments as in :func:`run_edit`."""
@@ -290,7 +290,7 @@ def run_edit(
     seed: int = 0,
     batch_size: int | None = None,
     layers: Sequence[int] | None = None,
-    constrain_mode: str = "inline",
+    constrain_mode: str | None = None,
     tiny_defaults: bool = True,
 ) -> EditOutcome:
     """Edit ``model`` in place: one :class:`~editkit.run.EditRun`, ``requests`` in batches of ``batch_size``

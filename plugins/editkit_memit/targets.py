@@ -22,9 +22,9 @@ from typing import Any
 import attrs
 import torch
 
+from editkit.layout import ModelLayout
 from editkit.requests import EditRequest
 from editkit.tokens import first_token_from, last_token_before, pad_batch, tokenize
-from editkit.layout import ModelLayout
 from editkit_memit.upper import make_forward
 
 ADAM_BETAS = (0.9, 0.999)

@@ -10,38 +10,13 @@ from editkit.catalog import ConstraintSpec
 from editkit.errors import NumericalError
 from editkit.pipeline import score_requests
 from editkit.plugins import PluginHost
+from editkit.testing.moments import MomentsFromText
 from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
-from editkit.tokens import encode
-from editkit.tracing import capture_inputs
 
 SUBJECTS = ["Danielle Darrieux", "Toko Yasuda", "Edwin Hubble", "Michael Jordan", "Lionel Messi", "Steve Jobs",
             "Paris", "France", "Apple", "Eiffel Tower"]
 TARGETS = ["English", "German", "Italian", "Spanish", "Russian", "Japanese", "Chinese", "Dutch", "Swedish", "Polish"]
 HPARAMS = {"v_steps": "25", "v_lr": "0.5", "clamp_norm": "4", "mom2_weight": "1"}
-
-
-class MomentsFromText:
-    """C0 = mean k kᵀ over every non-pad token of a few texts, from explicit hooks (float64)."""
-
-    def __init__(self, model, tokenizer, texts):
-        self.model, self.tokenizer, self.texts, self.cache = model, tokenizer, texts, {}
-        self.prepared_before_edit = None
-
-    def prepare(self, sites):
-        for site in sites:
-            self.second_moment(site)
-
-    def second_moment(self, site):
-        if site.module not in self.cache:
-            batch = encode(self.tokenizer, self.texts)
-            with capture_inputs(self.model, [site.module]) as cap, torch.no_grad():
-                self.model(**batch.model_inputs())
-            keys = cap[site.module].reshape(-1, site.d_in)[batch.attention_mask.flatten().bool()].double()
-            self.cache[site.module] = keys.T @ keys / keys.shape[0]
-        return self.cache[site.module]
-
-    def eigendecomposition(self, site):
-        return torch.linalg.eigh(self.second_moment(site))
 
 
 def make_requests(n: int, offset: int = 0) -> list[EditRequest]:
@@ -59,7 +34,8 @@ def make_run(constraints=(), overrides=HPARAMS, seed=0, **config):
     model = tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=64, d_mlp=256, seed=seed, logit_scale=20)
     texts = [s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()]
     cfg = RunConfig(constraints=constraints, overrides=overrides.items(), seed=seed, **config)
-    return EditRun(model=model, tokenizer=tok, config=cfg, key_statistics=MomentsFromText(model, tok, texts))
+    stats = MomentsFromText(model=model, tokenizer=tok, texts=texts)
+    return EditRun(model=model, tokenizer=tok, config=cfg, key_statistics=stats)
 
 
 @pytest.mark.parametrize("constraints", [(), ("nullspace",)], ids=["memit", "alphaedit"])
@@ -113,7 +89,7 @@ def test_second_batch_uses_and_grows_cp():
     host = PluginHost(plugins=[("spy", _SpyPlugin())])
     run = EditRun(model=model, tokenizer=tok, host=host,
                   config=RunConfig(constraints=("nullspace", "spy"), overrides=HPARAMS.items()),
-                  key_statistics=MomentsFromText(model, tok, texts))
+                  key_statistics=MomentsFromText(model=model, tokenizer=tok, texts=texts))
     spy = run.constraints[1][1]
     run.edit(make_requests(5))
     site = run.sites[0]
