@@ -37,14 +37,18 @@ def capture_inputs(
     of ``module_names`` in execution order was reached.
     """
     captured: dict[str, torch.Tensor] = {}
-    remaining = set(module_names)
+    wanted = set(module_names)
+    this_pass: set[str] = set()  # modules seen in the current forward; a module firing again starts a new one
     handles = []
 
     def make(name: str) -> Callable:
         def hook(module: torch.nn.Module, args: tuple) -> None:
+            if name in this_pass:
+                this_pass.clear()
+            this_pass.add(name)
             x = args[0]
             captured[name] = x.detach() if detach else x
-            if stop_after_last and remaining.issubset(captured.keys()):
+            if stop_after_last and wanted.issubset(this_pass):
                 raise StopForward
 
         return hook

@@ -3,7 +3,8 @@
 A probe is a hit when greedy decoding after the prompt produces every token of the target,
 which is the case exactly when, teacher-forced, the arg-max at each target position is the
 target's token; so one forward pass over ``prompt + target`` scores a probe of any length.
-The same pass gives the target's log-probability (the sum over its tokens). Prompts and
+The same pass gives the target's log-probability (the sum over its tokens); the output
+embedding is applied only at the target positions. Prompts and
 targets are tokenised apart and concatenated (targets carry their leading space; the world
 tokenizer splits at spaces, so this equals tokenising the joined text).
 """
@@ -74,15 +75,21 @@ def score_probes(model: Any, tokenizer: Any, prompts: Sequence[str], targets: Se
             for r, seq in enumerate(seqs):
                 ids[r, : len(seq)] = torch.tensor(seq)
             # right padding + causal attention: no real token sees a pad, so no padding mask is needed
-            logits = model(input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device)).logits
-            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [b, T-1, V] predicts ids[:, 1:]
-            following = ids[:, 1:].to(device)  # [b, T-1]
-            token_logp = logp.gather(2, following[..., None]).squeeze(-1).cpu()  # [b, T-1]
-            greedy_ok = (logp.argmax(dim=-1) == following).cpu()  # [b, T-1]
-            for r, i in enumerate(rows):
-                span = slice(len(prompt_ids[i]) - 1, len(prompt_ids[i]) + len(target_ids[i]) - 1)
-                hits[i] = bool(greedy_ok[r, span].all())
-                logprobs[i] = float(token_logp[r, span].sum())
+            hidden = model.base_model(input_ids=ids.to(device),
+                                      attention_mask=torch.ones_like(ids).to(device)).last_hidden_state  # [b, T, d]
+            spans = [(len(prompt_ids[i]) - 1, len(target_ids[i])) for i in rows]  # (first position, length)
+            row_index = torch.tensor([r for r, (_, n) in enumerate(spans) for _ in range(n)], device=device)
+            pos_index = torch.tensor([p + k for p, n in spans for k in range(n)], device=device)
+            wanted = torch.tensor([t for i in rows for t in target_ids[i]], device=device)  # [n_target_tokens]
+            logits = model.get_output_embeddings()(hidden[row_index, pos_index])  # [n_target_tokens, V]
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            token_logp = logp.gather(1, wanted[:, None]).squeeze(1).cpu().tolist()
+            greedy_ok = (logp.argmax(dim=-1) == wanted).cpu().tolist()
+            at = 0
+            for i, (_, n) in zip(rows, spans):
+                hits[i] = all(greedy_ok[at : at + n])
+                logprobs[i] = sum(token_logp[at : at + n])
+                at += n
             if on_batch is not None:
                 on_batch(len(rows))
     finally:

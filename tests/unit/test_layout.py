@@ -55,3 +55,16 @@ def test_unsupported_model_names_what_is_missing():
     model = tiny_model("gpt2", n_layers=2)
     with pytest.raises(LayoutError, match="layer 5 is out of range"):
         resolve_layout(model, {}).site(5)
+
+
+def test_capture_context_reused_across_forwards_stops_after_the_last_module_each_time():
+    from editkit.tracing import run_until_stopped
+
+    model = tiny_model("gpt2", n_layers=3, d_model=32, d_mlp=96)
+    names = ["transformer.h.0.mlp.c_proj", "transformer.h.2.mlp.c_proj"]
+    with capture_inputs(model, names, stop_after_last=True) as cap:
+        run_until_stopped(lambda: model(input_ids=torch.tensor([[1, 2, 3]])))
+        first = {k: v.clone() for k, v in cap.items()}
+        run_until_stopped(lambda: model(input_ids=torch.tensor([[4, 5, 6]])))
+    for name in names:  # both modules captured the second forward's inputs, not stale ones
+        assert not torch.equal(cap[name], first[name])
