@@ -9,7 +9,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from editkit.catalog import ArchitectureSpec, Catalog, ConstraintSpec, DatasetSpec, EditorSpec, MetricSpec
+from editkit.catalog import (
+    ArchitectureSpec,
+    Catalog,
+    CommandSpec,
+    ConstraintSpec,
+    DatasetSpec,
+    EditorSpec,
+    MetricSpec,
+)
 from editkit.errors import EditkitError, InputError, NumericalError, UsageError
 from editkit.markers import hookimpl, hookspec
 from editkit.requests import EditRequest, load_requests, requests_from_records
@@ -33,6 +41,7 @@ _LAZY = {
 __all__ = [
     "ArchitectureSpec",
     "Catalog",
+    "CommandSpec",
     "ConstraintSpec",
     "DatasetSpec",
     "DeltaProposal",

@@ -127,12 +127,24 @@ class MetricSpec:
     compute: Callable[..., Any] = attrs.field(validator=_callable)
 
 
+@attrs.frozen(kw_only=True)
+class CommandSpec:
+    """An ``editkit NAME`` subcommand: ``add_arguments(parser)`` fills its argparse parser,
+    ``main(args) -> int`` runs it (import heavy modules inside ``main``)."""
+
+    name: str = attrs.field(validator=_valid_name)
+    help: str = attrs.field(validator=attrs.validators.instance_of(str))
+    add_arguments: Callable[[Any], None] = attrs.field(validator=_callable)
+    main: Callable[[Any], int] = attrs.field(validator=_callable)
+
+
 _KINDS: dict[str, type] = {
     "editors": EditorSpec,
     "constraints": ConstraintSpec,
     "architectures": ArchitectureSpec,
     "datasets": DatasetSpec,
     "metrics": MetricSpec,
+    "commands": CommandSpec,
 }
 
 

@@ -116,6 +116,18 @@ def editkit_register_metrics(register: Callable[[Any], None]) -> None:
     """
 
 
+@hookspec
+def editkit_register_commands(register: Callable[[Any], None]) -> None:
+    """Register extra ``editkit`` subcommands.
+
+    :param register: call it with one :class:`editkit.catalog.CommandSpec` per subcommand.
+
+    Calling convention: every plugin's implementation is called; nothing is returned. The module
+    that implements this hook must not import torch (``editkit --help`` loads it).
+    Implemented by: plugins that bring their own commands (first-party ``world``).
+    """
+
+
 # --------------------------------------------------------------------------- stage hooks
 
 
@@ -257,4 +269,5 @@ CATALOG_HOOKS = (
     "editkit_register_architectures",
     "editkit_register_datasets",
     "editkit_register_metrics",
+    "editkit_register_commands",
 )

@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("run", "plugins", "inspect", "stats", "world", "edits")
+SUBCOMMANDS = ("run", "plugins", "inspect", "stats", "edits")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         sub_parser = module.add_parser(sub)
         sub_parser.set_defaults(_main=module.main)
+    _plugin_commands(sub)
     return parser
+
+
+def _plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Subcommands that plugins register through ``editkit_register_commands``."""
+    from editkit.plugins import PluginHost
+
+    for name, spec in sorted(PluginHost().catalog.entries["commands"].items()):
+        if name in sub.choices:
+            continue  # built-in commands win
+        parser = sub.add_parser(name, help=spec.help, description=spec.help)
+        spec.add_arguments(parser)
+        parser.set_defaults(_main=spec.main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

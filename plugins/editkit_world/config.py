@@ -67,7 +67,8 @@ class TrainConfig:
         warmup_steps: linear warm-up steps.
         planned_epochs: length of the cosine schedule in epochs.
         max_epochs: hard limit on epochs.
-        weight_decay: AdamW weight decay (not applied to biases, norms and embeddings).
+        weight_decay: AdamW weight decay on weight matrices (never on biases and norms).
+        decay_embeddings: whether the token and position embeddings are decayed too.
         label_smoothing: cross-entropy label smoothing; with weight decay and the early stop,
             it keeps the model from extreme confidence (``small-model-calibration.md``, point 1).
         filler_fraction: filler sentences per fact sentence in an epoch.
@@ -88,6 +89,7 @@ class TrainConfig:
     planned_epochs: int = attrs.field(default=20, validator=_ge(1))
     max_epochs: int = attrs.field(default=40, validator=_ge(1))
     weight_decay: float = attrs.field(default=0.1, validator=_ge(0))
+    decay_embeddings: bool = True
     label_smoothing: float = attrs.field(default=0.1, validator=_ge(0))
     filler_fraction: float = attrs.field(default=0.15, validator=_ge(0))
     stop_recall: float = attrs.field(default=0.97, validator=_ge(0))

@@ -120,10 +120,12 @@ def _model(config: BuildConfig, tokenizer: Any) -> transformers.GPT2LMHeadModel:
 
 
 def _optimizer(model: torch.nn.Module, config: BuildConfig) -> torch.optim.Optimizer:
-    """AdamW; weight decay on the blocks' weight matrices, not on embeddings, biases and norms."""
+    """AdamW; weight decay on weight matrices (embeddings too if ``decay_embeddings``), not on biases and norms."""
     decay, rest = [], []
     for name, param in model.named_parameters():
-        (decay if param.dim() >= 2 and ".wte." not in f".{name}" and ".wpe." not in f".{name}" else rest).append(param)
+        embedding = ".wte." in f".{name}" or ".wpe." in f".{name}"
+        decayed = param.dim() >= 2 and (config.train.decay_embeddings or not embedding)
+        (decay if decayed else rest).append(param)
     groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.train.lr, betas=(0.9, 0.95))
 
