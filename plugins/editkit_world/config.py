@@ -36,14 +36,16 @@ class ModelConfig:
         n_head: attention heads (must divide ``n_embd``).
         n_positions: longest sequence (prompts here are under 32 tokens).
         vocab_size: BPE vocabulary size (special tokens included).
+        initializer_range: standard deviation of the initial weights.
     """
 
     n_layer: int = attrs.field(default=6, validator=_ge(1))
-    n_embd: int = attrs.field(default=256, validator=_ge(8))
-    n_inner: int = attrs.field(default=1024, validator=_ge(8))
+    n_embd: int = attrs.field(default=128, validator=_ge(8))
+    n_inner: int = attrs.field(default=512, validator=_ge(8))
     n_head: int = attrs.field(default=4, validator=_ge(1))
     n_positions: int = attrs.field(default=64, validator=_ge(16))
     vocab_size: int = attrs.field(default=1536, validator=_ge(300))
+    initializer_range: float = attrs.field(default=0.08, validator=_gt(0))
 
     def __attrs_post_init__(self) -> None:
         if self.n_embd % self.n_head:
@@ -82,19 +84,19 @@ class TrainConfig:
             times slower than one).
     """
 
-    batch_size: int = attrs.field(default=128, validator=_ge(1))
-    lr: float = attrs.field(default=2e-3, validator=_gt(0))
+    batch_size: int = attrs.field(default=32, validator=_ge(1))
+    lr: float = attrs.field(default=1.5e-3, validator=_gt(0))
     final_lr_ratio: float = attrs.field(default=0.1, validator=_ge(0))
-    warmup_steps: int = attrs.field(default=100, validator=_ge(0))
-    planned_epochs: int = attrs.field(default=20, validator=_ge(1))
+    warmup_steps: int = attrs.field(default=50, validator=_ge(0))
+    planned_epochs: int = attrs.field(default=30, validator=_ge(1))
     max_epochs: int = attrs.field(default=40, validator=_ge(1))
     weight_decay: float = attrs.field(default=0.1, validator=_ge(0))
-    decay_embeddings: bool = True
+    decay_embeddings: bool = False
     label_smoothing: float = attrs.field(default=0.1, validator=_ge(0))
-    filler_fraction: float = attrs.field(default=0.15, validator=_ge(0))
-    stop_recall: float = attrs.field(default=0.97, validator=_ge(0))
-    eval_sample: int = attrs.field(default=2000, validator=_ge(1))
-    time_budget_s: float = attrs.field(default=240.0, validator=_gt(0))
+    filler_fraction: float = attrs.field(default=0.1, validator=_ge(0))
+    stop_recall: float = attrs.field(default=0.965, validator=_ge(0))
+    eval_sample: int = attrs.field(default=1000, validator=_ge(1))
+    time_budget_s: float = attrs.field(default=250.0, validator=_gt(0))
     wrong_sample: int = attrs.field(default=2000, validator=_ge(1))
     threads: int = attrs.field(default=1, validator=_ge(1))
 

@@ -1,7 +1,8 @@
 """Syllable-built names for the demo world: unambiguous by construction.
 
-Every generated word (given names, family names, object names) is built from
-consonant-vowel(-coda) syllables and accepted only if it is *substring-free* with respect to
+Every generated word (given names, family names, object names) is built from simple
+consonant-vowel(-coda) syllables (a small inventory, so names read easily and tokenise into
+a few common pieces) and accepted only if it is *substring-free* with respect to
 every word accepted before it (case-insensitively, in both directions). So no subject name
 is a prefix or substring of another subject's, no object of another object's, and a name's
 text identifies it wherever it occurs in a prompt. Generated words also never equal a word
@@ -19,10 +20,9 @@ import attrs
 
 __all__ = ["NameForge"]
 
-_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
-           "br", "dr", "gr", "kr", "tr", "th", "sh", "st", "sk", "pl")
-_VOWELS = ("a", "e", "i", "o", "u", "ai", "ei", "ou", "y")
-_CODAS = ("", "", "", "n", "r", "l", "s", "th", "k", "m")
+_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
+_VOWELS = ("a", "e", "i", "o", "u")
+_CODAS = ("", "", "n", "r", "l", "s")  # open syllables twice as likely
 _LINKS = ("n", "r", "l", "s", "k", "m", "d", "t")
 _VOWEL_LETTERS = frozenset("aeiouy")
 

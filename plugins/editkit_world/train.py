@@ -113,6 +113,7 @@ def _model(config: BuildConfig, tokenizer: Any) -> transformers.GPT2LMHeadModel:
         vocab_size=len(tokenizer), n_positions=m.n_positions, n_embd=m.n_embd, n_layer=m.n_layer,
         n_head=m.n_head, n_inner=m.n_inner, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         activation_function="gelu_pytorch_tanh",  # GPT-2's tanh GELU, as one fused kernel
+        initializer_range=m.initializer_range,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
     )

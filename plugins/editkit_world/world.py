@@ -163,7 +163,7 @@ class World:
             for r in RELATIONS
         }
         given = forge.words(config.n_given_names, syllables=(2,), max_len=8)
-        family = forge.words(config.n_subjects, syllables=(2, 3), max_len=10)
+        family = forge.words(config.n_subjects, syllables=(2,), max_len=9)
         subjects = tuple(f"{rng.choice(given)} {last}" for last in family)
         assignment = {r.relation_id: _balanced(rng, objects[r.relation_id], len(subjects)) for r in RELATIONS}
         facts = tuple(
