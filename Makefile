@@ -27,7 +27,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check editkit plugins tests benchmarks
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q $(PYTEST_ARGS)  # tiny models: one thread is fastest
 
 bench: setup
 	$(PY) benchmarks/bench_suite.py --with-stats

@@ -115,9 +115,12 @@ def _model(config: BuildConfig, tokenizer: Any) -> transformers.GPT2LMHeadModel:
         activation_function="gelu_pytorch_tanh",  # GPT-2's tanh GELU, as one fused kernel
         initializer_range=m.initializer_range,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=m.tie_word_embeddings,
     )
-    return transformers.GPT2LMHeadModel(gpt2)
+    model = transformers.GPT2LMHeadModel(gpt2)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.normal_(0.0, m.embedding_std)
+    return model
 
 
 def _optimizer(model: torch.nn.Module, config: BuildConfig) -> torch.optim.Optimizer:
