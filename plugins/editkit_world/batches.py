@@ -1,7 +1,9 @@
 """Training batches for the world model: which sentences an epoch holds, and how they are padded.
 
 An epoch states every fact once, in a train template drawn at random for it, plus a random
-share of the training filler; each sentence is followed by the end-of-text token. Sentences
+share of the training filler. Filler sentences end with the end-of-text token (so the model
+learns to stop); fact sentences end at their full stop, which saves a token per fact (about
+8% of an epoch). Sentences
 are grouped by length (within shuffled windows) so batches carry little padding, and batch
 order is shuffled. Everything is drawn from one seeded ``random.Random``, so the batches of a
 build are reproducible.
@@ -46,7 +48,7 @@ class EpochPlan:
     """Tokenised training sentences and the recipe for an epoch.
 
     Attributes:
-        fact_ids: per fact, the token ids of its sentence in each train template (EOS appended).
+        fact_ids: per fact, the token ids of its sentence in each train template.
         filler_ids: token ids of each training filler sentence (EOS appended).
         filler_per_epoch: filler sentences per epoch.
         batch_size: sentences per batch.
@@ -67,7 +69,7 @@ class EpochPlan:
             for f in world.facts
             for t in world.relation(f.relation_id).train_templates
         ]
-        ids = [(*row, eos) for row in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        ids = [tuple(row) for row in tokenizer(texts, add_special_tokens=False)["input_ids"]]
         fact_ids, at = [], 0
         for f in world.facts:
             n = len(world.relation(f.relation_id).train_templates)

@@ -50,6 +50,7 @@ __all__ = [
 CACHE_ENV = "EDITKIT_CACHE"
 MANIFEST_FILE = "manifest.json"
 _TMP = ".tmp-"
+_OLD = ".old-"
 
 
 class CorruptCacheError(EditkitError):
@@ -166,18 +167,21 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_stale_temps(directory: Path) -> None:
-    """Remove temporary build directories of ``directory`` left by processes that are gone."""
+    """Remove temporary build directories of ``directory`` left by processes that are gone,
+    and replaced builds that an interrupted install left aside."""
     for tmp in directory.parent.glob(f".{directory.name}{_TMP}*"):
         pid = tmp.name[len(f".{directory.name}{_TMP}"):].split("-", 1)[0]
         if tmp.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
+    for old in directory.parent.glob(f".{directory.name}{_OLD}*"):
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _install(tmp: Path, directory: Path) -> None:
     """Move the finished build ``tmp`` to ``directory``, replacing whatever is there."""
     aside = None
     if directory.exists():
-        aside = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+        aside = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_OLD}", dir=directory.parent))
         os.replace(directory, aside / "old")
     try:
         os.replace(tmp, directory)
@@ -198,6 +202,7 @@ def build_cached(directory: str | Path, config: BuildConfig | None = None, *, pr
     directory.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(directory)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_TMP}{os.getpid()}-", dir=directory.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the installed cache is an ordinary directory
     try:
         report = build_world_model(tmp, config=config or BuildConfig(), progress=progress)
         manifest = Manifest.of_directory(tmp, report=report.to_dict())

@@ -57,7 +57,7 @@ def score_probes(model: Any, tokenizer: Any, prompts: Sequence[str], targets: Se
         raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
     if not prompts:
         return ProbeScores(hits=(), logprobs=())
-    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(list(prompts))["input_ids"]  # the tokenizer's own BOS convention (none here)
     target_ids = tokenizer(list(targets), add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device

@@ -1,7 +1,7 @@
 """The demo knowledge world: subjects, facts, prompts, requests and corpora.
 
 A :class:`World` is generated deterministically from a :class:`WorldConfig` (pure Python, no
-torch). It has ``n_subjects`` two-word subjects ("Brai Kelvomar"), six relations
+torch). It has ``n_subjects`` two-word subjects ("Tanis Rolse"), six relations
 (:mod:`editkit_world.relations`) and, for each relation, a few dozen single-word objects
 shared among the subjects, so every fact has neighbours (other subjects with the same
 relation and object). Each subject has one object per relation, drawn so that the objects of
