@@ -5,7 +5,10 @@ Importing this module does not import torch; the stages are loaded when a run cr
 
 from __future__ import annotations
 
+import attrs
+
 from editkit import EditorSpec, hookimpl
+from editkit.errors import EditkitError
 from editkit_memit.hparams import PRESETS, MemitHParams
 
 
@@ -23,6 +26,22 @@ EDITOR = EditorSpec(
     hparams=MemitHParams,
     presets=PRESETS,
 )
+
+
+def memit_with(constraint: str, summary: str) -> EditorSpec:
+    """An editor = MEMIT's stages + ``constraint`` (run last), constrained post hoc as the published
+    baselines (``--editor rect``, ``--editor prune``)."""
+
+    def create(hparams: MemitHParams) -> object:
+        if not isinstance(hparams, MemitHParams):
+            raise EditkitError(
+                f"editor {constraint!r} received {type(hparams).__name__} instead of MemitHParams: the editor and "
+                f"its implied constraint {constraint!r} would overwrite each other's hyperparameters"
+            )
+        return _create(hparams)
+
+    return attrs.evolve(EDITOR, name=constraint, summary=summary, factory=create, implied_constraints=(constraint,),
+                        default_constrain_mode="posthoc")
 
 
 @hookimpl

@@ -9,22 +9,17 @@
 
 Composition (methods.md §11.2c–e): with ``nullspace`` both invariants survive in either order
 (PRUNE keeps the row space of Δ_n; P cannot raise singular values). After ``rect`` (every_batch)
-PRUNE re-densifies the update and RECT's sparsity is reported broken. Note: the kernel measures
-invariants after each batch; in ``final`` mode the end-of-run map is written after the last measure.
+PRUNE re-densifies the update and RECT's sparsity is reported broken. In ``final`` mode the
+end-of-run map is measured by ``run.finish()`` (``result.json["final"]``).
 
 Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from editkit_memit import memit_with
 
-import attrs
-from editkit_memit import EDITOR as MEMIT
-from editkit_memit.hparams import MemitHParams
-
-from editkit import ConstraintSpec, EditorSpec, hookimpl
-from editkit.errors import EditkitError
+from editkit import ConstraintSpec, hookimpl
 from editkit_prune.hparams import PruneHParams
 
 
@@ -32,15 +27,6 @@ def _create(hparams: PruneHParams) -> object:
     from editkit_prune.constraint import PruneStages
 
     return PruneStages(hparams)
-
-
-def _create_editor(hparams: Any) -> object:
-    if not isinstance(hparams, MemitHParams):
-        raise EditkitError(
-            f"editor 'prune' received {type(hparams).__name__} instead of MemitHParams: this kernel keys "
-            "hyperparameters by name, so the editor and its implied constraint 'prune' overwrite each other"
-        )
-    return MEMIT.factory(hparams)
 
 
 CONSTRAINT = ConstraintSpec(
@@ -53,17 +39,10 @@ CONSTRAINT = ConstraintSpec(
     linear=False,
 )
 
-# Published PRUNE baselines write all layers of a batch unconstrained (the map acts on Δ_n afterwards).
-_POSTHOC = {"default_constrain_mode": "posthoc"} if "default_constrain_mode" in attrs.fields_dict(EditorSpec) else {}
-
-EDITOR = attrs.evolve(
-    MEMIT,
-    name="prune",
-    summary="MEMIT + PRUNE: MEMIT's stages, then the accumulated update's large singular values are restrained "
+EDITOR = memit_with(
+    "prune",
+    "MEMIT + PRUNE: MEMIT's stages, then the accumulated update's large singular values are restrained "
     "(methods.md §7; once at the end of the run by default)",
-    factory=_create_editor,
-    implied_constraints=("prune",),
-    **_POSTHOC,
 )
 
 

@@ -11,8 +11,8 @@ Composition (methods.md §11.2a/b): ``nullspace`` then ``rect`` (what ``--editor
 nullspace`` runs) breaks ``ΔP = Δ``: the mask is not a coordinate projector of P's basis. editkit
 measures it on the written update and warns. The exact way out is the other order with the projection
 after the mask, Δ ↦ (M ⊙ Δ) P — the AlphaEdit paper's "+P" plug-in:
-``--constraint rect --constraint nullspace --set nullspace.mode=project`` (``project`` is needed while
-the null-space constraint's solve mode leaves later Δ proposals alone). It keeps ΔP = Δ and, in turn,
+``--constraint rect --constraint nullspace`` (the null-space constraint re-projects any Δ that left its
+subspace, in either mode). It keeps ΔP = Δ and, in turn,
 refills masked entries, so RECT's own invariant is reported broken. Both together need a solve
 restricted to ``range(P) ∩ {supp ⊆ M}``, which the kernel cannot express yet.
 
@@ -21,14 +21,9 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
-from typing import Any
+from editkit_memit import memit_with
 
-import attrs
-from editkit_memit import EDITOR as MEMIT
-from editkit_memit.hparams import MemitHParams
-
-from editkit import ConstraintSpec, EditorSpec, hookimpl
-from editkit.errors import EditkitError
+from editkit import ConstraintSpec, hookimpl
 from editkit_rect.hparams import RectHParams
 
 
@@ -36,15 +31,6 @@ def _create(hparams: RectHParams) -> object:
     from editkit_rect.constraint import RectStages
 
     return RectStages(hparams)
-
-
-def _create_editor(hparams: Any) -> object:
-    if not isinstance(hparams, MemitHParams):
-        raise EditkitError(
-            f"editor 'rect' received {type(hparams).__name__} instead of MemitHParams: this kernel keys "
-            "hyperparameters by name, so the editor and its implied constraint 'rect' overwrite each other"
-        )
-    return MEMIT.factory(hparams)
 
 
 CONSTRAINT = ConstraintSpec(
@@ -57,17 +43,10 @@ CONSTRAINT = ConstraintSpec(
     linear=False,  # linear once the mask is fixed, but the mask depends on Δ
 )
 
-# The published baseline (AlphaEdit's MEMIT_rect) masks after all layers of a batch were written.
-_POSTHOC = {"default_constrain_mode": "posthoc"} if "default_constrain_mode" in attrs.fields_dict(EditorSpec) else {}
-
-EDITOR = attrs.evolve(
-    MEMIT,
-    name="rect",
-    summary="MEMIT + RECT: MEMIT's stages, then each layer's update keeps only its top-k% entries by relative "
+EDITOR = memit_with(
+    "rect",
+    "MEMIT + RECT: MEMIT's stages, then each layer's update keeps only its top-k% entries by relative "
     "change (methods.md §8; published behaviour: --constrain-mode posthoc)",
-    factory=_create_editor,
-    implied_constraints=("rect",),
-    **_POSTHOC,
 )
 
 
