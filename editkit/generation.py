@@ -1,17 +1,28 @@
-"""Batched top-k sampling (the reference's ``generate_fast``), seeded, no KV cache needed.
+"""Batched top-k sampling (the reference's ``generate_fast``), seeded, with a key/value cache.
 
-Prompts are left-padded each step so that every row's next token is read at the last
-column; position ids come from the attention mask, so padding never shifts positions.
+Prompts are left-padded so that every row's next token is read at the last column; position
+ids come from the attention mask, so padding never shifts positions. The prompt is run once;
+each further step feeds only the new token ``[n, 1]`` with the cached keys and values (the
+same logits as re-running the whole sequence, up to float rounding; ``use_cache=False``
+re-runs it, for models whose cache cannot be trusted).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from editkit.tokens import pad_batch, tokenize
+
+
+def _top_k_sample(logits: torch.Tensor, top_k: int, generator: torch.Generator) -> torch.Tensor:
+    """``logits`` ``[n, vocab]`` → sampled token ids ``[n]`` (softmax over the top k)."""
+    top = torch.topk(logits.float().cpu(), k=min(top_k, logits.shape[-1]), dim=-1)
+    choice = torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)  # [n, 1]
+    return top.indices.gather(1, choice)[:, 0]
 
 
 @torch.no_grad()
@@ -25,6 +36,7 @@ def sample_continuations(
     generator: torch.Generator,
     device: torch.device | str = "cpu",
     batch_size: int = 64,
+    use_cache: bool = True,
 ) -> list[str]:
     """Prompt + sampled continuation text for each prompt."""
     out: list[str] = []
@@ -33,14 +45,48 @@ def sample_continuations(
         tokenizer.padding_side = "left"
         for start in range(0, len(prompts), batch_size):
             rows = [list(tokenize(tokenizer, p).ids) for p in prompts[start : start + batch_size]]
-            for _ in range(max_new_tokens):
-                batch = pad_batch(tokenizer, rows, device)
-                logits = model(**batch.model_inputs()).logits[:, -1].float().cpu()  # [n, vocab]
-                top = torch.topk(logits, k=min(top_k, logits.shape[-1]), dim=-1)
-                choice = torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)[:, 0]
-                for row, token in zip(rows, top.indices.gather(1, choice[:, None])[:, 0].tolist()):
-                    row.append(int(token))
+            if max_new_tokens > 0:
+                step = _generate_cached if use_cache else _generate_uncached
+                step(model, tokenizer, rows, max_new_tokens, top_k, generator, device)
             out.extend(tokenizer.decode(r, skip_special_tokens=True) for r in rows)
     finally:
         tokenizer.padding_side = side
     return out
+
+
+def _generate_uncached(model: Any, tokenizer: Any, rows: list[list[int]], steps: int, top_k: int,
+                       generator: torch.Generator, device: Any) -> None:
+    for _ in range(steps):
+        batch = pad_batch(tokenizer, rows, device)
+        tokens = _top_k_sample(model(**batch.model_inputs(), use_cache=False).logits[:, -1], top_k, generator)
+        for row, token in zip(rows, tokens.tolist()):
+            row.append(int(token))
+
+
+def _generate_cached(model: Any, tokenizer: Any, rows: list[list[int]], steps: int, top_k: int,
+                     generator: torch.Generator, device: Any) -> None:
+    batch = pad_batch(tokenizer, rows, device)  # left-padded [n, T]
+    mask = batch.attention_mask  # [n, T]
+    position = batch.position_ids[:, -1:]  # [n, 1]
+    name = _cache_argument(model)
+    output = model(**batch.model_inputs(), use_cache=True)
+    for step in range(steps):
+        tokens = _top_k_sample(output.logits[:, -1], top_k, generator)  # [n]
+        for row, token in zip(rows, tokens.tolist()):
+            row.append(int(token))
+        if step == steps - 1:
+            break
+        position = position + 1
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)  # [n, T + step + 1]
+        output = model(input_ids=tokens[:, None].to(device), attention_mask=mask, position_ids=position,
+                       use_cache=True, **{name: _cache_of(output)})
+
+
+def _cache_argument(model: Any) -> str:
+    """transformers 5.x calls the cache ``cache``; 4.x called it ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values

@@ -28,7 +28,9 @@ class MemitHParams:
     adds Cp (MEMIT_seq). ``vstar_batch``: requests optimised together (0 = the whole batch,
     1 = one at a time as the reference code). ``vstar_forward``: ``full`` runs the whole model each
     step; ``upper`` only the blocks after the last edited one (error if the family's head cannot
-    be reproduced); ``auto`` (default) upper when it reproduces the model, else full.
+    be reproduced); ``suffix`` the whole model on the columns from the subject on, with the
+    prefix's keys and values cached (error if the family's cache cannot reproduce the model);
+    ``auto`` (default) suffix, else upper, else full — whichever reproduces the model first.
     ``prefix_len``: tokens per generated prefix.
     """
 
@@ -42,7 +44,9 @@ class MemitHParams:
     mom2_weight: float = attrs.field(default=15000.0, validator=_non_negative)
     sequential: bool = False
     vstar_batch: int = attrs.field(default=0, validator=_non_negative)
-    vstar_forward: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "upper", "full")))
+    vstar_forward: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "suffix", "upper", "full"))
+    )
     prefix_len: int = attrs.field(default=10, validator=_positive)
 
 

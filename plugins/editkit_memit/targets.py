@@ -39,7 +39,7 @@ class VStarSettings:
     clamp_norm: float
     kl_factor: float
     early_stop_loss: float
-    forward: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "upper", "full")))
+    forward: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "suffix", "upper", "full")))
 
 
 @attrs.frozen(kw_only=True)
@@ -67,7 +67,8 @@ class _Prompts:
 
 
 def _build_prompts(
-    tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str], device: torch.device
+    tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str], device: torch.device,
+    left: bool = False,
 ) -> _Prompts:
     ids: list[list[int]] = []
     row_request, lookup, is_kl, is_bare = [], [], [], []
@@ -98,7 +99,13 @@ def _build_prompts(
         lookup.append(last_token_before(tokenizer, kl_text, len(request.subject), tok))
         is_kl.append(True)
         is_bare.append(False)
-    batch = pad_batch(tokenizer, ids, device)
+    side = getattr(tokenizer, "padding_side", "right")
+    try:
+        if left:
+            tokenizer.padding_side = "left"
+        batch = pad_batch(tokenizer, ids, device)
+    finally:
+        tokenizer.padding_side = side
     lookup_padded = [batch.index(row, col) for row, col in enumerate(lookup)]
     return _Prompts(
         batch=batch,
@@ -154,10 +161,12 @@ def _optimise_group(
     device: torch.device,
     on_step: Any,
 ) -> Targets:
-    prompts = _build_prompts(tokenizer, requests, templates, device)
     block, layout = placement
+    prompts = _build_prompts(tokenizer, requests, templates, device, left=s.forward in ("auto", "suffix"))
     layer = layout.blocks.index(block) if layout is not None else -1
-    forward = make_forward(model, layout, layer, block, prompts.batch.model_inputs(), s.forward)
+    split = int(prompts.lookup.min()) if s.forward in ("auto", "suffix") else None
+    forward = make_forward(model, layout, layer, block, prompts.batch.model_inputs(), s.forward, split)
+    offset = forward.offset  # the forward returns columns offset..T
     unembed = model.get_output_embeddings()
     u = len(requests)
     d_model = _width(model)
@@ -184,7 +193,7 @@ def _optimise_group(
         row_req_local = local[prompts.row_request[rows]]  # [n] in 0..a-1
         row_of = torch.full((len(prompts.row_request),), -1, dtype=torch.long, device=device)
         row_of[rows] = torch.arange(len(rows), device=device)
-        lookup = prompts.lookup[rows]
+        lookup = prompts.lookup[rows] - offset
 
         def add_delta(
             h: torch.Tensor, lookup: torch.Tensor = lookup, shift_rows: torch.Tensor = req_idx[row_req_local]
@@ -202,7 +211,7 @@ def _optimise_group(
 
         tok_keep = row_of[prompts.tok_row] >= 0
         tok_rows = row_of[prompts.tok_row[tok_keep]]
-        tok_logits = unembed(hidden[tok_rows, prompts.tok_col[tok_keep]]).to(dtype)  # [n_tok, vocab]
+        tok_logits = unembed(hidden[tok_rows, prompts.tok_col[tok_keep] - offset]).to(dtype)  # [n_tok, vocab]
         tok_nll = -torch.log_softmax(tok_logits, dim=-1).gather(1, prompts.tok_id[tok_keep, None])[:, 0]
         per_row = torch.zeros(len(rows), device=device, dtype=dtype).index_add(0, tok_rows, tok_nll)
         per_row = per_row / torch.bincount(tok_rows, minlength=len(rows)).clamp(min=1)

@@ -1,15 +1,28 @@
-"""v* from the edit layer up: run only the blocks after the last edited one at each step.
+"""The forward passes of the v* optimisation: full, from the edit layer up, or suffix only.
 
-δ enters at the output of block ``L``; blocks ``0..L`` do not depend on δ. One forward pass
-without gradients records ``h^L`` ``[n, T, d_model]`` and the arguments every later block was
-called with (attention masks, position ids or rotary embeddings — whatever the family passes).
-Each optimisation step then runs blocks ``L+1..end`` on ``h^L + shift`` and the final norm,
-for the rows still being optimised. A self-check against the full model at δ = 0 decides
-whether the family's head is reproduced exactly; if not, callers fall back to the full forward.
+δ enters at the output of block ``L`` at the subject's last token (column ``c_r`` of row
+``r``). Two things do not depend on δ, and each strategy skips one of them:
+
+* **upper** — blocks ``0..L``: one forward pass without gradients records ``h^L``
+  ``[n, T, d_model]`` and the arguments every later block was called with (attention masks,
+  position ids or rotary embeddings — whatever the family passes); each step runs blocks
+  ``L+1..end`` and the final norm only.
+* **suffix** — every column before ``c_r``, in every block (attention is causal). With the
+  prompts left-padded, all prompts of a request end with the same tokens after the subject,
+  so the columns ``s = min_r c_r .. T`` hold every position δ can reach. One forward pass over
+  columns ``0..s`` fills the model's key/value cache; each step runs the whole model on
+  columns ``s..T`` only (typically 3–6 of 20–30), attending to the cached prefix.
+
+Each forward returns ``(h^L before the shift, final hidden states)`` for the columns
+``offset..T`` (``offset`` = 0, or ``s``). A self-check against the full model at δ = 0
+decides whether a strategy reproduces the family exactly; if not, ``auto`` falls back
+(suffix → upper → full).
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -23,20 +36,26 @@ class Unsupported(Exception):
     """The captured block arguments cannot be re-used (unknown argument types)."""
 
 
-def _subset(value: Any, rows: torch.Tensor, n: int) -> Any:
+def _subset(value: Any, rows: torch.Tensor, n: int, cache: Any = None) -> Any:
+    """``value`` (a recorded block argument) restricted to ``rows`` of ``n``; a key/value cache
+    is replaced by ``cache`` (the caller's copy, already restricted)."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if cache is not None and hasattr(value, "batch_select_indices"):
+        return cache
     if isinstance(value, torch.Tensor):
         return value[rows] if value.dim() >= 1 and value.shape[0] == n and n > 1 else value
     if isinstance(value, tuple | list):
-        return type(value)(_subset(v, rows, n) for v in value)
+        return type(value)(_subset(v, rows, n, cache) for v in value)
     if isinstance(value, dict):
-        return {k: _subset(v, rows, n) for k, v in value.items()}
+        return {k: _subset(v, rows, n, cache) for k, v in value.items()}
     raise Unsupported(f"cannot re-use a block argument of type {type(value).__name__}")
 
 
 class FullForward:
     """Every step runs the whole model, with δ added by a hook at block ``L``'s output."""
+
+    offset = 0
 
     def __init__(self, model: torch.nn.Module, block: str, inputs: dict[str, torch.Tensor]) -> None:
         self.model, self.block, self.inputs = model, block, inputs
@@ -59,6 +78,8 @@ class FullForward:
 
 class UpperForward:
     """Blocks ``L+1..end`` and the final norm only, from a recorded ``h^L``."""
+
+    offset = 0
 
     def __init__(self, model: torch.nn.Module, layout: ModelLayout, layer: int, inputs: dict[str, torch.Tensor]):
         if layout.final_norm is None:
@@ -100,12 +121,142 @@ class UpperForward:
         return base, self.norm(h)
 
 
+class SuffixForward:
+    """The whole model on columns ``offset..T`` only, attending to a cached prefix ``0..offset``.
+
+    ``inputs`` must be left-padded ``[N, T]``; ``split`` is the first column any δ reaches
+    (the smallest subject column). The prefix cache is computed once, without gradients; each
+    call runs on its own copy of the cache restricted to the requested rows, so calls are
+    independent.
+    """
+
+    def __init__(self, model: torch.nn.Module, block: str, inputs: dict[str, torch.Tensor], split: int,
+                 layout: ModelLayout | None = None, layer: int = -1):
+        if split < 1:
+            raise Unsupported("no prefix to cache")
+        self.model, self.block, self.inputs, self.offset = model, block, inputs, int(split)
+        self.n = int(inputs["input_ids"].shape[0])
+        prefix = {k: v[:, : self.offset] for k, v in inputs.items()}
+        try:
+            with torch.no_grad():
+                output = model.base_model(**prefix, use_cache=True)
+        except (TypeError, ValueError) as error:
+            raise Unsupported(f"the model's forward takes no key/value cache: {error}") from error
+        self.cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+        if self.cache is None or not hasattr(self.cache, "batch_select_indices"):
+            raise Unsupported("the model returned no selectable key/value cache")
+        self.cache_argument = "cache" if "cache" in inspect.signature(model.base_model.forward).parameters \
+            else "past_key_values"
+        self._rows: torch.Tensor | None = None
+        self._cache: Any = None
+        self.upper: tuple[list, Any, torch.Tensor, list] | None = None  # (blocks, norm, h^L suffix, calls)
+        everything = torch.arange(self.n, device=inputs["input_ids"].device)
+        with torch.no_grad():
+            reference = model.base_model(**inputs, use_cache=False).last_hidden_state[:, self.offset :]
+            scale = max(float(reference.norm()), 1e-12)
+
+            def reproduces() -> bool:
+                for _ in range(2):  # twice: each step must start again from the prefix
+                    _, again = self(everything, lambda h: h)
+                    if not bool(torch.isfinite(again).all()) or float((again - reference).norm()) > 1e-4 * scale:
+                        return False
+                return True
+
+            if layout is not None and layout.final_norm is not None and 0 <= layer < layout.n_layers - 1:
+                try:
+                    self.upper = self._record_upper(layout, layer)
+                except Unsupported:
+                    self.upper = None
+                if self.upper is not None and not reproduces():
+                    self.upper = None  # the blocks after L cannot be re-run alone: run the whole suffix
+            if self.upper is None and not reproduces():
+                raise Unsupported("the cached prefix does not reproduce the model's hidden states")
+
+    def _record_upper(self, layout: ModelLayout, layer: int) -> tuple[list, Any, torch.Tensor, list]:
+        """One suffix pass at δ = 0 recording ``h^L`` and each later block's call arguments."""
+        blocks = [self.model.get_submodule(layout.blocks[i]) for i in range(layer + 1, layout.n_layers)]
+        calls: list[tuple[tuple, dict]] = []
+
+        def record(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            calls.append((args[1:], {k: v for k, v in kwargs.items() if k != "hidden_states"}))
+
+        handles = [b.register_forward_pre_hook(record, with_kwargs=True) for b in blocks]
+        try:
+            with capture_outputs(self.model, [layout.blocks[layer]]) as out:
+                self.model.base_model(**self._suffix_inputs(torch.arange(self.n)), use_cache=True,
+                                      **{self.cache_argument: copy.deepcopy(self.cache)})
+        finally:
+            for h in handles:
+                h.remove()
+        if len(calls) != len(blocks):
+            raise Unsupported("the later blocks were not each called once")
+        return blocks, self.model.get_submodule(layout.final_norm), out[layout.blocks[layer]].detach(), calls
+
+    def _suffix_inputs(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "input_ids": self.inputs["input_ids"][rows, self.offset :],
+            "attention_mask": self.inputs["attention_mask"][rows],  # [n, T]: prefix and suffix
+            "position_ids": self.inputs["position_ids"][rows, self.offset :],
+        }
+
+    def __call__(
+        self, rows: torch.Tensor, add: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h^L before the shift, final hidden states)``, each ``[n, T - offset, d]``, for ``rows``."""
+        seen: dict[str, torch.Tensor] = {}
+
+        def shifted(h: torch.Tensor) -> torch.Tensor:
+            seen["h"] = h
+            return add(h)
+
+        cache = self._cache_for(rows)
+        if self.upper is not None:  # blocks L+1..end only, from the recorded h^L
+            blocks, norm, base, calls = self.upper
+            base = base[rows]
+            h = add(base)
+            for block, (args, kwargs) in zip(blocks, calls):
+                out = block(h, *_subset(args, rows, self.n, cache), **_subset(kwargs, rows, self.n, cache))
+                h = out[0] if isinstance(out, tuple) else out
+            return base, norm(h)
+        with edit_output(self.model, self.block, shifted):
+            hidden = self.model.base_model(
+                **self._suffix_inputs(rows), use_cache=True, **{self.cache_argument: cache}
+            ).last_hidden_state
+        return seen["h"], hidden
+
+    def _cache_for(self, rows: torch.Tensor) -> Any:
+        """A fresh copy of the prefix cache restricted to ``rows`` (the forward appends to it and
+        records autograd history on it, so each step needs its own)."""
+        if self._rows is None or not torch.equal(self._rows, rows):
+            selected = copy.deepcopy(self.cache)
+            if len(rows) != self.n:
+                selected.batch_select_indices(rows)
+            self._rows, self._cache = rows.clone(), selected
+        return copy.deepcopy(self._cache)
+
+
+Forward = FullForward | UpperForward | SuffixForward
+
+
 def make_forward(
     model: torch.nn.Module, layout: ModelLayout | None, layer: int, block: str, inputs: dict[str, torch.Tensor],
-    mode: str,
-) -> FullForward | UpperForward:
-    """``mode``: ``full``, ``upper`` (error if unsupported) or ``auto`` (upper, else full)."""
-    if mode == "full" or layout is None:
+    mode: str, split: int | None = None,
+) -> Forward:
+    """``mode``: ``full``, ``upper`` or ``suffix`` (error if unsupported), or ``auto`` (suffix,
+    else upper, else full). ``suffix`` needs left-padded ``inputs`` and ``split``."""
+    if mode == "full":
+        return FullForward(model, block, inputs)
+    if mode in ("suffix", "auto") and split is not None:
+        try:
+            return SuffixForward(model, block, inputs, split, layout, layer)
+        except Unsupported:
+            if mode == "suffix":
+                raise
+    elif mode == "suffix":
+        raise Unsupported("suffix-only steps need left-padded prompts and a split column")
+    if layout is None:
+        if mode == "upper":
+            raise Unsupported("steps from the edit layer up need the model's layout")
         return FullForward(model, block, inputs)
     try:
         return UpperForward(model, layout, layer, inputs)

@@ -162,9 +162,11 @@ def test_float64_agreement(setup, padding_side):
         model.float()
 
 
+@pytest.mark.parametrize("early_stop", [5e-2, "median"])
 @pytest.mark.parametrize("family", ["gpt2", "llama", "gpt_neox"])
-def test_upper_stack_equals_full_forward(family):
-    """Steps through blocks L+1..end only give the same z as full forwards (float64, rel 1e-5)."""
+def test_upper_stack_equals_full_forward(family, early_stop):
+    """Steps through blocks L+1..end only, or over the columns from the subject on with a cached
+    prefix, give the same z as full forwards (float64, rel 1e-5)."""
     from editkit.layout import resolve_layout
     from editkit.plugins import PluginHost
 
@@ -173,18 +175,58 @@ def test_upper_stack_equals_full_forward(family):
     for p in model.parameters():
         p.requires_grad_(False)
     layout = resolve_layout(model, PluginHost().catalog.entries["architectures"])
-    requests = [EditRequest(case_id=i, subject=s, prompt=p, target_new=t) for i, (s, p, t) in enumerate(FACTS)]
+    facts = [*FACTS, ("A", "{} is the capital of", "France")]  # one-token subject at column 0: empty prefix rows
+    requests = [EditRequest(case_id=i, subject=s, prompt=p, target_new=t) for i, (s, p, t) in enumerate(facts)]
+    assert len(tok("A").input_ids) == 1
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
         out = {}
-        for mode in ("full", "upper"):
-            settings = VStarSettings(lr=0.5, steps=6, weight_decay=0.5, clamp_norm=0.75, kl_factor=0.0625,
-                                     early_stop_loss=5e-2, forward=mode)
-            out[mode] = optimise_targets(model, tok, block=layout.blocks[1], requests=requests, templates=TEMPLATES,
-                                         settings=settings, device=torch.device("cpu"), layout=layout)
+        if early_stop == "median":  # a threshold some requests reach before the last step and some don't
+            settings = VStarSettings(lr=0.5, steps=1, weight_decay=0.5, clamp_norm=0.75, kl_factor=0.0625,
+                                     early_stop_loss=5e-2, forward="full")
+            losses = optimise_targets(  # the losses at δ = 0
+                model, tok, block=layout.blocks[1], requests=requests, templates=TEMPLATES,
+                                      settings=settings, device=torch.device("cpu")).final_loss
+            early_stop = sorted(losses)[len(losses) // 2] + 1e-9
+        for name, mode, where in [("full", "full", layout), ("upper", "upper", layout), ("suffix", "suffix", layout),
+                                  ("auto", "auto", layout), ("suffix, whole model", "suffix", None)]:
+            settings = VStarSettings(lr=0.5, steps=8, weight_decay=0.5, clamp_norm=0.75, kl_factor=0.0625,
+                                     early_stop_loss=early_stop, forward=mode)
+            out[name] = optimise_targets(model, tok, block=layout.blocks[1], requests=requests, templates=TEMPLATES,
+                                         settings=settings, device=torch.device("cpu"), layout=where)
     finally:
         torch.set_default_dtype(previous)
-    rel = (out["upper"].z - out["full"].z).norm(dim=-1) / out["full"].z.norm(dim=-1)
-    assert float(rel.max()) < 1e-5
-    assert out["upper"].steps == out["full"].steps
+    if early_stop > 5e-2:  # requests leave the batch at different steps: row subsets are exercised
+        assert len(set(out["full"].steps)) > 1
+    for mode in ("upper", "suffix", "auto", "suffix, whole model"):
+        rel = (out[mode].z - out["full"].z).norm(dim=-1) / out["full"].z.norm(dim=-1)
+        assert float(rel.max()) < 1e-5, mode
+        assert out[mode].steps == out["full"].steps, mode
+
+
+@pytest.mark.parametrize("with_layout", [True, False])
+def test_suffix_forward_runs_only_the_columns_from_the_subject(with_layout):
+    from editkit_memit.targets import _build_prompts
+    from editkit_memit.upper import SuffixForward, make_forward
+
+    from editkit.layout import resolve_layout
+    from editkit.plugins import PluginHost
+
+    tok = tiny_tokenizer()
+    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=48, d_mlp=96)
+    layout = resolve_layout(model, PluginHost().catalog.entries["architectures"])
+    requests = [EditRequest(case_id=i, subject=s, prompt=p, target_new=t) for i, (s, p, t) in enumerate(FACTS)]
+    prompts = _build_prompts(tok, requests, TEMPLATES, torch.device("cpu"), left=True)
+    split = int(prompts.lookup.min())
+    forward = make_forward(model, layout if with_layout else None, 1, layout.blocks[1],
+                           prompts.batch.model_inputs(), "auto", split)
+    assert isinstance(forward, SuffixForward) and forward.offset == split > 0
+    assert (forward.upper is not None) == with_layout  # blocks 0..L skipped too when the layout is known
+    rows = torch.tensor([0, 2, 3])
+    with torch.no_grad():
+        base, hidden = forward(rows, lambda h: h)
+        full = model.base_model(**prompts.batch.rows(rows).model_inputs(), use_cache=False).last_hidden_state
+    width = prompts.batch.input_ids.shape[1]
+    assert hidden.shape == base.shape == (3, width - split, 48)
+    torch.testing.assert_close(hidden, full[:, split - width + full.shape[1]:], rtol=1e-4, atol=1e-5)
