@@ -99,7 +99,9 @@ class DatasetSpec:
     ``model()`` (optional) returns the path of a ``save_pretrained`` model that knows the
     dataset's facts (the built-in demo world ships one); ``extras()`` (optional) returns evaluation
     inputs by name (``fact_probes``, ``reference_texts``; see :class:`editkit.evaluation.EvalContext`).
-    At least one of load/corpus is given.
+    ``settings`` are hyperparameters calibrated for that model (``--set`` form, e.g.
+    ``{"v_lr": "1", "nullspace.l2": "3"}``), used as a run's defaults when it edits that model
+    (see :class:`editkit.config.RunConfig`). At least one of load/corpus is given.
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -108,6 +110,9 @@ class DatasetSpec:
     corpus: Callable[..., Any] | None = attrs.field(default=None)
     model: Callable[[], Any] | None = attrs.field(default=None)
     extras: Callable[[], Any] | None = attrs.field(default=None)
+    settings: tuple[tuple[str, str], ...] = attrs.field(
+        default=(), converter=lambda v: tuple(sorted((str(k), str(x)) for k, x in dict(v).items()))
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.load is None and self.corpus is None:

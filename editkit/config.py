@@ -33,7 +33,10 @@ class RunConfig:
     ``constraints`` keep the user's order; ``overrides`` are the ``--set`` assignments;
     ``constrain_mode`` says where delta-transforming constraints act: ``inline`` (before
     each layer is written, later layers compensate) or ``posthoc`` (after all layers of a
-    batch; the published baselines' behaviour).
+    batch; the published baselines' behaviour). ``defaults`` are hyperparameter values
+    calibrated for the model at hand (a dataset's own model ships them), in ``--set`` form;
+    each applies only where a method of the run has that hyperparameter, and anything the user
+    chose (``--preset``, ``--layers``, ``--set``) takes precedence.
     """
 
     editor: str = attrs.field(default="memit", validator=_name)
@@ -49,10 +52,12 @@ class RunConfig:
     constrain_mode: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.in_(("inline", "posthoc")))
     )
+    defaults: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=lambda v: tuple(sorted(dict(v).items())))
 
     def to_json(self) -> dict[str, Any]:
         out = attrs.asdict(self)
         out["constraints"] = list(self.constraints)
         out["layers"] = list(self.layers) if self.layers is not None else None
         out["overrides"] = dict(self.overrides)
+        out["defaults"] = dict(self.defaults)
         return out

@@ -8,6 +8,7 @@ figures; a metric whose inputs are absent returns ``{}``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,11 +36,16 @@ class EvalContext:
     batch_size: int = 64
 
 
-def run_metrics(metrics: Mapping[str, Any], names: Sequence[str], context: EvalContext) -> dict[str, float]:
-    """Run the named metrics (``MetricSpec`` by name) and merge their figures."""
+def run_metrics(metrics: Mapping[str, Any], names: Sequence[str], context: EvalContext,
+                timings: dict[str, float] | None = None) -> dict[str, float]:
+    """Run the named metrics (``MetricSpec`` by name) and merge their figures; each metric's
+    wall time goes to ``timings[name]`` (seconds) when given."""
     out: dict[str, float] = {}
     for name in names:
+        started = time.perf_counter()
         figures = metrics[name].compute(context)
+        if timings is not None:
+            timings[name] = round(time.perf_counter() - started, 3)
         clash = set(figures) & set(out)
         if clash:
             raise ValueError(f"metric {name!r} reports figures already reported by another metric: {sorted(clash)}")

@@ -109,5 +109,18 @@ def split_overrides(overrides: Mapping[str, str], owners: Sequence[tuple[str, ty
     return by_index
 
 
+def applicable(defaults: Mapping[str, str], owners: Sequence[tuple[str, type]]) -> dict[str, str]:
+    """The ``defaults`` (``--set`` form) that exactly one owner of this run holds; the rest are
+    dropped silently (a default calibrated for a method that does not run)."""
+    kept = {}
+    for key, value in defaults.items():
+        owner, _, field = key.partition(".") if "." in key else (None, "", key)
+        holders = [o for o, cls in owners
+                   if (owner is None or o == owner) and field in {f.name for f in attrs.fields(cls)}]
+        if len(holders) == 1:
+            kept[key] = value
+    return kept
+
+
 def to_json(hparams: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(hparams).items()}

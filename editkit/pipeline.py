@@ -66,11 +66,13 @@ def evaluate(
     names: Sequence[str],
     extras: Mapping[str, Any],
     config: RunConfig,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """The named metrics on ``requests`` (sampling seeded by the run's seed)."""
+    """The named metrics on ``requests`` (sampling seeded by the run's seed); seconds per metric
+    go to ``timings``."""
     context = EvalContext(model=model, tokenizer=tokenizer, records=[r.to_record() for r in requests],
                           extras=extras, device=config.device, seed=config.seed)
-    return {k: round(v, 4) for k, v in run_metrics(metrics, names, context).items()}
+    return {k: round(v, 4) for k, v in run_metrics(metrics, names, context, timings).items()}
 
 
 def execute(
@@ -118,9 +120,11 @@ def execute(
         run.catalog.get("metrics", name)
     extras = dict(eval_extras or {})
 
-    def measure(subset: Sequence[EditRequest]) -> dict[str, float]:
+    eval_timings: dict[str, dict[str, float]] = {"pre": {}, "post": {}}
+
+    def measure(subset: Sequence[EditRequest], phase: str | None = None) -> dict[str, float]:
         return evaluate(model=model, tokenizer=tokenizer, requests=subset, metrics=catalog, names=metrics,
-                        extras=extras, config=config)
+                        extras=extras, config=config, timings=eval_timings[phase] if phase else None)
 
     batches = list(batched(list(requests), config.batch_size))
     curve: list[dict[str, Any]] = []
@@ -140,7 +144,7 @@ def execute(
     else:
         eval_task = run.progress.task("evaluate (pre)", None)
         before = score_requests(model, tokenizer, requests, device)
-        pre_metrics = measure(requests) if metrics else {}
+        pre_metrics = measure(requests, "pre") if metrics else {}
         run.progress.finish(eval_task)
         journal.write_manifest({
             "invocation": dict(invocation or {}),
@@ -180,7 +184,7 @@ def execute(
     edit_seconds = time.perf_counter() - started - eval_seconds
     eval_task = run.progress.task("evaluate (post)", None)
     after = score_requests(model, tokenizer, requests, device)
-    post_metrics = measure(requests) if metrics else {}
+    post_metrics = measure(requests, "post") if metrics else {}
     run.progress.finish(eval_task)
     if metrics and eval_every:
         curve.append({"batches": len(batches), "edits": done, **post_metrics})
@@ -207,7 +211,7 @@ def execute(
             "target_logprob_rose": sum(a.new_logprob > b.new_logprob for a, b in zip(after, before)) / n,
             "skipped_records": len((extra_manifest or {}).get("skipped_records", [])),
         },
-        "metrics": {"pre": pre_metrics, "post": post_metrics},
+        "metrics": {"pre": pre_metrics, "post": post_metrics, "seconds": eval_timings},
         "final": run.final_report.to_json() if run.final_report is not None else None,
         "curve": curve,
         "run": run.describe(),

@@ -21,7 +21,7 @@ from editkit import hookspecs
 from editkit.catalog import ConstraintSpec, EditorSpec
 from editkit.config import RunConfig
 from editkit.errors import EditkitError, NumericalError, UsageError
-from editkit.hparams import build, split_overrides, to_json
+from editkit.hparams import applicable, build, split_overrides, to_json
 from editkit.layout import ModelLayout, resolve_layout
 from editkit.markers import PROJECT_NAME, hookimpl
 from editkit.memory import peak_bytes, reset_peak
@@ -135,7 +135,8 @@ class EditRun:
         owners = [(self.editor_spec.name, self.editor_spec.hparams)]
         owners += [(c.name, c.hparams) for c in self.constraint_specs]
         editor_overrides, *constraint_overrides = split_overrides(dict(config.overrides), owners)
-        editor_values: dict[str, Any] = {}
+        editor_defaults, *constraint_defaults = split_overrides(applicable(dict(config.defaults), owners), owners)
+        editor_values: dict[str, Any] = dict(editor_defaults)
         if config.preset is not None:
             if config.preset not in self.editor_spec.presets:
                 known = ", ".join(sorted(self.editor_spec.presets)) or "none"
@@ -148,8 +149,8 @@ class EditRun:
         editor_values.update(editor_overrides)
         self.editor_hparams = build(self.editor_spec.name, self.editor_spec.hparams, editor_values)
         self.constraint_hparams = {
-            spec.name: build(spec.name, spec.hparams, values)
-            for spec, values in zip(self.constraint_specs, constraint_overrides)
+            spec.name: build(spec.name, spec.hparams, {**defaults, **values})
+            for spec, defaults, values in zip(self.constraint_specs, constraint_defaults, constraint_overrides)
         }
         others = {name: h for name, h in self.constraint_hparams.items() if name != self.editor_spec.name}
         self.hparams: dict[str, Any] = {self.editor_spec.name: self.editor_hparams, **others}

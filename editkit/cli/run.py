@@ -44,7 +44,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="hyperparameter override, e.g. --set v_lr=0.5 --set nullspace.l2=10")
     p.add_argument("--constrain-mode", choices=("inline", "posthoc"), default=None,
                    help="where delta-transforming constraints act (default: the editor's, else inline)")
-    p.add_argument("--stats-dir", type=Path, help="key statistics store (C0); computed there when missing")
+    p.add_argument("--stats-dir", type=Path, help="key statistics store (C0); computed there when missing (default "
+                   "for a dataset's own model: $EDITKIT_CACHE/stats, else none: computed in memory)")
     p.add_argument("--corpus", help="text corpus for key statistics: FILE.txt, FILE.jsonl[:field], "
                    "hf:NAME[:CONFIG[:SPLIT]], or a registered dataset name (default: the dataset's own corpus)")
     p.add_argument("--stats-max-tokens", type=int, default=200_000, help="tokens of corpus for C0 (default 200000)")
@@ -62,6 +63,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    import attrs
+
     from editkit.config import RunConfig
     from editkit.errors import InputError, UsageError
     from editkit.hparams import parse_assignments, parse_int_list
@@ -82,7 +85,8 @@ def main(args: argparse.Namespace) -> int:
         saved = manifest["config"]
         config = RunConfig(**{**saved, "constraints": tuple(saved["constraints"]),
                               "layers": tuple(saved["layers"]) if saved["layers"] is not None else None,
-                              "overrides": saved["overrides"].items()})
+                              "overrides": saved["overrides"].items(),
+                              "defaults": saved.get("defaults", {}).items()})
         requests = requests_from_records(manifest["requests"], source=f"{args.resume}/journal/manifest.json")
         out_dir = Path(args.resume)
     else:
@@ -176,6 +180,12 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError("--model is required with --requests (only built-in datasets ship a model)")
         model_id = str(dataset.model())
         invocation["model"] = model_id
+        config = attrs.evolve(config, defaults=dataset.settings)  # calibrated for this model
+        if invocation["stats_dir"] is None and invocation["corpus"] is None:
+            from editkit.cachedir import cache_root
+
+            # the dataset's own model and corpus: cache its statistics for the next run (keyed exactly)
+            invocation["stats_dir"] = str(cache_root() / "stats")
     model, tokenizer = load_model(model_id, device=config.device)
     extras = dataset.extras() if dataset is not None and dataset.extras is not None else {}
 

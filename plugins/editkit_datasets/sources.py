@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import urllib.request
 from pathlib import Path
 
 from editkit.atomic import write_atomic, write_json_atomic
+from editkit.cachedir import cache_root
 from editkit.errors import InputError
 
 OFFICIAL = {
@@ -24,7 +24,7 @@ OFFICIAL = {
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EDITKIT_CACHE", Path.home() / ".cache" / "editkit")) / "datasets"
+    return cache_root() / "datasets"
 
 
 def _sha256(path: Path) -> str:

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from editkit.cachedir import CACHE_ENV, cache_root
 from editkit.errors import EditkitError
 from editkit_world.config import FORMAT_VERSION, BuildConfig
 from editkit_world.world import World, WorldConfig
@@ -47,7 +48,6 @@ __all__ = [
     "world_info",
 ]
 
-CACHE_ENV = "EDITKIT_CACHE"
 MANIFEST_FILE = "manifest.json"
 _TMP = ".tmp-"
 _OLD = ".old-"
@@ -131,8 +131,7 @@ class LoadedWorld(NamedTuple):
 
 def world_cache_dir(config: BuildConfig | None = None) -> Path:
     """``$EDITKIT_CACHE/world/<tag>`` for ``config`` (default :class:`BuildConfig` ``()``)."""
-    root = Path(os.environ.get(CACHE_ENV) or "~/.cache/editkit").expanduser()
-    return root / "world" / (config or BuildConfig()).tag()
+    return cache_root() / "world" / (config or BuildConfig()).tag()
 
 
 def verify_cache(directory: str | Path) -> Manifest:
