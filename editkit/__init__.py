@@ -6,9 +6,6 @@ The public API. Importing ``editkit`` does not import torch: names that need it
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 from editkit.catalog import (
     ArchitectureSpec,
     Catalog,
@@ -19,6 +16,7 @@ from editkit.catalog import (
     MetricSpec,
 )
 from editkit.errors import EditkitError, InputError, NumericalError, UsageError
+from editkit.lazy import lazy_attributes
 from editkit.markers import hookimpl, hookspec
 from editkit.requests import EditRequest, load_requests, requests_from_records
 from editkit.sites import Site
@@ -70,8 +68,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'editkit' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

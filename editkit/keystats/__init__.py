@@ -17,10 +17,8 @@ first access.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 from editkit.keystats.corpus import WIKIPEDIA, CorpusSpec
+from editkit.lazy import lazy_attributes
 
 _LAZY = {
     "KeyStatistics": "editkit.keystats.statistics",
@@ -43,8 +41,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'editkit.keystats' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

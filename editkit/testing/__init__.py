@@ -6,6 +6,8 @@
   key-statistics (C0) provider;
 * :mod:`editkit.testing.harness` — isolated plugin hosts, :func:`~editkit.testing.harness.run_edit` and
   :class:`~editkit.testing.harness.EditOutcome` (``assert_edited``, ``assert_preserved``, ``assert_undo_exact``);
+* :mod:`editkit.testing.fixed` — :func:`~editkit.testing.fixed.fixed_editor_plugin`, an editor that writes given
+  updates, to test a constraint inside the real kernel;
 * :mod:`editkit.testing.fixtures` — the opt-in pytest plugin (``pytest_plugins = ["editkit.testing.fixtures"]``
   or ``-p editkit.testing.fixtures``);
 * :mod:`editkit.testing.conformance` — the hook-contract conformance suite

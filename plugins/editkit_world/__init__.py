@@ -12,9 +12,7 @@ Importing this package does not import torch; the names that need it load on fir
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
+from editkit.lazy import lazy_attributes
 from editkit_world.cache import (
     CorruptCacheError,
     LoadedWorld,
@@ -64,8 +62,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'editkit_world' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

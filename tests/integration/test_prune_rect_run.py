@@ -12,9 +12,7 @@ import pytest
 import torch
 from editkit_nullspace.projector import null_space
 
-from editkit import EditRun, RunConfig
 from editkit.cli.main import main
-from editkit.errors import EditkitError
 from editkit.plugins import PluginHost
 from editkit.run import ConstraintWarning
 from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
@@ -52,19 +50,6 @@ def saved(tmp_path_factory):
     return root
 
 
-def shared_names_supported() -> bool:
-    """Whether the kernel gives an editor and its same-named implied constraint separate hyperparameters."""
-    tok = tiny_tokenizer()
-    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=2, d_model=16, d_mlp=32)
-    try:
-        EditRun(model=model, tokenizer=tok, config=RunConfig(editor="rect"), host=PluginHost())
-    except EditkitError as exc:
-        if "overwrite each other" in str(exc) or "unknown hyperparameter" in str(exc):
-            return False
-        raise
-    return True
-
-
 def edit(saved, out, method_args, batch_size):
     argv = ["run", "--model", str(saved / "model"), "--requests", str(saved / "requests.json"),
             "--corpus", str(saved / "corpus.txt"), "--stats-dir", str(saved / "stats"), "--quiet",
@@ -99,8 +84,6 @@ def null_space_defect(saved, delta):
 
 def method(form, name):
     if form == "editor":
-        if not shared_names_supported():
-            pytest.xfail(f"kernel: editor {name!r} and its implied constraint share hyperparameter slot {name!r}")
         return ["--editor", name, "--constraint", "nullspace"]
     return ["--editor", "memit", "--constraint", "nullspace", "--constraint", name]  # the same constraint order
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import attrs
 import editkit_prune
 import editkit_rect
 import pytest
@@ -22,11 +21,12 @@ from editkit_prune.hparams import PruneHParams
 from editkit_rect.constraint import RectStages
 from editkit_rect.hparams import RectHParams
 
-from editkit import EditorSpec, EditRun, RunConfig, hookimpl
+from editkit import EditRun, RunConfig
 from editkit.plugins import PluginHost
 from editkit.requests import EditRequest
 from editkit.run import ConstraintWarning
 from editkit.sites import Site
+from editkit.testing.fixed import fixed_editor_plugin
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 from editkit.updates import AccumulatedProposal, DeltaProposal
 
@@ -136,45 +136,6 @@ def test_section_11_2d_rect_after_prune_can_raise_the_spectral_norm():
 # --------------------------------------------------------------------------- through the kernel
 
 
-class FixedUpdates:
-    """A fake editor writing ``updates[batch][layer]`` ([d_out, d_in]); honours a restricted solve."""
-
-    def __init__(self, updates):
-        self.updates = updates
-
-    @hookimpl
-    def editkit_locate(self, run):
-        return [run.layout.site(layer) for layer in sorted(self.updates[0])]
-
-    @hookimpl
-    def editkit_collect_keys(self, run, batch, site):
-        return torch.zeros(site.d_in, len(batch.requests))
-
-    @hookimpl
-    def editkit_compute_residual(self, run, batch, site, keys):
-        return torch.zeros(site.d_out, len(batch.requests))
-
-    @hookimpl
-    def editkit_solve(self, run, batch, site, problem):
-        delta = self.updates[batch.index][site.layer]
-        return problem.subspace.project_rows(delta) if problem.subspace is not None else delta
-
-
-@attrs.frozen
-class NoHParams:
-    pass
-
-
-class FixedEditorPlugin:
-    def __init__(self, updates):
-        self.updates = updates
-
-    @hookimpl
-    def editkit_register_editors(self, register):
-        register(EditorSpec(name="fixed", summary="fixed updates", factory=lambda hp: FixedUpdates(self.updates),
-                            hparams=NoHParams))
-
-
 D_MODEL, D_MLP = 16, 48
 REQUEST = EditRequest(case_id=0, subject="a", prompt="{} is", target_new="b", target_true="c")
 
@@ -186,7 +147,7 @@ def kernel_run(constraints, overrides, batches=1, scale=1.0, mode="posthoc"):
     basis, _ = torch.linalg.qr(torch.randn(D_MLP, D_MLP, generator=g, dtype=torch.float64))
     tok = tiny_tokenizer()
     model = tiny_model("gpt2", vocab_size=len(tok), n_layers=2, d_model=D_MODEL, d_mlp=D_MLP, seed=1)
-    plugins = [("fixed", FixedEditorPlugin(updates))]
+    plugins = [("fixed", fixed_editor_plugin(updates))]
     installed = PluginHost().catalog.entries["constraints"]
     plugins += [(n, m) for n, m in (("rect", editkit_rect), ("prune", editkit_prune)) if n not in installed]
     config = RunConfig(editor="fixed", constraints=constraints, overrides=overrides, constrain_mode=mode)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import attrs
 import editkit_prune
 import pytest
 import torch
@@ -14,10 +13,11 @@ from editkit_prune.constraint import PruneStages, PruneWarning
 from editkit_prune.hparams import PruneHParams
 from editkit_prune.spectral import prune, restrain, restrain_scalar
 
-from editkit import EditorSpec, EditRun, RunConfig, hookimpl
+from editkit import EditRun, RunConfig
 from editkit.plugins import PluginHost
 from editkit.requests import EditRequest
 from editkit.sites import Site
+from editkit.testing.fixed import fixed_editor_plugin
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 from editkit.updates import AccumulatedProposal, DeltaProposal
 
@@ -151,49 +151,10 @@ def test_other_proposals_pass_through():
 # --------------------------------------------------------------------------- through the kernel
 
 
-class FixedUpdates:
-    """A fake editor: writes given updates ``Δ[batch][layer]`` ([d_out, d_in]); no v*, no solve."""
-
-    def __init__(self, updates):
-        self.updates = updates
-
-    @hookimpl
-    def editkit_locate(self, run):
-        return [run.layout.site(layer) for layer in sorted(self.updates[0])]
-
-    @hookimpl
-    def editkit_collect_keys(self, run, batch, site):
-        return torch.zeros(site.d_in, len(batch.requests))
-
-    @hookimpl
-    def editkit_compute_residual(self, run, batch, site, keys):
-        return torch.zeros(site.d_out, len(batch.requests))
-
-    @hookimpl
-    def editkit_solve(self, run, batch, site, problem):
-        delta = self.updates[batch.index][site.layer]
-        return problem.subspace.project_rows(delta) if problem.subspace is not None else delta
-
-
-@attrs.frozen
-class NoHParams:
-    pass
-
-
-class FixedEditorPlugin:
-    def __init__(self, updates):
-        self.updates = updates
-
-    @hookimpl
-    def editkit_register_editors(self, register):
-        register(EditorSpec(name="fixed", summary="fixed updates", factory=lambda hp: FixedUpdates(self.updates),
-                            hparams=NoHParams))
-
-
 def fixed_run(updates, constraints, overrides=(), mode="posthoc"):
     tok = tiny_tokenizer()
     model = tiny_model("gpt2", vocab_size=len(tok), n_layers=2, d_model=16, d_mlp=48, seed=1)
-    plugins = [("fixed", FixedEditorPlugin(updates))]
+    plugins = [("fixed", fixed_editor_plugin(updates))]
     if "prune" not in PluginHost().catalog.entries["constraints"]:  # before the entry point is installed
         plugins.append(("prune", editkit_prune))
     config = RunConfig(editor="fixed", constraints=constraints, overrides=overrides, constrain_mode=mode)
