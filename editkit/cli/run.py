@@ -52,6 +52,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--stats-max-length", type=int, help="max tokens per corpus text (default: the model's context)")
     p.add_argument("--metrics", help="comma list of metrics (default: counterfact,fluency,retention for datasets, "
                    "counterfact for --requests; 'none' for no evaluation); see `editkit plugins`")
+    p.add_argument("--generation-records", type=int, metavar="N",
+                   help="fluency/consistency on the generation prompts of the first N edited records (0: all; "
+                        "default: all, or the dataset's own choice — the demo world uses 100)")
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate the requests edited so far every K batches (a curve in result.json)")
     p.add_argument("--out", type=Path, help="output directory (default runs/run-<date>-<time>)")
@@ -110,6 +113,7 @@ def main(args: argparse.Namespace) -> int:
             "stats_max_tokens": args.stats_max_tokens,
             "metrics": args.metrics,
             "eval_every": args.eval_every,
+            "generation_records": args.generation_records,
             "skip_invalid": args.skip_invalid,
         }
         requests = None
@@ -143,6 +147,8 @@ def main(args: argparse.Namespace) -> int:
         host.catalog.get("metrics", name)
     if invocation["eval_every"] < 0:
         raise UsageError("--eval-every must be >= 0")
+    if (invocation.get("generation_records") or 0) < 0:
+        raise UsageError("--generation-records must be >= 0")
 
     skipped: list[str] = []
     if requests is None:
@@ -187,7 +193,9 @@ def main(args: argparse.Namespace) -> int:
             # the dataset's own model and corpus: cache its statistics for the next run (keyed exactly)
             invocation["stats_dir"] = str(cache_root() / "stats")
     model, tokenizer = load_model(model_id, device=config.device)
-    extras = dataset.extras() if dataset is not None and dataset.extras is not None else {}
+    extras = dict(dataset.extras()) if dataset is not None and dataset.extras is not None else {}
+    if invocation.get("generation_records") is not None:
+        extras["generation_records"] = invocation["generation_records"]
 
     corpus = invocation["corpus"] or (dataset.name if dataset is not None and dataset.corpus is not None else None)
     show = not args.quiet and sys.stderr.isatty()

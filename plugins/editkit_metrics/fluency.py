@@ -58,7 +58,12 @@ def inverse_document_frequency(documents: Sequence[str]) -> dict[str, float]:
 
 
 def fluency_and_consistency(context: Any) -> dict[str, float]:
+    """Fluency and consistency over the records' generation prompts; ``extras["generation_records"]``
+    (an int > 0) limits them to the first that many records with generation prompts."""
     records = [r for r in context.records if r.get("generation_prompts")]
+    limit = context.extras.get("generation_records")
+    if limit:
+        records = records[: int(limit)]
     if not records:
         return {}
     prompts = [p for r in records for p in r["generation_prompts"]]

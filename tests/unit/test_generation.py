@@ -32,3 +32,21 @@ def test_zero_new_tokens_returns_prompts():
     model = tiny_model("gpt2", vocab_size=len(tok)).eval()
     out = sample_continuations(model, tok, PROMPTS[:2], max_new_tokens=0, generator=torch.Generator())
     assert out == PROMPTS[:2]
+
+
+def test_fluency_limited_to_the_first_generation_records():
+    from editkit_metrics.fluency import fluency_and_consistency
+
+    from editkit.evaluation import EvalContext
+
+    tok = tiny_tokenizer()
+    model = tiny_model("gpt2", vocab_size=len(tok), logit_scale=4.0).eval()
+    records = [{"generation_prompts": [p], "requested_rewrite": {"target_new": {"str": "x"}}} for p in PROMPTS]
+
+    def fluency(recs, extras):
+        context = EvalContext(model=model, tokenizer=tok, records=recs, extras=extras, generation_length=8)
+        return fluency_and_consistency(context)["fluency"]
+
+    assert fluency(records, {"generation_records": 2}) == fluency(records[:2], {})
+    assert fluency(records, {"generation_records": 0}) == fluency(records, {})
+    assert fluency(records, {"generation_records": 2}) != fluency(records, {})
