@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DATASET = "demo"
-DEFAULT_DATASET_EDITS = 500  # sequential edits on a dataset when --num-edits is not given
+DEFAULT_DATASET_EDITS = 300  # sequential edits on a dataset when --num-edits is not given
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from editkit_world.world import WorldConfig
 
 __all__ = ["FORMAT_VERSION", "BuildConfig", "ModelConfig", "TrainConfig"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped when the generator, tokenizer or training code changes what a config produces."""
 
 _ge = attrs.validators.ge
@@ -35,7 +35,8 @@ class ModelConfig:
         n_inner: d_mlp (the MLP's hidden width; MEMIT's key dimension).
         n_head: attention heads (must divide ``n_embd``).
         n_positions: longest sequence (prompts here are under 32 tokens).
-        vocab_size: BPE vocabulary size (special tokens included).
+        vocab_size: learned BPE vocabulary size (special tokens included); the subjects' family
+            names are added on top as one token each (see :mod:`editkit_world.tokenizer`).
         initializer_range: standard deviation of the initial weights (GPT-2's 0.02 is meant
             for d_model 768 and up; a larger one shortens the plateau before memorisation).
         embedding_std: standard deviation of the initial token embeddings. Large, untied input

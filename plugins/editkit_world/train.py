@@ -189,7 +189,9 @@ def build_world_model(out_dir: str | Path, *, seed: int | None = None, progress:
     # the caller's torch RNG state and thread count are restored afterwards
     with _torch_threads(config.train.threads), torch.random.fork_rng(devices=[]), _progress(progress) as bar:
         world = World.generate(config.world)
-        tokenizer = train_tokenizer(world.background_corpus(), vocab_size=config.model.vocab_size)
+        family_names = [subject.split()[-1] for subject in world.subjects]  # each subject's last token: its own
+        tokenizer = train_tokenizer(world.background_corpus(), vocab_size=config.model.vocab_size,
+                                    whole_words=family_names)
         torch.manual_seed(config.seed)
         model = _model(config, tokenizer)
         rng = random.Random(f"editkit-world:train:{config.seed}")

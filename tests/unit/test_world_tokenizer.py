@@ -44,3 +44,20 @@ def test_subject_tokens_do_not_depend_on_position(world: World, tokenizer) -> No
 def test_deterministic(world: World, tokenizer) -> None:
     again = train_tokenizer(world.background_corpus(), vocab_size=1024)
     assert again.get_vocab() == tokenizer.get_vocab()
+
+
+def test_whole_words_become_single_tokens(world: World, tokenizer) -> None:
+    family = [s.split()[-1] for s in world.subjects]
+    whole = train_tokenizer(world.background_corpus(), vocab_size=1024, whole_words=family)
+    assert sum(len(tokenizer(f)["input_ids"]) > 1 for f in family) > len(family) // 2
+    for subject in world.subjects:  # the subject's last token is its own
+        last = whole(subject)["input_ids"][-1]
+        assert whole.convert_ids_to_tokens(last) == "Ġ" + subject.split()[-1]
+    assert len({whole(s)["input_ids"][-1] for s in world.subjects}) == len(world.subjects)
+    for text in world.background_corpus()[:300]:  # the same text (other words may be chunked differently)
+        assert whole.decode(whole(text)["input_ids"]) == tokenizer.decode(tokenizer(text)["input_ids"])
+    for probe in world.fact_probes()[::37]:  # prompts and targets still tokenise apart
+        joined = whole(probe.prompt + probe.target)["input_ids"]
+        assert joined == whole(probe.prompt)["input_ids"] + whole(probe.target)["input_ids"]
+    again = train_tokenizer(world.background_corpus(), vocab_size=1024, whole_words=family)
+    assert again.get_vocab() == whole.get_vocab()
