@@ -23,6 +23,7 @@ from editkit_world import (
     world_info,
 )
 from editkit_world.cache import MANIFEST_FILE
+from editkit_world.config import FORMAT_VERSION
 
 TINY = BuildConfig.tiny()
 
@@ -56,7 +57,7 @@ def _no_build(*args, **kwargs):
 def test_cache_location(cache_root: Path) -> None:
     assert world_cache_dir(TINY) == cache_root / "world" / TINY.tag()
     assert TINY.tag() != BuildConfig().tag()
-    assert TINY.tag().startswith("v1-s0-")
+    assert TINY.tag().startswith(f"v{FORMAT_VERSION}-s0-")
 
 
 def test_build_loads_through_auto_classes(built: Path) -> None:

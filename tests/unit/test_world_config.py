@@ -5,19 +5,20 @@ from __future__ import annotations
 import attrs
 import pytest
 from editkit_world import BuildConfig, ModelConfig, TrainConfig, WorldConfig
+from editkit_world.config import FORMAT_VERSION
 
 
 def test_tag_is_stable_and_sensitive() -> None:
     config = BuildConfig()
     assert config.tag() == BuildConfig().tag()
-    assert config.tag().startswith("v1-s0-")
+    assert config.tag().startswith(f"v{FORMAT_VERSION}-s0-")
     variants = [
         attrs.evolve(config, world=WorldConfig(seed=1)),
         attrs.evolve(config, model=attrs.evolve(config.model, n_layer=4)),
         attrs.evolve(config, train=attrs.evolve(config.train, threads=2)),
     ]
     assert len({config.tag(), *(v.tag() for v in variants)}) == 4
-    assert variants[0].tag().startswith("v1-s1-")
+    assert variants[0].tag().startswith(f"v{FORMAT_VERSION}-s1-")
 
 
 def test_dict_round_trip() -> None:
