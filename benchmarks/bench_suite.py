@@ -6,8 +6,9 @@
    lr 0.5, clamp 0.75, KL 0.0625, weight decay 0.5, AlphaEdit solve (L2 10, threshold 2e-2), in
    five modes: one-at-a-time full forward (the reference algorithm), batched full forward,
    batched from the edit layer up, batched over the columns from the subject on with the prefix's
-   keys and values cached (and blocks 0..L skipped), and the default configuration
-   (``--modes`` picks a subset; the reference always runs). Each mode's edit is undone
+   keys and values cached (and blocks 0..L skipped), and the default configuration (the same plus
+   fused activation kernels, ``editkit.activations``; every other mode runs the model's own
+   modules, as the reference code does). ``--modes`` picks a subset; the reference always runs. Each mode's edit is undone
    before the next; every stage's time is printed; z and Δ are compared with the reference mode.
 2. **Solve time per layer**: editkit's solve against the straightforward formula (dense P,
    ``torch.linalg.solve`` of ``P(K Kᵀ + Cp) + αI``), same inputs, float64.
@@ -39,13 +40,13 @@ from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
 
 WORDS = TINY_TEXT.replace(".", " ").split()
 MODES = {
-    "one-at-a-time, full forward (reference)": {"vstar_batch": "1", "vstar_forward": "full"},
-    "batched, full forward": {"vstar_batch": "0", "vstar_forward": "full"},
-    "batched, from the edit layer up": {"vstar_batch": "0", "vstar_forward": "upper"},
-    "batched, suffix only (cached prefix)": {"vstar_batch": "0", "vstar_forward": "suffix"},
-    "default": {},
+    "one-at-a-time, full forward (reference)": {"vstar_batch": "1", "vstar_forward": "full", "fused_activations": "false"},
+    "batched, full forward": {"vstar_batch": "0", "vstar_forward": "full", "fused_activations": "false"},
+    "batched, from the edit layer up": {"vstar_batch": "0", "vstar_forward": "upper", "fused_activations": "false"},
+    "batched, suffix only (cached prefix)": {"vstar_batch": "0", "vstar_forward": "suffix", "fused_activations": "false"},
+    "default": {},  # batched, suffix only, fused activations
 }
-REFERENCE = "one-at-a-time, full forward (reference)"
+REFERENCE = "one-at-a-time, full forward (reference)"  # the model's own modules, as the reference code
 COMMON = {"v_steps": "20", "v_lr": "0.5", "clamp_norm": "0.75", "kl_factor": "0.0625", "v_weight_decay": "0.5",
           "nullspace.l2": "10", "nullspace.threshold": "2e-2"}
 

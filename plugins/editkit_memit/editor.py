@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 
 from editkit import hookimpl
+from editkit.activations import fused_activations
 from editkit.errors import UsageError
 from editkit.tokens import pad_batch
 from editkit.tracing import capture_outputs
@@ -51,7 +53,8 @@ class MemitStages:
     @hookimpl
     def editkit_collect_keys(self, run: Any, batch: Any, site: Any) -> torch.Tensor:
         templates = self.prefix_templates(run)
-        return collect_keys(run.model, run.tokenizer, site.module, batch.requests, templates, run.device)
+        with fused_activations(run.model) if self.hparams.fused_activations else nullcontext():
+            return collect_keys(run.model, run.tokenizer, site.module, batch.requests, templates, run.device)
 
     # -- compute-residual ------------------------------------------------------------------
     def targets(self, run: Any, batch: Any) -> Targets:
@@ -68,11 +71,12 @@ class MemitStages:
                 settings=VStarSettings(
                     lr=hp.v_lr, steps=hp.v_steps, weight_decay=hp.v_weight_decay, clamp_norm=hp.clamp_norm,
                     kl_factor=hp.kl_factor, early_stop_loss=hp.early_stop_loss, forward=hp.vstar_forward,
+                    fused=hp.fused_activations,
                 ),
                 layout=run.layout,
                 device=run.device,
                 group_size=hp.vstar_batch,
-                on_step=lambda it, active: task.advance(1) if hp.vstar_batch == 0 else None,
+                on_step=lambda advance, active: task.advance(advance) if hp.vstar_batch == 0 else None,
             )
             run.progress.finish(task)
             self._targets = (batch.index, targets)

@@ -31,7 +31,9 @@ class MemitHParams:
     be reproduced); ``suffix`` the whole model on the columns from the subject on, with the
     prefix's keys and values cached (error if the family's cache cannot reproduce the model);
     ``auto`` (default) suffix, else upper, else full — whichever reproduces the model first.
-    ``prefix_len``: tokens per generated prefix.
+    ``prefix_len``: tokens per generated prefix. ``fused_activations``: run the key collection
+    and the v* steps with fused equivalents of unfused activation modules
+    (:mod:`editkit.activations`; the same function up to float rounding).
     """
 
     layers: tuple[int, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
@@ -48,6 +50,7 @@ class MemitHParams:
         default="auto", validator=attrs.validators.in_(("auto", "suffix", "upper", "full"))
     )
     prefix_len: int = attrs.field(default=10, validator=_positive)
+    fused_activations: bool = True
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -17,11 +17,13 @@ elementwise, this equals optimising one request at a time (tested).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import attrs
 import torch
 
+from editkit.activations import fused_activations
 from editkit.layout import ModelLayout
 from editkit.requests import EditRequest
 from editkit.tokens import first_token_from, last_token_before, pad_batch, tokenize
@@ -40,6 +42,7 @@ class VStarSettings:
     kl_factor: float
     early_stop_loss: float
     forward: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "suffix", "upper", "full")))
+    fused: bool = True  # fused equivalents of unfused activation modules during the steps
 
 
 @attrs.frozen(kw_only=True)
@@ -131,24 +134,74 @@ def optimise_targets(
     group_size: int = 0,
     on_step: Any = None,
     layout: ModelLayout | None = None,
+    min_group: int = 16,
 ) -> Targets:
     """Optimise ``z`` for every request, ``group_size`` requests together (0: all at once).
 
     ``block`` is the name of block ``L``. With ``layout`` the steps may run from block ``L`` up
     (``settings.forward``: ``auto``/``upper``); without it every step runs the full model.
+    With ``group_size`` 0 and suffix-only steps (``auto``/``suffix``), requests are grouped by
+    how many columns follow their subject (:func:`suffix_groups`), so that no row pays for a
+    longer suffix than its own; requests are independent, so grouping does not change ``z``.
+    ``on_step(advance, active)`` is called after every step of every group; the ``advance``
+    values of a whole call add up to ``settings.steps`` (one per step when there is one group),
+    whatever the grouping, so a progress bar of ``settings.steps`` fills once.
     """
-    size = len(requests) if group_size in (0, None) else group_size
     placement = (block, layout)
-    parts = [
-        _optimise_group(model, tokenizer, placement, requests[i : i + size], templates, settings, device, on_step)
-        for i in range(0, len(requests), size)
-    ]
+    if group_size in (0, None):
+        if settings.forward in ("auto", "suffix") and len(requests) > 1:
+            groups = suffix_groups(tokenizer, requests, templates, min_group)
+        else:
+            groups = [list(range(len(requests)))]
+    else:
+        groups = [list(range(i, min(i + group_size, len(requests)))) for i in range(0, len(requests), group_size)]
+    report = None if on_step is None else (lambda it, active: on_step(1 / len(groups), active))
+    with fused_activations(model) if settings.fused else nullcontext():
+        parts = [
+            _optimise_group(model, tokenizer, placement, [requests[i] for i in group], templates, settings, device,
+                            report)
+            for group in groups
+        ]
+    order = [i for group in groups for i in group]
+    position = {request: at for at, request in enumerate(order)}  # original index -> place in `order`
+    rank = torch.tensor([position[i] for i in range(len(requests))])
+    steps = [s for p in parts for s in p.steps]
+    losses = [x for p in parts for x in p.final_loss]
     return Targets(
-        z=torch.cat([p.z for p in parts]),
-        h_init=torch.cat([p.h_init for p in parts]),
-        steps=tuple(s for p in parts for s in p.steps),
-        final_loss=tuple(x for p in parts for x in p.final_loss),
+        z=torch.cat([p.z for p in parts])[rank],
+        h_init=torch.cat([p.h_init for p in parts])[rank],
+        steps=tuple(steps[int(r)] for r in rank),
+        final_loss=tuple(losses[int(r)] for r in rank),
     )
+
+
+def suffix_groups(tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str],
+                  min_group: int = 16) -> list[list[int]]:
+    """Request indices grouped by suffix width (columns from the subject's last token to the end
+    of the longest of the request's prompts, left-padded), shortest first. A group smaller than
+    ``min_group`` merges into the next wider one (fewer, larger batched steps beat exact widths
+    for a handful of requests); leftovers join the widest group."""
+    prompts = _build_prompts(tokenizer, requests, templates, torch.device("cpu"), left=True)
+    width = prompts.batch.input_ids.shape[1] - prompts.lookup  # [n_rows]
+    per_request = torch.zeros(len(requests), dtype=torch.long).scatter_reduce(
+        0, prompts.row_request.cpu(), width.cpu(), reduce="amax"
+    )
+    by_width: dict[int, list[int]] = {}
+    for index, w in enumerate(per_request.tolist()):
+        by_width.setdefault(int(w), []).append(index)
+    groups: list[list[int]] = []
+    pending: list[int] = []
+    for w in sorted(by_width):
+        pending += by_width[w]
+        if len(pending) >= min_group:
+            groups.append(pending)
+            pending = []
+    if pending:
+        if groups:
+            groups[-1] += pending  # the leftovers join the widest group
+        else:
+            groups.append(pending)
+    return groups
 
 
 def _optimise_group(

@@ -230,3 +230,36 @@ def test_suffix_forward_runs_only_the_columns_from_the_subject(with_layout):
     width = prompts.batch.input_ids.shape[1]
     assert hidden.shape == base.shape == (3, width - split, 48)
     torch.testing.assert_close(hidden, full[:, split - width + full.shape[1]:], rtol=1e-4, atol=1e-5)
+
+
+def test_suffix_groups_partition_by_width_and_leave_z_unchanged():
+    from editkit_memit.targets import _build_prompts, suffix_groups
+
+    tok = tiny_tokenizer()
+    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=3, d_model=32, d_mlp=64).double()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    facts = [*FACTS, ("Ada Lovelace", "{} wrote about", "engines and looms"), ("Alan Turing", "{} is", "a")]
+    requests = [EditRequest(case_id=i, subject=s, prompt=p, target_new=t) for i, (s, p, t) in enumerate(facts)]
+    groups = suffix_groups(tok, requests, TEMPLATES, min_group=1)
+    assert sorted(i for g in groups for i in g) == list(range(len(requests))) and len(groups) > 1
+    prompts = _build_prompts(tok, requests, TEMPLATES, torch.device("cpu"), left=True)
+    width = prompts.batch.input_ids.shape[1] - prompts.lookup
+    widest = [max(int(w) for w, r in zip(width, prompts.row_request) if int(r) in g) for g in groups]
+    assert widest == sorted(widest)  # shortest suffixes first
+    assert [sorted(g) for g in suffix_groups(tok, requests, TEMPLATES, min_group=100)] == [list(range(len(requests)))]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        settings = VStarSettings(lr=0.5, steps=5, weight_decay=0.5, clamp_norm=0.75, kl_factor=0.0625,
+                                 early_stop_loss=5e-2, forward="suffix")
+        args = dict(block="transformer.h.1", requests=requests, templates=TEMPLATES, settings=settings,
+                    device=torch.device("cpu"))
+        advances = []
+        grouped = optimise_targets(model, tok, min_group=1, on_step=lambda a, n: advances.append(a), **args)
+        whole = optimise_targets(model, tok, min_group=100, **args)
+    finally:
+        torch.set_default_dtype(previous)
+    assert float(((grouped.z - whole.z).norm(dim=-1) / whole.z.norm(dim=-1)).max()) < 1e-10
+    assert grouped.steps == whole.steps
+    assert abs(sum(advances) - 5) < 1e-9  # a progress bar of `steps` fills exactly once
