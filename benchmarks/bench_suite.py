@@ -8,8 +8,9 @@
    batched from the edit layer up, batched over the columns from the subject on with the prefix's
    keys and values cached (and blocks 0..L skipped), and the default configuration (the same plus
    fused activation kernels, ``editkit.activations``; every other mode runs the model's own
-   modules, as the reference code does). ``--modes`` picks a subset; the reference always runs. Each mode's edit is undone
-   before the next; every stage's time is printed; z and Δ are compared with the reference mode.
+   modules, as the reference code does). ``--modes`` picks a subset; the reference always runs.
+   Each mode's edit is undone before the next; every stage's time is printed; z and Δ are
+   compared with the reference mode.
 2. **Solve time per layer**: editkit's solve against the straightforward formula (dense P,
    ``torch.linalg.solve`` of ``P(K Kᵀ + Cp) + αI``), same inputs, float64.
 3. **Key statistics**: see ``benchmarks/bench_stats.py`` (collection vs bare forward vs one pass
@@ -39,11 +40,12 @@ from editkit.plugins import PluginHost
 from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
 
 WORDS = TINY_TEXT.replace(".", " ").split()
+OWN = {"fused_activations": "false"}  # the model's own activation modules, as the reference code
 MODES = {
-    "one-at-a-time, full forward (reference)": {"vstar_batch": "1", "vstar_forward": "full", "fused_activations": "false"},
-    "batched, full forward": {"vstar_batch": "0", "vstar_forward": "full", "fused_activations": "false"},
-    "batched, from the edit layer up": {"vstar_batch": "0", "vstar_forward": "upper", "fused_activations": "false"},
-    "batched, suffix only (cached prefix)": {"vstar_batch": "0", "vstar_forward": "suffix", "fused_activations": "false"},
+    "one-at-a-time, full forward (reference)": {"vstar_batch": "1", "vstar_forward": "full", **OWN},
+    "batched, full forward": {"vstar_batch": "0", "vstar_forward": "full", **OWN},
+    "batched, from the edit layer up": {"vstar_batch": "0", "vstar_forward": "upper", **OWN},
+    "batched, suffix only (cached prefix)": {"vstar_batch": "0", "vstar_forward": "suffix", **OWN},
     "default": {},  # batched, suffix only, fused activations
 }
 REFERENCE = "one-at-a-time, full forward (reference)"  # the model's own modules, as the reference code
