@@ -252,7 +252,8 @@ class EditRun:
                 self._timed(report, "compute_residual", t)
                 t = time.perf_counter()
                 problem = SolveProblem(
-                    keys=keys.double(), residual=residual.double(), past=self.past_keys.get(site.module)
+                    keys=keys.double(), residual=residual.double(), past=self.past_keys.get(site.module),
+                    past_batches=[b[site.module] for b in self._batch_keys if site.module in b],
                 )
                 problem = self._constrain(site, problem)
                 delta = hook.editkit_solve(run=self, batch=batch, site=site, problem=problem)

@@ -66,14 +66,18 @@ class SolveProblem:
 
     ``keys`` ``K`` ``[d_in, u]``, ``residual`` ``R`` ``[d_out, u]``, ``past`` ``Cp``
     ``[d_in, d_in]`` (the sum of keys of earlier batches, kept by the kernel; None before
-    the first batch). The editor owns ``λ·C0``; ``use_background`` / ``use_past`` say which
-    preservation terms enter, ``ridge`` is ``α``, ``subspace`` restricts the rows of Δ.
-    Editors may add their own terms (MEMIT_seq always uses ``past``).
+    the first batch) and ``past_batches``, the earlier batches' keys ``K_b`` ``[d_in, u_b]``
+    in order (``Cp = Σ_b K_b K_bᵀ``; the same tensor objects from batch to batch, so a solver
+    can update products such as ``Cp·P`` incrementally instead of recomputing them). The
+    editor owns ``λ·C0``; ``use_background`` / ``use_past`` say which preservation terms
+    enter, ``ridge`` is ``α``, ``subspace`` restricts the rows of Δ. Editors may add their own
+    terms (MEMIT_seq always uses ``past``).
     """
 
     keys: torch.Tensor = attrs.field(eq=False, repr=False)
     residual: torch.Tensor = attrs.field(eq=False, repr=False)
     past: torch.Tensor | None = attrs.field(default=None, eq=False, repr=False)
+    past_batches: tuple[torch.Tensor, ...] = attrs.field(default=(), converter=tuple, eq=False, repr=False)
     use_background: bool = True
     use_past: bool = False
     ridge: float = 0.0

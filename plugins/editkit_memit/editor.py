@@ -15,7 +15,7 @@ from editkit.tracing import capture_outputs
 from editkit_memit.hparams import MemitHParams, default_layers
 from editkit_memit.keys import collect_keys, subject_prompts
 from editkit_memit.prefixes import sample_prefixes
-from editkit_memit.solve import solve_update
+from editkit_memit.solve import PastProducts, solve_update
 from editkit_memit.targets import Targets, VStarSettings, optimise_targets
 
 
@@ -26,6 +26,7 @@ class MemitStages:
         self.hparams = hparams
         self.templates: tuple[str, ...] | None = None
         self._targets: tuple[int, Targets] | None = None  # (batch index, targets)
+        self._past_products: dict[str, PastProducts] = {}  # per edited module
 
     # -- locate ---------------------------------------------------------------------------
     @hookimpl
@@ -111,6 +112,12 @@ class MemitStages:
         terms = []
         if problem.use_background and self.hparams.mom2_weight > 0:
             terms.append((self.hparams.mom2_weight, run.require_key_statistics().second_moment(site)))
+        past = None
         if (problem.use_past or self.hparams.sequential) and problem.past is not None:
-            terms.append((1.0, problem.past))
-        return solve_update(problem.keys, problem.residual, terms, problem.ridge, problem.subspace)
+            if problem.subspace is not None and problem.past_batches:
+                # Cp·B products kept across batches, grown by each batch's keys (solve.PastProducts)
+                products = self._past_products.setdefault(site.module, PastProducts())
+                past = (problem.past, products.update(problem.subspace.basis, problem.past_batches))
+            else:
+                terms.append((1.0, problem.past))
+        return solve_update(problem.keys, problem.residual, terms, problem.ridge, problem.subspace, past)

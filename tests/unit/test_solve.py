@@ -127,3 +127,41 @@ def test_weighted_terms_equal_the_summed_matrix_and_inputs_are_untouched():
         terms = solve_update(k1, r, [(7.0, c0), (1.0, cp)], ridge, sub)
         assert rel(terms, summed) < 1e-10
     assert torch.equal(c0, keep_c0) and torch.equal(cp, keep_cp)
+
+
+def test_past_products_kept_across_batches_equal_the_recomputed_solve():
+    """Cp·B and Bᵀ·Cp·B grown batch by batch (and restarted after an undo) give AlphaEdit's Δ and
+    MEMIT_seq-in-a-subspace's Δ exactly as the recomputed products do (both storages, float64)."""
+    from editkit_memit.solve import PastProducts
+
+    g = torch.Generator().manual_seed(5)
+    k1, r, _, c0, _, _ = random_problem(3)
+    evals, evecs = torch.linalg.eigh(c0)
+    storages = [Subspace(basis=evecs[:, evals < 2e-2].contiguous(), kind="range"),
+                Subspace(basis=evecs[:, evals >= 2e-2].contiguous(), kind="complement")]
+    for sub in storages:
+        products = PastProducts()
+        batches: list[torch.Tensor] = []
+        for step in range(4):
+            batches.append(torch.randn(D_IN, 3, generator=g, dtype=torch.float64))
+            if step == 2:  # an undo: the earlier batches change, the products start over
+                batches = [batches[0], torch.randn(D_IN, 4, generator=g, dtype=torch.float64)]
+            cp = sum(b @ b.T for b in batches)
+            products.update(sub.basis, batches)
+            for extra in ([], [(3.0, c0)]):
+                kept = solve_update(k1, r, extra, 10.0, sub, (cp, products))
+                recomputed = solve_update(k1, r, [*extra, (1.0, cp)], 10.0, sub)
+                assert rel(kept, recomputed) < 1e-10, (sub.kind, step, bool(extra))
+            p = sub.project_rows(torch.eye(D_IN, dtype=torch.float64))
+            reference = alphaedit_reference(k1, r, cp, p, 10.0)
+            assert rel(solve_update(k1, r, [], 10.0, sub, (cp, products)), reference) < 1e-6
+        assert products.batches == tuple(batches)
+
+
+def test_past_products_need_a_subspace():
+    import pytest
+    from editkit_memit.solve import PastProducts
+
+    k1, r, cp, _, _, _ = random_problem(4)
+    with pytest.raises(ValueError, match="subspace"):
+        solve_update(k1, r, [], 1.0, None, (cp, PastProducts()))
