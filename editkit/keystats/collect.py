@@ -33,7 +33,7 @@ from editkit.keystats.progress import CollectionProgress
 from editkit.tokens import pad_batch
 from editkit.tracing import capture_inputs, run_until_stopped
 
-PANELS = 4
+PANELS = 8
 MAX_CHUNK_DOCUMENTS = 4096
 
 
