@@ -25,7 +25,9 @@ class MemitStages:
     def __init__(self, hparams: MemitHParams) -> None:
         self.hparams = hparams
         self.templates: tuple[str, ...] | None = None
-        self._targets: tuple[int, Targets] | None = None  # (batch index, targets)
+        # (the batch object, its targets): keyed on the object, not its index, since after an undo or a
+        # failed edit the next batch has the same index (a strong reference, so the identity is never reused)
+        self._targets: tuple[Any, Targets] | None = None
         self._past_products: dict[str, PastProducts] = {}  # per edited module
 
     # -- locate ---------------------------------------------------------------------------
@@ -59,7 +61,7 @@ class MemitStages:
 
     # -- compute-residual ------------------------------------------------------------------
     def targets(self, run: Any, batch: Any) -> Targets:
-        if self._targets is None or self._targets[0] != batch.index:
+        if self._targets is None or self._targets[0] is not batch:
             hp = self.hparams
             last_block = run.sites[-1].block
             task = run.progress.task(f"batch {batch.index}: v* ({len(batch.requests)} requests)", hp.v_steps)
@@ -80,7 +82,7 @@ class MemitStages:
                 on_step=lambda advance, active: task.advance(advance) if hp.vstar_batch == 0 else None,
             )
             run.progress.finish(task)
-            self._targets = (batch.index, targets)
+            self._targets = (batch, targets)
             run.state["last_vstar"] = {
                 "mean_steps": sum(targets.steps) / len(targets.steps),
                 "mean_final_loss": sum(targets.final_loss) / len(targets.final_loss),

@@ -144,8 +144,9 @@ def optimise_targets(
     how many columns follow their subject (:func:`suffix_groups`), so that no row pays for a
     longer suffix than its own; requests are independent, so grouping does not change ``z``.
     ``on_step(advance, active)`` is called after every step of every group; the ``advance``
-    values of a whole call add up to ``settings.steps`` (one per step when there is one group),
-    whatever the grouping, so a progress bar of ``settings.steps`` fills once.
+    values of a whole call add up to ``settings.steps`` when no group stops early (one per step
+    when there is one group), whatever the grouping, so a progress bar of ``settings.steps``
+    never overfills.
     """
     placement = (block, layout)
     if group_size in (0, None):

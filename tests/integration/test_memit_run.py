@@ -115,3 +115,21 @@ def test_non_finite_residual_stops_before_any_weight_is_written():
         run.edit(make_requests(2))
     for name, w in weights.items():
         assert torch.equal(run.model.get_submodule(name).weight, w)
+
+
+def test_an_edit_after_an_undo_computes_its_own_targets():
+    """After undo, the next batch has the undone batch's index; its v* must still be its own."""
+    others = [EditRequest(case_id=100 + i, subject=s, prompt="Speaks: {}", target_new=t)
+              for i, (s, t) in enumerate([("Paris", "German"), ("France", "Dutch"), ("Apple", "Polish"),
+                                          ("Steve Jobs", "Swedish")])]
+    overrides = HPARAMS | {"v_steps": "6"}
+    undone = make_run(overrides=overrides)
+    undone.edit(make_requests(4))
+    undone.edit(make_requests(4, offset=4))
+    undone.undo_last()
+    undone.edit(others)
+    direct = make_run(overrides=overrides)
+    direct.edit(make_requests(4))
+    direct.edit(others)
+    for module, weight in direct.current_weights().items():
+        assert torch.equal(undone.current_weights()[module], weight), module

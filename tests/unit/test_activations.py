@@ -38,3 +38,9 @@ def test_model_outputs_unchanged_and_modules_restored_even_on_error():
     with pytest.raises(RuntimeError), fused_activations(model):
         raise RuntimeError("boom")
     assert [m for m in model.modules()] == before
+
+
+def test_half_precision_models_keep_their_own_modules():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), NewGELUActivation()).to(torch.bfloat16)
+    with fused_activations(model) as n:
+        assert n == 0 and isinstance(model[1], NewGELUActivation)
