@@ -9,12 +9,12 @@ re-runs it, for models whose cache cannot be trusted).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from editkit.kvcache import cache_argument, cache_of
 from editkit.tokens import pad_batch, tokenize
 
 
@@ -68,7 +68,7 @@ def _generate_cached(model: Any, tokenizer: Any, rows: list[list[int]], steps: i
     batch = pad_batch(tokenizer, rows, device)  # left-padded [n, T]
     mask = batch.attention_mask  # [n, T]
     position = batch.position_ids[:, -1:]  # [n, 1]
-    name = _cache_argument(model)
+    name = cache_argument(model)
     output = model(**batch.model_inputs(), use_cache=True)
     for step in range(steps):
         tokens = _top_k_sample(output.logits[:, -1], top_k, generator)  # [n]
@@ -79,14 +79,4 @@ def _generate_cached(model: Any, tokenizer: Any, rows: list[list[int]], steps: i
         position = position + 1
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)  # [n, T + step + 1]
         output = model(input_ids=tokens[:, None].to(device), attention_mask=mask, position_ids=position,
-                       use_cache=True, **{name: _cache_of(output)})
-
-
-def _cache_argument(model: Any) -> str:
-    """transformers 5.x calls the cache ``cache``; 4.x called it ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _cache_of(output: Any) -> Any:
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
+                       use_cache=True, **{name: cache_of(output)})

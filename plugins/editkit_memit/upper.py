@@ -22,12 +22,12 @@ decides whether a strategy reproduces the family exactly; if not, ``auto`` falls
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from editkit.kvcache import cache_argument, cache_of
 from editkit.layout import ModelLayout
 from editkit.tracing import capture_outputs, edit_output
 
@@ -52,6 +52,70 @@ def _subset(value: Any, rows: torch.Tensor, n: int, cache: Any = None) -> Any:
     raise Unsupported(f"cannot re-use a block argument of type {type(value).__name__}")
 
 
+def _shifted_forward(
+    model: torch.nn.Module, block: str, add: Callable[[torch.Tensor], torch.Tensor], **inputs: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole model with block ``L``'s output ``h`` replaced by ``add(h)``:
+    ``(h before the shift, final hidden states)``."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def shifted(h: torch.Tensor) -> torch.Tensor:
+        seen["h"] = h
+        return add(h)
+
+    with edit_output(model, block, shifted):
+        hidden = model.base_model(**inputs).last_hidden_state
+    return seen["h"], hidden
+
+
+class _LaterBlocks:
+    """Blocks ``L+1..end`` and the final norm, re-run alone on ``h^L + shift``.
+
+    :meth:`record` runs one forward and keeps ``h^L`` ``[N, T', d]`` and the arguments each later
+    block was called with (masks, position ids or rotary embeddings, a cache — whatever the family
+    passes); a call then re-runs those blocks for a subset of rows, with a cache argument replaced
+    by the caller's own copy.
+    """
+
+    def __init__(self, blocks: list, norm: torch.nn.Module, base: torch.Tensor, calls: list) -> None:
+        self.blocks, self.norm, self.base, self.calls = blocks, norm, base, calls
+        self.n = int(base.shape[0])
+
+    @classmethod
+    def record(cls, model: torch.nn.Module, layout: ModelLayout, layer: int,
+               forward: Callable[[], torch.Tensor]) -> tuple[_LaterBlocks, torch.Tensor]:
+        """Run ``forward()`` (the model, once) recording; returns the stack and what it returned."""
+        if layout.final_norm is None:
+            raise Unsupported("no final norm resolved")
+        blocks = [model.get_submodule(layout.blocks[i]) for i in range(layer + 1, layout.n_layers)]
+        calls: list[tuple[tuple, dict]] = []
+
+        def record(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            calls.append((args[1:], {k: v for k, v in kwargs.items() if k != "hidden_states"}))
+
+        handles = [b.register_forward_pre_hook(record, with_kwargs=True) for b in blocks]
+        try:
+            with torch.no_grad(), capture_outputs(model, [layout.blocks[layer]]) as out:
+                result = forward()
+        finally:
+            for h in handles:
+                h.remove()
+        if len(calls) != len(blocks):
+            raise Unsupported("the later blocks were not each called once")
+        return cls(blocks, model.get_submodule(layout.final_norm), out[layout.blocks[layer]].detach(), calls), result
+
+    def __call__(
+        self, rows: torch.Tensor, add: Callable[[torch.Tensor], torch.Tensor], cache: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h^L of rows before the shift, final hidden states after the norm)``."""
+        base = self.base[rows]
+        h = add(base)
+        for block, (args, kwargs) in zip(self.blocks, self.calls):
+            out = block(h, *_subset(args, rows, self.n, cache), **_subset(kwargs, rows, self.n, cache))
+            h = out[0] if isinstance(out, tuple) else out
+        return base, self.norm(h)
+
+
 class FullForward:
     """Every step runs the whole model, with δ added by a hook at block ``L``'s output."""
 
@@ -64,16 +128,8 @@ class FullForward:
         self, rows: torch.Tensor, add: Callable[[torch.Tensor], torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h^L before the shift [n, T, d], final hidden states [n, T, d])`` for ``rows``."""
-        seen: dict[str, torch.Tensor] = {}
-
-        def shifted(h: torch.Tensor) -> torch.Tensor:
-            seen["h"] = h
-            return add(h)
-
         inputs = {k: v[rows] for k, v in self.inputs.items()}
-        with edit_output(self.model, self.block, shifted):
-            hidden = self.model.base_model(**inputs, use_cache=False).last_hidden_state
-        return seen["h"], hidden
+        return _shifted_forward(self.model, self.block, add, **inputs, use_cache=False)
 
 
 class UpperForward:
@@ -82,43 +138,19 @@ class UpperForward:
     offset = 0
 
     def __init__(self, model: torch.nn.Module, layout: ModelLayout, layer: int, inputs: dict[str, torch.Tensor]):
-        if layout.final_norm is None:
-            raise Unsupported("no final norm resolved")
-        self.blocks = [model.get_submodule(layout.blocks[i]) for i in range(layer + 1, layout.n_layers)]
-        self.norm = model.get_submodule(layout.final_norm)
-        self.n = int(inputs["input_ids"].shape[0])
-        calls: list[tuple[tuple, dict]] = []
-
-        def record(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-            calls.append((args[1:], {k: v for k, v in kwargs.items() if k != "hidden_states"}))
-
-        handles = [b.register_forward_pre_hook(record, with_kwargs=True) for b in self.blocks]
-        try:
-            with torch.no_grad(), capture_outputs(model, [layout.blocks[layer]]) as out:
-                self.reference = model.base_model(**inputs, use_cache=False).last_hidden_state  # [N, T, d]
-            self.base = out[layout.blocks[layer]].detach()  # h^L [N, T, d]
-        finally:
-            for h in handles:
-                h.remove()
-        if len(calls) != len(self.blocks):
-            raise Unsupported("the later blocks were not each called once")
-        self.calls = calls
-        everything = torch.arange(self.n, device=self.base.device)
+        self.later, reference = _LaterBlocks.record(
+            model, layout, layer, lambda: model.base_model(**inputs, use_cache=False).last_hidden_state  # [N, T, d]
+        )
+        everything = torch.arange(self.later.n, device=reference.device)
         with torch.no_grad():
             _, again = self(everything, lambda h: h)
-        scale = float(self.reference.norm())
-        if float((again - self.reference).norm()) > 1e-4 * max(scale, 1e-12):
+        if float((again - reference).norm()) > 1e-4 * max(float(reference.norm()), 1e-12):
             raise Unsupported("recomputing the later blocks does not reproduce the model's hidden states")
 
     def __call__(
         self, rows: torch.Tensor, add: Callable[[torch.Tensor], torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        base = self.base[rows]
-        h = add(base)
-        for block, (args, kwargs) in zip(self.blocks, self.calls):
-            out = block(h, *_subset(args, rows, self.n), **_subset(kwargs, rows, self.n))
-            h = out[0] if isinstance(out, tuple) else out
-        return base, self.norm(h)
+        return self.later(rows, add)
 
 
 class SuffixForward:
@@ -142,14 +174,13 @@ class SuffixForward:
                 output = model.base_model(**prefix, use_cache=True)
         except (TypeError, ValueError) as error:
             raise Unsupported(f"the model's forward takes no key/value cache: {error}") from error
-        self.cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+        self.cache = cache_of(output)
         if self.cache is None or not hasattr(self.cache, "batch_select_indices"):
             raise Unsupported("the model returned no selectable key/value cache")
-        self.cache_argument = "cache" if "cache" in inspect.signature(model.base_model.forward).parameters \
-            else "past_key_values"
+        self.cache_argument = cache_argument(model.base_model)
         self._rows: torch.Tensor | None = None
         self._cache: Any = None
-        self.upper: tuple[list, Any, torch.Tensor, list] | None = None  # (blocks, norm, h^L suffix, calls)
+        self.upper: _LaterBlocks | None = None  # recorded on the suffix columns
         everything = torch.arange(self.n, device=inputs["input_ids"].device)
         with torch.no_grad():
             reference = model.base_model(**inputs, use_cache=False).last_hidden_state[:, self.offset :]
@@ -164,33 +195,13 @@ class SuffixForward:
 
             if layout is not None and layout.final_norm is not None and 0 <= layer < layout.n_layers - 1:
                 try:
-                    self.upper = self._record_upper(layout, layer)
+                    self.upper, _ = _LaterBlocks.record(model, layout, layer, lambda: self._forward(everything))
                 except Unsupported:
                     self.upper = None
                 if self.upper is not None and not reproduces():
                     self.upper = None  # the blocks after L cannot be re-run alone: run the whole suffix
             if self.upper is None and not reproduces():
                 raise Unsupported("the cached prefix does not reproduce the model's hidden states")
-
-    def _record_upper(self, layout: ModelLayout, layer: int) -> tuple[list, Any, torch.Tensor, list]:
-        """One suffix pass at δ = 0 recording ``h^L`` and each later block's call arguments."""
-        blocks = [self.model.get_submodule(layout.blocks[i]) for i in range(layer + 1, layout.n_layers)]
-        calls: list[tuple[tuple, dict]] = []
-
-        def record(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-            calls.append((args[1:], {k: v for k, v in kwargs.items() if k != "hidden_states"}))
-
-        handles = [b.register_forward_pre_hook(record, with_kwargs=True) for b in blocks]
-        try:
-            with capture_outputs(self.model, [layout.blocks[layer]]) as out:
-                self.model.base_model(**self._suffix_inputs(torch.arange(self.n)), use_cache=True,
-                                      **{self.cache_argument: copy.deepcopy(self.cache)})
-        finally:
-            for h in handles:
-                h.remove()
-        if len(calls) != len(blocks):
-            raise Unsupported("the later blocks were not each called once")
-        return blocks, self.model.get_submodule(layout.final_norm), out[layout.blocks[layer]].detach(), calls
 
     def _suffix_inputs(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
@@ -203,26 +214,15 @@ class SuffixForward:
         self, rows: torch.Tensor, add: Callable[[torch.Tensor], torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h^L before the shift, final hidden states)``, each ``[n, T - offset, d]``, for ``rows``."""
-        seen: dict[str, torch.Tensor] = {}
-
-        def shifted(h: torch.Tensor) -> torch.Tensor:
-            seen["h"] = h
-            return add(h)
-
-        cache = self._cache_for(rows)
         if self.upper is not None:  # blocks L+1..end only, from the recorded h^L
-            blocks, norm, base, calls = self.upper
-            base = base[rows]
-            h = add(base)
-            for block, (args, kwargs) in zip(blocks, calls):
-                out = block(h, *_subset(args, rows, self.n, cache), **_subset(kwargs, rows, self.n, cache))
-                h = out[0] if isinstance(out, tuple) else out
-            return base, norm(h)
-        with edit_output(self.model, self.block, shifted):
-            hidden = self.model.base_model(
-                **self._suffix_inputs(rows), use_cache=True, **{self.cache_argument: cache}
-            ).last_hidden_state
-        return seen["h"], hidden
+            return self.upper(rows, add, self._cache_for(rows))
+        return _shifted_forward(self.model, self.block, add, **self._suffix_inputs(rows), use_cache=True,
+                                **{self.cache_argument: self._cache_for(rows)})
+
+    def _forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """The model on the suffix columns of ``rows`` (no shift), on its own copy of the cache."""
+        return self.model.base_model(**self._suffix_inputs(rows), use_cache=True,
+                                     **{self.cache_argument: self._cache_for(rows)}).last_hidden_state
 
     def _cache_for(self, rows: torch.Tensor) -> Any:
         """A fresh copy of the prefix cache restricted to ``rows`` (the forward appends to it and
