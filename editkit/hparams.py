@@ -83,6 +83,14 @@ def build(owner: str, cls: type, values: Mapping[str, Any]) -> Any:
         raise UsageError(f"{owner}: invalid hyperparameters: {exc}") from None
 
 
+def _holders(key: str, owners: Sequence[tuple[str, type]]) -> tuple[str | None, str, list[int]]:
+    """``(owner named in key or None, field, indices of the owners that hold it)`` for ``[owner.]field``."""
+    owner, _, field = key.partition(".") if "." in key else (None, "", key)
+    holders = [i for i, (o, cls) in enumerate(owners)
+               if (owner is None or o == owner) and field in {f.name for f in attrs.fields(cls)}]
+    return owner, field, holders
+
+
 def split_overrides(overrides: Mapping[str, str], owners: Sequence[tuple[str, type]]) -> list[dict[str, str]]:
     """Assign each ``--set`` key to one owner; ``owners`` are (name, hparams class) pairs, in order.
 
@@ -92,11 +100,9 @@ def split_overrides(overrides: Mapping[str, str], owners: Sequence[tuple[str, ty
     names = [name for name, _ in owners]
     by_index: list[dict[str, str]] = [{} for _ in owners]
     for key, value in overrides.items():
-        owner, _, field = key.partition(".") if "." in key else (None, "", key)
+        owner, field, holders = _holders(key, owners)
         if owner is not None and owner not in names:
             raise UsageError(f"--set {key}: no method named {owner!r} in this run ({', '.join(dict.fromkeys(names))})")
-        holders = [i for i, (o, cls) in enumerate(owners)
-                   if (owner is None or o == owner) and field in {f.name for f in attrs.fields(cls)}]
         if not holders:
             valid = sorted({f"{o}.{f.name}" for o, cls in owners for f in attrs.fields(cls)})
             raise UsageError(f"--set {key}: unknown hyperparameter; valid: {', '.join(valid)}")
@@ -112,14 +118,7 @@ def split_overrides(overrides: Mapping[str, str], owners: Sequence[tuple[str, ty
 def applicable(defaults: Mapping[str, str], owners: Sequence[tuple[str, type]]) -> dict[str, str]:
     """The ``defaults`` (``--set`` form) that exactly one owner of this run holds; the rest are
     dropped silently (a default calibrated for a method that does not run)."""
-    kept = {}
-    for key, value in defaults.items():
-        owner, _, field = key.partition(".") if "." in key else (None, "", key)
-        holders = [o for o, cls in owners
-                   if (owner is None or o == owner) and field in {f.name for f in attrs.fields(cls)}]
-        if len(holders) == 1:
-            kept[key] = value
-    return kept
+    return {key: value for key, value in defaults.items() if len(_holders(key, owners)[2]) == 1}
 
 
 def to_json(hparams: Any) -> dict[str, Any]:
