@@ -1,6 +1,7 @@
 """The published baselines side by side on the built-in demo world: MEMIT, PRUNE and RECT, each
-without and with AlphaEdit's null-space constraint, and RECT followed by the projection (the
-AlphaEdit paper's "RECT + P" plug-in, the order that keeps ΔP = Δ, methods.md §11.2b).
+without and with AlphaEdit's null-space constraint, RECT followed by the projection (the
+AlphaEdit paper's "RECT + P" plug-in, the order that keeps ΔP = Δ, methods.md §11.2b), and RECT followed
+by the null space's ``joint`` mode (the projection onto range(P) ∩ RECT's support, which keeps both).
 
 Each configuration is one ``editkit run`` (in this process, one after another, same seed, same
 requests, a fresh copy of the model each time) with ``--num-edits N --batch-size B --metrics
@@ -40,6 +41,9 @@ CONFIGURATIONS: dict[str, list[str]] = {
     "rect+nullspace": ["--editor", "rect", "--constraint", "nullspace"],  # null space, then mask: breaks ΔP = Δ
     "rect→P": ["--editor", "rect", "--constraint", "rect", "--constraint", "nullspace",
                "--set", "nullspace.mode=project"],  # mask, then project: keeps ΔP = Δ, not the sparsity
+    # mask, then project onto range(P) ∩ the mask's support: keeps both (rows with |S_i| + r ≤ d_in become 0)
+    "rect+P(joint)": ["--editor", "rect", "--constraint", "rect", "--constraint", "nullspace",
+                      "--set", "nullspace.mode=joint"],
 }
 COLUMNS = ("efficacy", "generalisation", "specificity", "fluency", "retention")
 
@@ -59,8 +63,9 @@ def invariants_held(result: dict[str, Any]) -> dict[str, bool]:
 
 def run_one(name: str, method: list[str], args: argparse.Namespace) -> dict[str, Any]:
     out = args.out / name.replace("→", "-then-")
+    metrics = getattr(args, "metrics", "counterfact,fluency,retention")
     argv = ["run", "--num-edits", str(args.num_edits), "--batch-size", str(args.batch_size),
-            "--metrics", "counterfact,fluency,retention", "--seed", str(args.seed), "--device", args.device,
+            "--metrics", metrics, "--seed", str(args.seed), "--device", args.device,
             "--constrain-mode", args.constrain_mode, "--out", str(out), "--quiet", *args.source, *method]
     present = {method[i + 1] for i, flag in enumerate(method[:-1]) if flag in ("--editor", "--constraint")}
     for assignment in args.overrides:  # NAME.field only where NAME runs (the rect/prune editors imply theirs)

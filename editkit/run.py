@@ -317,7 +317,12 @@ class EditRun:
         return records
 
     def _measure(self, batch_start: dict[str, torch.Tensor]) -> None:
-        """Each constraint measures its invariant on what this batch wrote; warn once if broken."""
+        """Each constraint measures its invariant on what this batch wrote; warn once if broken.
+
+        A broken measure may carry ``"way_out"``: in words, the exact way to keep its invariant and the
+        later constraints' together (e.g. ``--set nullspace.mode=joint`` for RECT with the null space).
+        The warning ends with it; it is not recorded in ``result.json``.
+        """
         for site in self.sites:
             before = batch_start.get(site.module)
             if before is None:
@@ -328,6 +333,8 @@ class EditRun:
                 for figures in caller(run=self, site=site, delta=written):
                     if not figures:
                         continue
+                    figures = dict(figures)
+                    way_out = figures.pop("way_out", None)
                     self.note(site, f"{spec.name}.invariant", figures)
                     if not figures.get("holds", True) and spec.name not in self._warned:
                         self._warned.add(spec.name)
@@ -336,7 +343,8 @@ class EditRun:
                             f"constraint {spec.name!r}: its invariant ({spec.invariant}) does not hold on the "
                             f"update written at layer {site.layer} ({figures.get('invariant')} = "
                             f"{figures.get('value'):.3g})" + (f"; a later constraint changed it: {', '.join(later)}"
-                                                             if later else ""),
+                                                             if later else "")
+                            + (f"; {way_out}" if way_out else ""),
                             ConstraintWarning,
                             stacklevel=2,
                         )

@@ -1,4 +1,11 @@
-"""The null-space constraint's stages for one run (state: one projector per site, fixed from W0)."""
+"""The null-space constraint's stages for one run (state: one projector per site, fixed from W0).
+
+Modes (:class:`~editkit_nullspace.hparams.NullspaceHParams`): ``solve`` restricts the solve to S_P;
+``project`` writes ``ΔP``; ``joint`` writes the projection of each row onto range(P) ∩ the row's
+support (:mod:`editkit_nullspace.joint`), which keeps the entries an earlier RECT zeroed at zero.
+The measure names the way out when a later constraint broke ``ΔP = Δ`` (``way_out``: see
+:meth:`editkit.run.EditRun._measure`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import torch
 from editkit import hookimpl
 from editkit.updates import DeltaProposal, SolveProblem, Subspace
 from editkit_nullspace.hparams import NullspaceHParams
+from editkit_nullspace.joint import joint_projection
 from editkit_nullspace.projector import null_space
 
 
@@ -18,6 +26,7 @@ class NullspaceStages:
     def __init__(self, hparams: NullspaceHParams) -> None:
         self.hparams = hparams
         self.subspaces: dict[str, Subspace] = {}
+        self.range_bases: dict[str, torch.Tensor] = {}  # site module -> orthonormal basis of range(P) [d_in, r]
 
     def subspace(self, run: Any, site: Any) -> Subspace:
         """P for ``site``, derived once per run from C0 of the unedited model."""
@@ -25,6 +34,12 @@ class NullspaceStages:
             evals, evecs = run.require_key_statistics().eigendecomposition(site)
             self.subspaces[site.module] = null_space(evals, evecs, self.hparams.threshold, self.hparams.relative)
         return self.subspaces[site.module]
+
+    def range_basis(self, run: Any, site: Any) -> torch.Tensor:
+        """Orthonormal basis ``[d_in, r]`` (float64) of range(P) for ``site``, for ``joint`` mode."""
+        if site.module not in self.range_bases:
+            self.range_bases[site.module] = self.subspace(run, site).range_basis(torch.float64)
+        return self.range_bases[site.module]
 
     def _mode(self, run: Any) -> str:
         if self.hparams.mode != "auto":
@@ -43,6 +58,11 @@ class NullspaceStages:
                 return None
             return proposal.restricted(sub, use_background=False, use_past=True, ridge=self.hparams.l2)
         if isinstance(proposal, DeltaProposal):
+            if self._mode(run) == "joint":
+                joint = joint_projection(proposal.delta, self.range_basis(run, site))
+                run.note(site, "nullspace.joint_kept_norm", round(joint.kept_norm, 6))  # ‖Δ_out‖ / ‖Δ_in‖
+                run.note(site, "nullspace.joint_zero_rows", joint.zero_rows)
+                return proposal.with_delta(joint.delta, note="nullspace: joint (range(P) ∩ support)")
             projected = sub.project_rows(proposal.delta)
             if self._mode(run) == "project":
                 return proposal.with_delta(projected)
@@ -53,7 +73,6 @@ class NullspaceStages:
             if leak > 1e-6:
                 run.note(site, "nullspace.reprojected", leak)
                 return proposal.with_delta(projected, note=f"nullspace: re-projected (left S_P by {leak:.2e})")
-        return None
         return None
 
     @hookimpl
@@ -68,7 +87,22 @@ class NullspaceStages:
         value = float((delta - sub.project_rows(delta)).norm()) / norm if norm > 0 else 0.0
         weight = run.weight(site)
         tolerance = 1e-9 + (2 * torch.finfo(weight.dtype).eps * float(weight.norm()) / norm if norm > 0 else 0.0)
-        return {"invariant": "|D - DP|/|D|", "value": value, "tolerance": tolerance, "holds": value <= tolerance}
+        figures: dict[str, Any] = {"invariant": "|D - DP|/|D|", "value": value, "tolerance": tolerance,
+                                   "holds": value <= tolerance}
+        if not figures["holds"] and "rect" in later_constraints(run, "nullspace"):
+            figures["way_out"] = JOINT_WAY_OUT
+        return figures
 
 
-__all__ = ["NullspaceStages"]
+JOINT_WAY_OUT = ("use --constraint rect --constraint nullspace --set nullspace.mode=joint to hold both "
+                 "(each row projected onto range(P) ∩ RECT's support)")
+"""The exact way to keep ``ΔP = Δ`` and RECT's sparsity together, named when either breaks."""
+
+
+def later_constraints(run: Any, name: str) -> list[str]:
+    """Names of the run's constraints after ``name`` (empty for a run without ``constraint_specs``)."""
+    names = [spec.name for spec in getattr(run, "constraint_specs", ())]
+    return names[names.index(name) + 1 :] if name in names else []
+
+
+__all__ = ["JOINT_WAY_OUT", "NullspaceStages", "later_constraints"]

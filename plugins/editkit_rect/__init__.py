@@ -13,8 +13,10 @@ measures it on the written update and warns. The exact way out is the other orde
 after the mask, Δ ↦ (M ⊙ Δ) P — the AlphaEdit paper's "+P" plug-in:
 ``--constraint rect --constraint nullspace`` (the null-space constraint re-projects any Δ that left its
 subspace, in either mode). It keeps ΔP = Δ and, in turn,
-refills masked entries, so RECT's own invariant is reported broken. Both together need a solve
-restricted to ``range(P) ∩ {supp ⊆ M}``, which the kernel cannot express yet.
+refills masked entries, so RECT's own invariant is reported broken. Both together:
+``--constraint rect --constraint nullspace --set nullspace.mode=joint`` projects each row of M ⊙ Δ onto
+``range(P) ∩ {x : supp x ⊆ supp(M ⊙ Δ)_i}`` (:mod:`editkit_nullspace.joint`); rows whose support is
+too small for that intersection (generically ``|S_i| + dim P ≤ d_in``) become 0. The warnings name it.
 
 Importing this module does not import torch.
 """

@@ -8,7 +8,9 @@ math layout) — the weight before this batch's update at this site, in both con
 Invariant ("untouched entries stay untouched"): the update written at a site this batch is zero
 outside the mask RECT chose for it, so at most ``k`` % of the entries (plus ties) change. A later
 constraint that mixes entries (null-space projection, PRUNE's spectral map) breaks it, and the
-measure says so (methods.md §11.2b, §11.2d).
+measure says so (methods.md §11.2b, §11.2d). When that constraint is the null-space projection, the
+measure names the exact way out (``way_out``): ``--set nullspace.mode=joint`` projects onto range(P) ∩
+the mask's support instead, which keeps both invariants.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from editkit_nullspace.constraint import JOINT_WAY_OUT
 
 from editkit import hookimpl
 from editkit.updates import DeltaProposal
@@ -48,17 +51,29 @@ class RectStages:
         changed = delta != 0
         outside = int((changed & ~mask.to(changed.device)).sum())
         n = delta.numel()
-        return {
+        figures: dict[str, Any] = {
             "invariant": "share of entries changed (all inside the RECT mask)",
             "value": float(changed.sum()) / n,
             "bound": float(mask.sum()) / n,
             "outside_mask": outside,
             "holds": outside == 0,
         }
+        if outside and _projected_later(run):
+            figures["way_out"] = JOINT_WAY_OUT
+        return figures
 
     @hookimpl
     def editkit_batch_end(self, run: Any, batch: Any) -> None:
         self.masks.clear()  # measured already; do not hold d_out×d_in masks between batches
+
+
+def _projected_later(run: Any) -> bool:
+    """Whether the null-space constraint runs after ``rect`` in a mode that refills masked entries."""
+    names = [spec.name for spec in getattr(run, "constraint_specs", ())]
+    if "rect" not in names or "nullspace" not in names[names.index("rect") + 1 :]:
+        return False
+    hparams = getattr(run, "constraint_hparams", {}).get("nullspace")
+    return getattr(hparams, "mode", None) != "joint"
 
 
 __all__ = ["RectStages"]

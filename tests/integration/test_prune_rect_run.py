@@ -1,5 +1,6 @@
 """End to end through ``editkit run``: the rect and prune editors with the null-space constraint on a
-saved tiny GPT-2; the invariants result.json reports are recomputed from deltas.safetensors."""
+saved tiny GPT-2, and RECT then the null space's ``joint`` mode (both invariants); the invariants
+result.json reports are recomputed from deltas.safetensors."""
 
 from __future__ import annotations
 
@@ -100,6 +101,7 @@ def test_rect_with_nullspace_reports_what_the_deltas_show(saved, tmp_path, form)
     # null space then RECT: ΔP ≠ Δ, measured, reported and warned about (methods.md §11.2a)
     assert not ns["holds"] and ns["value"] == pytest.approx(null_space_defect(saved, delta), rel=1e-4)
     assert len(messages) == 1 and "'nullspace'" in messages[0] and "rect" in messages[0]
+    assert "--constraint rect --constraint nullspace --set nullspace.mode=joint" in messages[0]  # the way out
 
 
 @pytest.mark.parametrize("form", ["editor", "constraints"])
@@ -121,3 +123,18 @@ def test_prune_final_mode_writes_a_null_space_update(saved, tmp_path):
     result, delta, messages = edit(saved, tmp_path / "out", method("constraints", "prune"), batch_size=2)
     assert messages == [] and all("prune.invariant" not in b["layers"]["1"] for b in result["batches"])
     assert null_space_defect(saved, delta) < 1e-5
+
+
+@pytest.mark.parametrize("editor", ["memit", "rect"])
+def test_rect_then_joint_projection_holds_both_invariants(saved, tmp_path, editor):
+    """``--constraint rect --constraint nullspace --set nullspace.mode=joint``: the written update keeps
+    RECT's zeros and ΔP = Δ (recomputed from deltas.safetensors with an independent P); no warning."""
+    args = ["--editor", editor, "--constraint", "rect", "--constraint", "nullspace", "--set", "nullspace.mode=joint"]
+    result, delta, messages = edit(saved, tmp_path / "out", args, batch_size=4)  # one batch
+    assert result["run"]["constraints"] == ["rect", "nullspace"] and messages == []
+    layer = result["batches"][0]["layers"]["1"]
+    rect, ns = layer["rect.invariant"], layer["nullspace.invariant"]
+    assert rect["holds"] and ns["holds"]
+    assert float((delta != 0).double().mean()) <= rect["bound"] and rect["bound"] == pytest.approx(0.4, abs=0.01)
+    assert float(delta.norm()) > 0 and null_space_defect(saved, delta) < 1e-5
+    assert 0 < layer["nullspace.joint_kept_norm"] < 1

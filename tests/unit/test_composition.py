@@ -16,10 +16,12 @@ import pytest
 import torch
 from editkit_nullspace.constraint import NullspaceStages
 from editkit_nullspace.hparams import NullspaceHParams
+from editkit_nullspace.joint import joint_projection
 from editkit_prune.constraint import PruneStages
 from editkit_prune.hparams import PruneHParams
 from editkit_rect.constraint import RectStages
 from editkit_rect.hparams import RectHParams
+from editkit_rect.mask import apply_mask, rect_mask
 
 from editkit import EditRun, RunConfig
 from editkit.plugins import PluginHost
@@ -140,13 +142,13 @@ D_MODEL, D_MLP = 16, 48
 REQUEST = EditRequest(case_id=0, subject="a", prompt="{} is", target_new="b", target_true="c")
 
 
-def kernel_run(constraints, overrides, batches=1, scale=1.0, mode="posthoc"):
+def kernel_run(constraints, overrides, batches=1, scale=1.0, mode="posthoc", family="gpt2"):
     g = torch.Generator().manual_seed(11)
     updates = [{layer: scale * torch.randn(D_MODEL, D_MLP, generator=g, dtype=torch.float64) for layer in (0, 1)}
                for _ in range(batches)]
     basis, _ = torch.linalg.qr(torch.randn(D_MLP, D_MLP, generator=g, dtype=torch.float64))
     tok = tiny_tokenizer()
-    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=2, d_model=D_MODEL, d_mlp=D_MLP, seed=1)
+    model = tiny_model(family, vocab_size=len(tok), n_layers=2, d_model=D_MODEL, d_mlp=D_MLP, seed=1)
     plugins = [("fixed", fixed_editor_plugin(updates))]
     installed = PluginHost().catalog.entries["constraints"]
     plugins += [(n, m) for n, m in (("rect", editkit_rect), ("prune", editkit_prune)) if n not in installed]
@@ -161,26 +163,64 @@ def constraint_warnings(record) -> list[str]:
     return [str(w.message) for w in record if issubclass(w.category, ConstraintWarning)]
 
 
-@pytest.mark.parametrize("ns_mode", ["auto", "project"])
+WAY_OUT = "use --constraint rect --constraint nullspace --set nullspace.mode=joint to hold both"
+
+
+@pytest.mark.parametrize("ns_mode", ["auto", "project", "joint"])
 @pytest.mark.parametrize("mode", ["inline", "posthoc"])
 def test_nullspace_then_rect_is_reported_broken(ns_mode, mode):
-    with pytest.warns(ConstraintWarning, match=r"'nullspace'.*a later constraint changed it: rect"):
+    """Whatever the mode, a mask after the projection breaks ΔP = Δ; the warning names the way out."""
+    with pytest.warns(ConstraintWarning, match=r"'nullspace'.*a later constraint changed it: rect") as record:
         _, (report,) = kernel_run(("nullspace", "rect"), {"nullspace.mode": ns_mode}, mode=mode)
+    assert WAY_OUT in constraint_warnings(record)[0]
     for layer in (0, 1):
         assert not report.layers[layer]["nullspace.invariant"]["holds"]
+        assert "way_out" not in report.layers[layer]["nullspace.invariant"]  # in the warning, not result.json
         assert report.layers[layer]["rect.invariant"]["holds"]
 
 
-def test_rect_then_projection_keeps_the_null_space():
-    """The exact way out: mask, then project (``--constraint rect --constraint nullspace`` in project mode)."""
+@pytest.mark.parametrize("ns_mode", ["auto", "project"])
+def test_rect_then_projection_keeps_the_null_space(ns_mode):
+    """Mask, then project (``--constraint rect --constraint nullspace``): ΔP = Δ, but P refills the mask."""
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        _, (report,) = kernel_run(("rect", "nullspace"), {"nullspace.mode": "project"})
+        _, (report,) = kernel_run(("rect", "nullspace"), {"nullspace.mode": ns_mode})
     for layer in (0, 1):
         assert report.layers[layer]["nullspace.invariant"]["holds"]
         assert not report.layers[layer]["rect.invariant"]["holds"]  # P refills masked entries (§11.2b)
     messages = constraint_warnings(record)
     assert len(messages) == 1 and "'rect'" in messages[0] and "later constraint changed it: nullspace" in messages[0]
+    assert messages[0].endswith(WAY_OUT + " (each row projected onto range(P) ∩ RECT's support)")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])  # Conv1D (stores Wᵀ) and Linear
+@pytest.mark.parametrize("mode", ["inline", "posthoc"])
+def test_rect_then_joint_projection_holds_both(mode, family):
+    """The exact way out: ``--constraint rect --constraint nullspace --set nullspace.mode=joint``.
+
+    Null space of C0: 32 of d_in = 48 directions; RECT keeps 40% of 16 × 48 entries, so rows keep about
+    19 entries and their intersection has dimension |S_i| + 32 − 48 ≈ 3. The written update is recomputed
+    from the fixed update, RECT's mask on W0 and the projection onto range(P) ∩ support.
+    """
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        run, (report,) = kernel_run(("rect", "nullspace"), {"nullspace.mode": "joint"}, mode=mode, family=family)
+    assert constraint_warnings(record) == []
+    fixed = run.editor.updates[0]
+    null_basis = run.key_statistics.evecs[:, : D_MLP - 16]  # [d_in, 32], eigenvalues 1e-6
+    for site in run.sites:
+        notes = report.layers[site.layer]
+        assert notes["rect.invariant"]["holds"] and notes["nullspace.invariant"]["holds"]
+        assert 0 < notes["nullspace.joint_kept_norm"] < 1
+        w0 = run.initial_weights[site.module]
+        w0 = (w0.T if site.transposed else w0).double()  # math layout [16, 48]
+        written = run.weight(site).detach().double() - w0
+        mask = rect_mask(fixed[site.layer], w0, 40.0, 1e-8)
+        expected = joint_projection(apply_mask(fixed[site.layer], mask), null_basis)
+        assert torch.equal(written[~mask], torch.zeros(int((~mask).sum()), dtype=torch.float64))
+        assert float((written - expected.delta).norm()) <= 1e-6 * float(expected.delta.norm())
+        assert float(written.norm()) > 0 and notes["nullspace.joint_zero_rows"] == expected.zero_rows
+        assert notes["nullspace.joint_kept_norm"] == pytest.approx(expected.kept_norm, abs=1e-6)
 
 
 @pytest.mark.parametrize("ns_mode", ["auto", "project"])
