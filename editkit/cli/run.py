@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -52,6 +53,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--stats-max-length", type=int, help="max tokens per corpus text (default: the model's context)")
     p.add_argument("--metrics", help="comma list of metrics (default: counterfact,fluency,retention for datasets, "
                    "counterfact for --requests; 'none' for no evaluation); see `editkit plugins`")
+    p.add_argument("--retention-probes", type=Path, metavar="FILE",
+                   help="JSON list of [subject, prompt, object] facts for the retention metric (probes whose "
+                        "subject is edited are left out; default: the dataset's own, if any)")
     p.add_argument("--generation-records", type=int, metavar="N",
                    help="fluency/consistency on the generation prompts of the first N edited records (0: all; "
                         "default: all, or the dataset's own choice — the demo world uses 100)")
@@ -114,6 +118,7 @@ def main(args: argparse.Namespace) -> int:
             "metrics": args.metrics,
             "eval_every": args.eval_every,
             "generation_records": args.generation_records,
+            "retention_probes": str(args.retention_probes) if args.retention_probes else None,
             "skip_invalid": args.skip_invalid,
         }
         requests = None
@@ -196,6 +201,8 @@ def main(args: argparse.Namespace) -> int:
     extras = dict(dataset.extras()) if dataset is not None and dataset.extras is not None else {}
     if invocation.get("generation_records") is not None:
         extras["generation_records"] = invocation["generation_records"]
+    if invocation.get("retention_probes"):
+        extras["fact_probes"] = read_retention_probes(Path(invocation["retention_probes"]))
 
     corpus = invocation["corpus"] or (dataset.name if dataset is not None and dataset.corpus is not None else None)
     show = not args.quiet and sys.stderr.isatty()
@@ -227,6 +234,24 @@ def main(args: argparse.Namespace) -> int:
         f"{out_dir}/deltas.safetensors and the journal {out_dir}/journal"
     )
     return 0
+
+
+def read_retention_probes(path: Path) -> list[tuple[str, str, str]]:
+    """``[subject, prompt, object]`` triples from a JSON file; a bad entry stops the run (exit 2) naming it."""
+    from editkit.errors import InputError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"--retention-probes {path}: cannot read a JSON list ({error})") from None
+    if not isinstance(data, list) or not data:
+        raise InputError(f"--retention-probes {path}: expected a non-empty JSON list of [subject, prompt, object]")
+    bad = [i for i, p in enumerate(data)
+           if not (isinstance(p, list) and len(p) == 3 and all(isinstance(x, str) for x in p) and p[1] and p[2])]
+    if bad:
+        raise InputError(f"--retention-probes {path}: entries {bad[:20]}{' ...' if len(bad) > 20 else ''} are not "
+                         "[subject, prompt, object] with a non-empty prompt and object")
+    return [(s, p, o) for s, p, o in data]
 
 
 def print_table(result: dict[str, Any]) -> None:

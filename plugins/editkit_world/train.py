@@ -50,7 +50,10 @@ from editkit_world.recall import score_probes, wrong_object_probabilities
 from editkit_world.tokenizer import train_tokenizer
 from editkit_world.world import World
 
-__all__ = ["REPORT_FILE", "BuildReport", "EpochStats", "build_world_model"]
+__all__ = [
+    "REPORT_FILE", "BuildReport", "EpochStats", "build_progress", "build_world_model", "new_model", "new_optimizer",
+    "scheduled_lr", "torch_threads", "train_on_plan",
+]
 
 REPORT_FILE = "build_report.json"
 
@@ -118,7 +121,7 @@ class BuildReport:
                 f"{self.epochs} epochs, {self.build_seconds:.0f} s")
 
 
-def _model(config: BuildConfig, tokenizer: Any) -> transformers.GPT2LMHeadModel:
+def new_model(config: BuildConfig, tokenizer: Any) -> transformers.GPT2LMHeadModel:
     m = config.model
     gpt2 = transformers.GPT2Config(
         vocab_size=len(tokenizer), n_positions=m.n_positions, n_embd=m.n_embd, n_layer=m.n_layer,
@@ -134,7 +137,7 @@ def _model(config: BuildConfig, tokenizer: Any) -> transformers.GPT2LMHeadModel:
     return model
 
 
-def _optimizer(model: torch.nn.Module, config: BuildConfig) -> torch.optim.Optimizer:
+def new_optimizer(model: torch.nn.Module, config: BuildConfig) -> torch.optim.Optimizer:
     """AdamW; weight decay on weight matrices (embeddings too if ``decay_embeddings``), not on biases and norms."""
     decay, rest = [], []
     for name, param in model.named_parameters():
@@ -145,7 +148,7 @@ def _optimizer(model: torch.nn.Module, config: BuildConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=config.train.lr, betas=(0.9, 0.95), fused=True)
 
 
-def _lr(step: int, total: int, config: BuildConfig) -> float:
+def scheduled_lr(step: int, total: int, config: BuildConfig) -> float:
     t = config.train
     if step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
@@ -155,7 +158,7 @@ def _lr(step: int, total: int, config: BuildConfig) -> float:
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -164,7 +167,7 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _progress(enabled: bool) -> Progress:
+def build_progress(enabled: bool) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"), console=Console(stderr=True), disable=not enabled,
@@ -187,13 +190,13 @@ def build_world_model(out_dir: str | Path, *, seed: int | None = None, progress:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # the caller's torch RNG state and thread count are restored afterwards
-    with _torch_threads(config.train.threads), torch.random.fork_rng(devices=[]), _progress(progress) as bar:
+    with torch_threads(config.train.threads), torch.random.fork_rng(devices=[]), build_progress(progress) as bar:
         world = World.generate(config.world)
         family_names = [subject.split()[-1] for subject in world.subjects]  # each subject's last token: its own
         tokenizer = train_tokenizer(world.background_corpus(), vocab_size=config.model.vocab_size,
                                     whole_words=family_names)
         torch.manual_seed(config.seed)
-        model = _model(config, tokenizer)
+        model = new_model(config, tokenizer)
         rng = random.Random(f"editkit-world:train:{config.seed}")
         run = _train(model, tokenizer, world, config, rng, bar)
         measured = _measure(model, tokenizer, world, config, rng, bar)
@@ -217,12 +220,22 @@ def build_world_model(out_dir: str | Path, *, seed: int | None = None, progress:
 
 def _train(model: Any, tokenizer: Any, world: World, config: BuildConfig, rng: random.Random,
            bar: Progress) -> dict[str, Any]:
-    """The training loop; returns the report's training fields."""
-    t = config.train
-    plan = EpochPlan.from_world(world, tokenizer, batch_size=t.batch_size, filler_fraction=t.filler_fraction)
+    """The training loop on the world's facts; returns the report's training fields."""
+    plan = EpochPlan.from_world(world, tokenizer, batch_size=config.train.batch_size,
+                                filler_fraction=config.train.filler_fraction)
     probes = world.fact_probes()
-    sample = rng.sample(probes, min(t.eval_sample, len(probes)))
-    optimizer = _optimizer(model, config)
+    sample = rng.sample(probes, min(config.train.eval_sample, len(probes)))
+    return train_on_plan(model, tokenizer, plan, config, rng, bar,
+                         probe_prompts=[p.prompt for p in sample], probe_targets=[p.target for p in sample])
+
+
+def train_on_plan(model: Any, tokenizer: Any, plan: EpochPlan, config: BuildConfig, rng: random.Random,
+                  bar: Progress, *, probe_prompts: list[str], probe_targets: list[str]) -> dict[str, Any]:
+    """AdamW over ``plan``'s epochs until the greedy recall of the probes reaches ``train.stop_recall``
+    (checked after each epoch) or ``train.max_epochs``; returns the report's training fields
+    (``epochs``, ``steps``, ``reached_target``, ``train_seconds``, ``history``)."""
+    t = config.train
+    optimizer = new_optimizer(model, config)
     total = t.planned_epochs * plan.batches_per_epoch
     history: list[EpochStats] = []
     step, reached = 0, False
@@ -232,7 +245,7 @@ def _train(model: Any, tokenizer: Any, world: World, config: BuildConfig, rng: r
     for epoch in range(1, t.max_epochs + 1):
         losses = []
         for batch in plan.epoch(rng):
-            lr = _lr(step, total, config)
+            lr = scheduled_lr(step, total, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             logits = model(**batch.model_inputs()).logits  # [b, T, V]
@@ -247,7 +260,7 @@ def _train(model: Any, tokenizer: Any, world: World, config: BuildConfig, rng: r
             losses.append(float(loss.detach()))
             step += 1
             bar.update(task, advance=1)
-        recall = score_probes(model, tokenizer, [p.prompt for p in sample], [p.target for p in sample]).recall
+        recall = score_probes(model, tokenizer, probe_prompts, probe_targets).recall
         elapsed = time.perf_counter() - train_start
         history.append(EpochStats(epoch=epoch, loss=sum(losses) / len(losses), sampled_recall=recall,
                                   elapsed_s=elapsed, lr=lr))

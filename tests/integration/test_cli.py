@@ -161,3 +161,26 @@ def test_dataset_file_with_bad_records_stops_or_skips(saved_model, tmp_path, cap
     result = json.loads((out / "result.json").read_text())
     assert result["summary"]["skipped_records"] == 2 and result["summary"]["requests"] == 3
     assert len(result["manifest"]["skipped_records"]) == 2
+
+
+def test_retention_probes_file_feeds_the_retention_metric(saved_model, tmp_path, capsys):
+    path, corpus = saved_model
+    requests = write_requests(tmp_path / "r.json", good_records(2))
+    probes = tmp_path / "probes.json"
+    probes.write_text(json.dumps([["Edwin Hubble", "The mother tongue of Edwin Hubble", "English"],
+                                  ["Danielle Darrieux", "The mother tongue of Danielle Darrieux", "French"],
+                                  ["Toko Yasuda", "Toko Yasuda speaks", "English"]]))
+    out = tmp_path / "out"
+    argv = ["run", "--model", str(path), "--requests", str(requests), "--corpus", str(corpus), "--quiet",
+            "--metrics", "retention", "--set", "v_steps=2", "--out", str(out)]
+    assert main([*argv, "--retention-probes", str(probes)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    # the two edited subjects' probes are left out: one probe is scored, before and after
+    assert result["metrics"]["pre"]["retention_probes"] == 1 == result["metrics"]["post"]["retention_probes"]
+
+    probes.write_text(json.dumps([["Edwin Hubble", "The mother tongue of Edwin Hubble", "English"],
+                                  ["Toko Yasuda", "", "English"], "not a triple"]))
+    bad_out = tmp_path / "bad"
+    assert main([*argv[:-1], str(bad_out), "--retention-probes", str(probes)]) == 2
+    assert "entries [1, 2] are not [subject, prompt, object]" in capsys.readouterr().err
+    assert not bad_out.exists()

@@ -49,6 +49,9 @@ def test_twenty_edits_raise_every_target_and_undo_exactly(constraints):
     assert all(a.new_logprob > b.new_logprob for a, b in zip(after, before))
     changed = [not torch.equal(run.model.get_submodule(k).weight, w) for k, w in weights.items()]
     assert all(changed)
+    last = report.layers[run.sites[-1].layer]  # how far v* got, recorded for the batch
+    assert 0 <= last["vstar.share_below_0.7"] <= 1 and 1 <= last["vstar.mean_steps"] <= int(HPARAMS["v_steps"])
+    assert last["vstar.median_final_loss"] >= 0
     if constraints:
         layer = report.layers[run.sites[0].layer]
         assert 0 < layer["nullspace.dim"] < run.sites[0].d_in
