@@ -10,7 +10,9 @@ Prints, for the built demo model and its background corpus (C0 as `editkit run` 
   update Δ, ``tr(Δ C0 Δᵀ)`` — the mean squared change it makes to the MLP output of a corpus token.
 
 Usage: ``python benchmarks/demo_world_diagnostics.py [--layers 1,2] [--threshold 2e-2] [--subjects 600]
-[--runs runs/a runs/b]``. Needs the demo world (built on first use, ~4 minutes).
+[--runs runs/a runs/b]``. Needs the demo world (built on first use, ~4 minutes). Another model:
+``--model DIR --requests RECORDS.json --corpus SPEC`` (e.g. CounterFact-small's directory, its
+``requests.json`` and ``stats_corpus.jsonl:text``; C0 then computed in memory).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from safetensors.torch import load_file
 from editkit.cachedir import cache_root
 from editkit.keystats import CorpusSpec, KeyStatistics
 from editkit.layout import resolve_layout
+from editkit.models import load_model
 from editkit.requests import requests_from_records
 
 
@@ -37,18 +40,28 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=2e-2)
     parser.add_argument("--subjects", type=int, default=600)
     parser.add_argument("--runs", nargs="*", type=Path, default=[])
+    parser.add_argument("--model", help="a saved model instead of the demo world's (with --requests and --corpus)")
+    parser.add_argument("--requests", type=Path, help="CounterFact-style records for --model")
+    parser.add_argument("--corpus", help="key-statistics corpus for --model, as `editkit run --corpus`")
     args = parser.parse_args()
     layers = [int(x) for x in args.layers.split(",")]
-    model, tok, _, manifest = load_world()
+    if args.model:
+        if not (args.requests and args.corpus):
+            parser.error("--model needs --requests and --corpus")
+        model, tok = load_model(args.model)
+        records, corpus, stats_dir, name = json.loads(args.requests.read_text()), args.corpus, None, args.model
+    else:
+        model, tok, _, manifest = load_world()
+        records, corpus, stats_dir, name = DEMO.load(), "demo", cache_root() / "stats", f"demo model {manifest.tag}"
     model.eval()
     layout = resolve_layout(model)
-    stats = KeyStatistics(model=model, tokenizer=tok, layout=layout, corpus=CorpusSpec.parse("demo"),
-                          stats_dir=cache_root() / "stats", max_length=None, max_tokens=200_000,
-                          model_id=str(DEMO.model()), progress=False)
-    requests = requests_from_records(DEMO.load())[: args.subjects]
+    stats = KeyStatistics(model=model, tokenizer=tok, layout=layout, corpus=CorpusSpec.parse(corpus),
+                          stats_dir=stats_dir, max_length=None, max_tokens=200_000,
+                          model_id=args.model or str(DEMO.model()), progress=False)
+    requests = requests_from_records(records)[: args.subjects]
     half = len(requests) // 2
     last = [tok.convert_ids_to_tokens(tok(r.subject).input_ids)[-1] for r in requests]
-    print(f"demo model {manifest.tag}: {len(requests)} subjects, {len(set(last))} distinct last tokens")
+    print(f"{name}: {len(requests)} subjects, {len(set(last))} distinct last tokens")
     cpu = torch.device("cpu")
     for layer in layers:
         site = layout.site(layer)

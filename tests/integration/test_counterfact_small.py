@@ -157,3 +157,21 @@ def test_missing_data_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing: .*counterfact_portability_gpt4\.json"):
         cs.ensure_built(cs.SmallConfig(), data_dir=tmp_path, root=tmp_path / "cache")
     assert cs.main(["--data", str(tmp_path), "--quiet"]) == 2
+
+
+def test_zsre_variant_builds_from_mend_records(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    records = json.loads(require_real_data(cs.ZSRE_FILE).read_text(encoding="utf-8"))[:10]
+    (data / cs.ZSRE_FILE).write_text(json.dumps(records), encoding="utf-8")
+    lines = require_real_data(cs.WIKI_FILE).read_text(encoding="utf-8").splitlines()[:30]
+    (data / cs.WIKI_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = attrs.evolve(_tiny(n_edit=8), dataset="zsre")
+    path = cs.ensure_built(config, data_dir=data, root=tmp_path / "cache", progress=False)
+    report = json.loads((path / cs.REPORT_FILE).read_text())
+    assert set(report["knowledge_before_edits"]) == {"question", "rephrase (held out)"}
+    assert json.loads((path / "retention_probes.json").read_text()) == [
+        [r["subject"], r["src"], r["answers"][0]] for r in records[8:]]
+    assert json.loads((path / "requests.json").read_text()) == records[:8]  # MEND records, verbatim
+    zsre, counterfact = cs.SmallConfig.for_dataset("zsre"), cs.SmallConfig.for_dataset("counterfact")
+    assert zsre.dataset == "zsre" and zsre.train.max_epochs > counterfact.train.max_epochs
