@@ -12,6 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import torch
 from conftest import REAL_DATA, REPO, require_real_data
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -175,3 +176,17 @@ def test_zsre_variant_builds_from_mend_records(tmp_path):
     assert json.loads((path / "requests.json").read_text()) == records[:8]  # MEND records, verbatim
     zsre, counterfact = cs.SmallConfig.for_dataset("zsre"), cs.SmallConfig.for_dataset("counterfact")
     assert zsre.dataset == "zsre" and zsre.train.max_epochs > counterfact.train.max_epochs
+
+
+def test_a_rebuild_is_bit_identical(tmp_path):
+    from safetensors.torch import load_file
+
+    data = _small_data(tmp_path)
+    config = _tiny(n_edit=len(cs.counterfact_cases(data)) - 4)
+    first = cs.ensure_built(config, data_dir=data, root=tmp_path / "a", progress=False)
+    second = cs.ensure_built(config, data_dir=data, root=tmp_path / "b", progress=False)
+    assert first.name == second.name
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("requests.json", "retention_probes.json", "stats_corpus.jsonl", "tokenizer.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()

@@ -21,8 +21,8 @@ from editkit_nullspace.joint import joint_projection, rank_tolerance
 from editkit_rect.constraint import RectStages
 from editkit_rect.hparams import RectHParams
 from hypothesis import given, settings
+from test_composition import FakeRun, Moments, site_of  # C0 with a known spectrum, a run's surface
 
-from editkit.sites import Site
 from editkit.updates import DeltaProposal, SolveProblem
 
 
@@ -180,39 +180,13 @@ def test_properties(problem):
 # --------------------------------------------------------------------------- the stage
 
 
-class Moments:
-    """C0 with ``rank`` eigenvalues 1 and the rest 1e-6 (the null space), ascending."""
-
-    def __init__(self, basis: torch.Tensor, rank: int) -> None:
-        d = basis.shape[0]
-        self.evals = torch.cat([torch.full((d - rank,), 1e-6), torch.ones(rank)]).double()
-        self.evecs = basis.double()
-
-    def eigendecomposition(self, site):
-        return self.evals, self.evecs
-
-
-class FakeRun:
-    def __init__(self, w0: torch.Tensor, moments: Moments) -> None:
-        self.current, self.moments, self.notes = w0.double(), moments, {}
-
-    def weight(self, site):
-        return self.current
-
-    def note(self, site, key, value):
-        self.notes[key] = value
-
-    def require_key_statistics(self):
-        return self.moments
-
-
 @pytest.mark.parametrize(("rank", "kind"), [(6, "complement"), (20, "range")])  # P stored either way
 def test_stage_after_rect_holds_both_invariants(rank, kind):
     g = torch.Generator().manual_seed(8)
     d_out, d_in = 10, 28
-    site = Site(layer=0, module="m", block="b", d_in=d_in, d_out=d_out, transposed=False)
+    site = site_of(d_out, d_in)
     evecs = orthonormal(d_in, d_in, g)
-    run = FakeRun(torch.randn(d_out, d_in, generator=g), Moments(evecs, rank=rank))
+    run = FakeRun(site, torch.randn(d_out, d_in, generator=g), Moments(evecs, rank=rank))
     ns = NullspaceStages(NullspaceHParams(mode="joint"))
     rect = RectStages(RectHParams(k=70))
     assert ns.subspace(run, site).kind == kind
@@ -235,8 +209,8 @@ def test_stage_after_rect_holds_both_invariants(rank, kind):
 def test_project_mode_refills_what_joint_keeps_at_zero():
     """The same input through ``project``: the mask check fails, which is what ``joint`` is for."""
     g = torch.Generator().manual_seed(9)
-    site = Site(layer=0, module="m", block="b", d_in=24, d_out=6, transposed=False)
-    run = FakeRun(torch.randn(6, 24, generator=g), Moments(orthonormal(24, 24, g), rank=6))
+    site = site_of(6, 24)
+    run = FakeRun(site, torch.randn(6, 24, generator=g), Moments(orthonormal(24, 24, g), rank=6))
     rect = RectStages(RectHParams(k=70))
     masked = rect.editkit_constrain_update(run=run, site=site, proposal=DeltaProposal(
         site=site, delta=torch.randn(6, 24, generator=g, dtype=torch.float64)))
