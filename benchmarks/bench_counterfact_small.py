@@ -89,7 +89,7 @@ def directions(rows: list[dict[str, Any]], columns: tuple[str, ...], paper: dict
         if a is None or b is None:
             continue
         diffs = [b["post"].get(c, float("nan")) - a["post"].get(c, float("nan")) for c in columns]
-        out.append(f"  {editor:>5}: here " + ", ".join(f"{d:+.1f}" for d in diffs))
+        out.append(f"  {editor:>5}: here " + ", ".join("-" if d != d else f"{d:+.1f}" for d in diffs))  # nan: not run
     if "memit" in paper and "memit+nullspace" in paper:
         ref = [b - a for a, b in zip(paper["memit"], paper["memit+nullspace"])]
         out.append("  paper, AlphaEdit − MEMIT on GPT2-XL: " + ", ".join(f"{d:+.1f}" for d in ref)
