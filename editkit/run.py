@@ -199,6 +199,11 @@ class EditRun:
         if self._current is not None:
             self._current.layers.setdefault(site.layer, {})[key] = value
 
+    def constraints_after(self, name: str) -> list[str]:
+        """Names of the run's constraints that apply after ``name``, in order (empty if ``name`` is not run)."""
+        names = [spec.name for spec in self.constraint_specs]
+        return names[names.index(name) + 1 :] if name in names else []
+
     def weight(self, site: Site) -> torch.Tensor:
         """The site's current weight in math layout ``[d_out, d_in]`` (a view)."""
         w = self.model.get_submodule(site.module).weight
@@ -338,7 +343,7 @@ class EditRun:
                     self.note(site, f"{spec.name}.invariant", figures)
                     if not figures.get("holds", True) and spec.name not in self._warned:
                         self._warned.add(spec.name)
-                        later = [c.name for c in self.constraint_specs[self.constraint_specs.index(spec) + 1 :]]
+                        later = self.constraints_after(spec.name)
                         warnings.warn(
                             f"constraint {spec.name!r}: its invariant ({spec.invariant}) does not hold on the "
                             f"update written at layer {site.layer} ({figures.get('invariant')} = "

@@ -83,15 +83,16 @@ class MemitStages:
             )
             run.progress.finish(task)
             self._targets = (batch, targets)
+            mean_steps = sum(targets.steps) / len(targets.steps)
             run.state["last_vstar"] = {
-                "mean_steps": sum(targets.steps) / len(targets.steps),
+                "mean_steps": mean_steps,
                 "mean_final_loss": sum(targets.final_loss) / len(targets.final_loss),
             }
             # how well v* reached its targets, in result.json with the last site's figures of this batch
             losses = sorted(targets.final_loss)
             run.note(run.sites[-1], "vstar.median_final_loss", round(losses[len(losses) // 2], 4))
             run.note(run.sites[-1], "vstar.share_below_0.7", round(sum(x < 0.7 for x in losses) / len(losses), 4))
-            run.note(run.sites[-1], "vstar.mean_steps", round(sum(targets.steps) / len(targets.steps), 2))
+            run.note(run.sites[-1], "vstar.mean_steps", round(mean_steps, 2))
         return self._targets[1]
 
     @torch.no_grad()

@@ -89,7 +89,7 @@ class NullspaceStages:
         tolerance = 1e-9 + (2 * torch.finfo(weight.dtype).eps * float(weight.norm()) / norm if norm > 0 else 0.0)
         figures: dict[str, Any] = {"invariant": "|D - DP|/|D|", "value": value, "tolerance": tolerance,
                                    "holds": value <= tolerance}
-        if not figures["holds"] and "rect" in later_constraints(run, "nullspace"):
+        if not figures["holds"] and "rect" in run.constraints_after("nullspace"):
             figures["way_out"] = JOINT_WAY_OUT
         return figures
 
@@ -99,10 +99,4 @@ JOINT_WAY_OUT = ("use --constraint rect --constraint nullspace --set nullspace.m
 """The exact way to keep ``ΔP = Δ`` and RECT's sparsity together, named when either breaks."""
 
 
-def later_constraints(run: Any, name: str) -> list[str]:
-    """Names of the run's constraints after ``name`` (empty for a run without ``constraint_specs``)."""
-    names = [spec.name for spec in getattr(run, "constraint_specs", ())]
-    return names[names.index(name) + 1 :] if name in names else []
-
-
-__all__ = ["JOINT_WAY_OUT", "NullspaceStages", "later_constraints"]
+__all__ = ["JOINT_WAY_OUT", "NullspaceStages"]

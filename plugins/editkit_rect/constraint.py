@@ -69,11 +69,7 @@ class RectStages:
 
 def _projected_later(run: Any) -> bool:
     """Whether the null-space constraint runs after ``rect`` in a mode that refills masked entries."""
-    names = [spec.name for spec in getattr(run, "constraint_specs", ())]
-    if "rect" not in names or "nullspace" not in names[names.index("rect") + 1 :]:
-        return False
-    hparams = getattr(run, "constraint_hparams", {}).get("nullspace")
-    return getattr(hparams, "mode", None) != "joint"
+    return "nullspace" in run.constraints_after("rect") and run.constraint_hparams["nullspace"].mode != "joint"
 
 
 __all__ = ["RectStages"]

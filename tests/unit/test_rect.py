@@ -26,7 +26,7 @@ def reference_mask(delta: torch.Tensor, weight: torch.Tensor, k: float, eps: flo
 
 
 class FakeRun:
-    """What RECT needs from a run: the current weight in math layout and a notes sink."""
+    """What RECT needs from a run: the current weight in math layout, a notes sink and the constraint order."""
 
     def __init__(self, site: Site, stored: torch.Tensor) -> None:
         self.site, self.stored, self.notes = site, stored, {}
@@ -36,6 +36,9 @@ class FakeRun:
 
     def note(self, site: Site, key: str, value: object) -> None:
         self.notes[key] = value
+
+    def constraints_after(self, name: str) -> list[str]:
+        return []  # RECT alone
 
 
 @pytest.mark.parametrize("k", [40.0, 20.0, 1.0, 100.0, 33.3])
