@@ -40,10 +40,8 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import random
 import re
-import shutil
 import statistics
 import sys
 import time
@@ -59,8 +57,9 @@ from editkit_world.recall import score_probes
 from editkit_world.tokenizer import train_tokenizer
 from editkit_world.train import build_progress, new_model, torch_threads, train_on_plan
 
-from editkit.atomic import write_json_atomic
+from editkit.atomic import write_directory_atomic, write_json_atomic
 from editkit.cachedir import cache_root
+from editkit.manifest import file_sha256
 
 FORMAT_VERSION = 1
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
@@ -129,10 +128,6 @@ class Fact:
 
 
 # -- data --------------------------------------------------------------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 def data_files(config: SmallConfig, data_dir: Path) -> list[Path]:
     names = COUNTERFACT_FILES if config.dataset == "counterfact" else (ZSRE_FILE,)
@@ -344,21 +339,18 @@ def ensure_built(config: SmallConfig | None = None, *, data_dir: Path = REAL_DAT
                  rebuild: bool = False, progress: bool = True) -> Path:
     """The cached build for ``config`` (default :class:`SmallConfig` ``()``), built first when missing."""
     config = config or SmallConfig()
-    digest = hashlib.sha256("".join(_sha256(p) for p in data_files(config, data_dir)).encode()).hexdigest()
+    digest = hashlib.sha256("".join(file_sha256(p) for p in data_files(config, data_dir)).encode()).hexdigest()
     root = root or cache_root() / "counterfact-small"
     final = root / config.tag(digest)
     if (final / REPORT_FILE).is_file() and not rebuild:
         return final
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+
+    def fill(tmp: Path) -> dict[str, Any]:
         report = build(tmp, config, data_dir, progress=progress)
         (tmp / "data_sha256").write_text(digest + "\n", encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return report
+
+    report = write_directory_atomic(final, fill)
     print(json.dumps({k: report[k] for k in ("training_facts", "epochs", "build_seconds", "knowledge_before_edits",
                                             "heldout_wiki_perplexity")}, indent=1), file=sys.stderr)
     return final

@@ -1,13 +1,19 @@
-"""Atomic file writes: write a temporary file in the same directory, fsync, then rename."""
+"""Atomic writes: a temporary file (or directory) beside the target, filled, then renamed into place."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_TMP = ".tmp-"
+_OLD = ".old-"
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -36,3 +42,59 @@ def write_safetensors_atomic(path: str | Path, tensors: dict, metadata: dict[str
     from safetensors.torch import save_file
 
     return write_atomic(path, lambda p: save_file(tensors, str(p), metadata=metadata))
+
+
+def write_directory_atomic(directory: str | Path, fill: Callable[[Path], T]) -> T:
+    """Call ``fill(tmp)`` on a fresh sibling ``.<name>.tmp-<pid>-<random>`` and move it to ``directory``.
+
+    ``directory`` therefore either does not exist or holds a finished ``fill``; whatever was there is
+    replaced (moved aside first, removed after). Temporary directories of processes that are gone, and
+    replaced directories an interrupted install left aside, are removed first. If another process
+    installs ``directory`` meanwhile, theirs is kept (the caller verifies it). Returns ``fill``'s result.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(directory)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_TMP}{os.getpid()}-", dir=directory.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the installed directory is an ordinary one
+    try:
+        result = fill(tmp)
+        _install(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's live process
+        return True
+    return True
+
+
+def _remove_stale_temps(directory: Path) -> None:
+    for tmp in directory.parent.glob(f".{directory.name}{_TMP}*"):
+        pid = tmp.name[len(f".{directory.name}{_TMP}"):].split("-", 1)[0]
+        if tmp.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+    for old in directory.parent.glob(f".{directory.name}{_OLD}*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _install(tmp: Path, directory: Path) -> None:
+    """Move the finished ``tmp`` to ``directory``, replacing whatever is there."""
+    aside = None
+    if directory.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_OLD}", dir=directory.parent))
+        os.replace(directory, aside / "old")
+    try:
+        os.replace(tmp, directory)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process installed one meanwhile: keep theirs
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)

@@ -31,20 +31,13 @@ import torch
 
 from editkit.atomic import write_json_atomic, write_safetensors_atomic
 from editkit.errors import InputError
+from editkit.manifest import file_sha256
 
 FORMAT = 1
 
 
 class JournalError(InputError):
     """A journal file is missing, truncated or tampered with."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tensor_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -131,7 +124,7 @@ class Journal:
         write_json_atomic(directory / "requests.json", requests)
         write_safetensors_atomic(directory / "delta.safetensors", {k: v.contiguous() for k, v in deltas.items()})
         write_safetensors_atomic(directory / "state.safetensors", {k: v.contiguous() for k, v in state.items()})
-        files = {name: sha256_file(directory / name) for name in ("requests.json", "delta.safetensors",
+        files = {name: file_sha256(directory / name) for name in ("requests.json", "delta.safetensors",
                                                                   "state.safetensors")}
         write_json_atomic(directory / "entry.json", {"index": index, "sha256": files, **(extra or {})})
         return directory
@@ -148,7 +141,7 @@ class Journal:
             path = directory / name
             if not path.exists():
                 raise JournalError(f"{path}: missing journal file")
-            if sha256_file(path) != expected:
+            if file_sha256(path) != expected:
                 raise JournalError(f"{path}: checksum mismatch (truncated or modified); refusing to use it")
         requests = json.loads((directory / "requests.json").read_text())
         return JournalEntry(index=int(entry["index"]), directory=directory, requests=requests)

@@ -23,7 +23,6 @@ corpus order. Nothing here imports torch.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import random
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from editkit.errors import InputError, UsageError
+from editkit.manifest import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from editkit.plugins import PluginHost
@@ -208,14 +208,10 @@ def _default_host() -> PluginHost:
 
 
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError as exc:
         raise InputError(f"corpus file {path} cannot be read: {exc.strerror or exc}") from None
-    return digest.hexdigest()
 
 
 def _text_lines(path: Path) -> Iterator[str]:

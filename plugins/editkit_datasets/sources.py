@@ -7,7 +7,6 @@ says where to put the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.request
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from editkit.atomic import write_atomic, write_json_atomic
 from editkit.cachedir import cache_root
 from editkit.errors import InputError
+from editkit.manifest import file_sha256
 
 OFFICIAL = {
     "counterfact": "https://rome.baulab.info/data/dsets/counterfact.json",
@@ -27,14 +27,6 @@ def cache_dir() -> Path:
     return cache_root() / "datasets"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def resolve(name: str, source: str | None = None, *, timeout: float = 30.0) -> Path:
     """A local path for dataset ``name``: ``source`` if it is a file, else the verified cache."""
     if source is not None:
@@ -45,7 +37,7 @@ def resolve(name: str, source: str | None = None, *, timeout: float = 30.0) -> P
     target = cache_dir() / f"{name}.json"
     checksum = target.with_suffix(".sha256.json")
     if target.exists():
-        if checksum.exists() and json.loads(checksum.read_text())["sha256"] != _sha256(target):
+        if checksum.exists() and json.loads(checksum.read_text())["sha256"] != file_sha256(target):
             raise InputError(f"{target}: checksum mismatch with {checksum}; delete both to download again")
         return target
     url = OFFICIAL[name]
@@ -58,5 +50,5 @@ def resolve(name: str, source: str | None = None, *, timeout: float = 30.0) -> P
             f"{exc}); download it elsewhere and put it at {target}, or pass --dataset /path/to/file.json"
         ) from None
     write_atomic(target, lambda p: p.write_bytes(data))
-    write_json_atomic(checksum, {"url": url, "sha256": _sha256(target)})
+    write_json_atomic(checksum, {"url": url, "sha256": file_sha256(target)})
     return target

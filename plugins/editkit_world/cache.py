@@ -16,11 +16,7 @@ warning.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 import types
 import warnings
@@ -30,8 +26,10 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from editkit.atomic import write_directory_atomic
 from editkit.cachedir import CACHE_ENV, cache_root
 from editkit.errors import EditkitError
+from editkit.manifest import file_sha256
 from editkit_world.config import FORMAT_VERSION, BuildConfig
 from editkit_world.world import World, WorldConfig
 
@@ -49,20 +47,10 @@ __all__ = [
 ]
 
 MANIFEST_FILE = "manifest.json"
-_TMP = ".tmp-"
-_OLD = ".old-"
 
 
 class CorruptCacheError(EditkitError):
     """A cache directory is incomplete, altered, or was built by another generator version."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @attrs.frozen(kw_only=True)
@@ -104,7 +92,7 @@ class Manifest:
     def of_directory(cls, directory: Path, *, report: dict[str, Any]) -> Manifest:
         """Hash every file under ``directory`` (the manifest itself excluded)."""
         files = {
-            p.relative_to(directory).as_posix(): _sha256(p)
+            p.relative_to(directory).as_posix(): file_sha256(p)
             for p in sorted(directory.rglob("*"))
             if p.is_file() and p.name != MANIFEST_FILE
         }
@@ -150,67 +138,22 @@ def verify_cache(directory: str | Path) -> Manifest:
         file = directory / name
         if not file.is_file():
             raise CorruptCacheError(f"{file}: listed in the manifest but missing")
-        if _sha256(file) != digest:
+        if file_sha256(file) != digest:
             raise CorruptCacheError(f"{file}: checksum mismatch")
     return manifest
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's live process
-        return True
-    return True
-
-
-def _remove_stale_temps(directory: Path) -> None:
-    """Remove temporary build directories of ``directory`` left by processes that are gone,
-    and replaced builds that an interrupted install left aside."""
-    for tmp in directory.parent.glob(f".{directory.name}{_TMP}*"):
-        pid = tmp.name[len(f".{directory.name}{_TMP}"):].split("-", 1)[0]
-        if tmp.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-    for old in directory.parent.glob(f".{directory.name}{_OLD}*"):
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _install(tmp: Path, directory: Path) -> None:
-    """Move the finished build ``tmp`` to ``directory``, replacing whatever is there."""
-    aside = None
-    if directory.exists():
-        aside = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_OLD}", dir=directory.parent))
-        os.replace(directory, aside / "old")
-    try:
-        os.replace(tmp, directory)
-    except OSError:
-        # another process installed a build meanwhile: keep theirs if it verifies
-        verify_cache(directory)
-        shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
 
 
 def build_cached(directory: str | Path, config: BuildConfig | None = None, *, progress: bool = True) -> Manifest:
     """Build the world model for ``config`` into ``directory`` atomically; return its manifest."""
     from editkit_world.train import build_world_model  # torch is imported only when building
 
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(directory)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_TMP}{os.getpid()}-", dir=directory.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the installed cache is an ordinary directory
-    try:
+    def fill(tmp: Path) -> None:
         report = build_world_model(tmp, config=config or BuildConfig(), progress=progress)
         manifest = Manifest.of_directory(tmp, report=report.to_dict())
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
-        _install(tmp, directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return verify_cache(directory)
+
+    write_directory_atomic(directory, fill)
+    return verify_cache(directory)  # ours, or another process's that was installed first
 
 
 def load_world(cache: str | Path | None = None, *, build_if_missing: bool = True,

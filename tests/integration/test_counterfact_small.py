@@ -140,7 +140,7 @@ def test_build_is_cached_atomic_and_loadable(tmp_path, monkeypatch):
     assert cs.ensure_built(config, data_dir=data, root=root, progress=False) == path
 
     def crash(out, *args, **kwargs):
-        out.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)
         (out / "model.safetensors").write_text("partial")
         raise KeyboardInterrupt
 
