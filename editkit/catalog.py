@@ -163,6 +163,7 @@ class Catalog:
 
     entries: dict[str, dict[str, Any]] = attrs.field(factory=lambda: {k: {} for k in _KINDS})
     providers: dict[tuple[str, str], str] = attrs.field(factory=dict)
+    _outer: Catalog | None = attrs.field(default=None, repr=False, eq=False, init=False)
 
     def register_callback(self, kind: str, plugin_name: str) -> Callable[[Any], None]:
         """A ``register`` callback for one catalog hook, bound to the calling plugin."""
@@ -175,13 +176,26 @@ class Catalog:
                     f"expected an editkit.catalog.{expected.__name__}"
                 )
             key = _key(entry)
-            if key in self.entries[kind]:
-                other = self.providers[(kind, key)]
-                raise ValueError(f"{kind[:-1]} {key!r} registered twice: by {other!r} and by {plugin_name!r}")
+            for catalog in (self, self._outer):
+                if catalog is not None and key in catalog.entries[kind]:
+                    other = catalog.providers[(kind, key)]
+                    raise ValueError(f"{kind[:-1]} {key!r} registered twice: by {other!r} and by {plugin_name!r}")
             self.entries[kind][key] = entry
             self.providers[(kind, key)] = plugin_name
 
         return register
+
+    def staging(self) -> Catalog:
+        """An empty catalog that sees this one's entries for duplicate checks; :meth:`merge` it back."""
+        staged = Catalog()
+        staged._outer = self
+        return staged
+
+    def merge(self, staged: Catalog) -> None:
+        """Add a staging catalog's entries (checked against this one's when they were registered)."""
+        for kind, entries in staged.entries.items():
+            for key, entry in entries.items():
+                self.register_callback(kind, staged.providers[(kind, key)])(entry)
 
     def get(self, kind: str, name: str) -> Any:
         try:

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 SUBCOMMANDS = ("run", "plugins", "inspect", "stats", "edits")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, warn: bool = False) -> argparse.ArgumentParser:
+    """The full parser; with ``warn``, one line on stderr per plugin that failed to load or register."""
     from editkit import __version__
 
     parser = argparse.ArgumentParser(
@@ -38,15 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         sub_parser = module.add_parser(sub)
         sub_parser.set_defaults(_main=module.main)
-    _plugin_commands(sub)
+    _plugin_commands(sub, warn=warn)
     return parser
 
 
-def _plugin_commands(sub: argparse._SubParsersAction) -> None:
+def _plugin_commands(sub: argparse._SubParsersAction, *, warn: bool) -> None:
     """Subcommands that plugins register through ``editkit_register_commands``."""
     from editkit.plugins import PluginHost
 
-    for name, spec in sorted(PluginHost().catalog.entries["commands"].items()):
+    host = PluginHost()
+    if warn:
+        for failure in host.failures:
+            print(f"editkit: warning: {failure.describe()}", file=sys.stderr)
+    for name, spec in sorted(host.catalog.entries["commands"].items()):
         if name in sub.choices:
             continue  # built-in commands win
         parser = sub.add_parser(name, help=spec.help, description=spec.help)
@@ -57,7 +62,8 @@ def _plugin_commands(sub: argparse._SubParsersAction) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from editkit.errors import EditkitError
 
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(warn=argv[:1] != ["plugins"])  # `editkit plugins` lists failures itself
     args = parser.parse_args(argv)
     if not getattr(args, "_main", None):
         parser.print_help()

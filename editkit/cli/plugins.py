@@ -21,7 +21,8 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "plugins": [i.to_json() for i in infos],
-            "failed": [{"name": f.name, "entry_point": f.entry_point, "error": f.error} for f in host.failures],
+            "failed": [{"name": f.name, "entry_point": f.entry_point, "error": f.error, "phase": f.phase,
+                        "distribution": f.distribution} for f in host.failures],
             "blocked": sorted(host.blocked),
         }, indent=2))
         return 0
@@ -32,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"    hooks: {', '.join(info.hooks) or '-'}")
         print(f"    provides: {provides}")
     for failure in host.failures:
-        print(f"{failure.name}  FAILED to load ({failure.entry_point}): {failure.error}")
+        print(f"{failure.name}  FAILED: {failure.describe()}")
     if host.blocked:
         print(f"blocked by EDITKIT_DISABLE_PLUGINS: {', '.join(sorted(host.blocked))}")
     return 0

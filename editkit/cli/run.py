@@ -82,9 +82,7 @@ def main(args: argparse.Namespace) -> int:
     from editkit.progress import rich_progress
     from editkit.requests import parse_records, read_json_records, requests_from_records
 
-    host = PluginHost()
-    for failure in host.failures:
-        print(f"warning: plugin {failure.name} failed to load: {failure.error}", file=sys.stderr)
+    host = PluginHost()  # plugin failures were reported by the CLI's entry point
 
     if args.resume is not None:
         manifest = Journal(args.resume).manifest()

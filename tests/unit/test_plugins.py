@@ -84,18 +84,45 @@ def test_a_broken_plugin_is_reported_and_the_others_load(monkeypatch):
     assert "memit" in host.catalog.names("editors")
 
 
-def test_duplicate_registration_names_both_plugins():
+def test_duplicate_registration_disables_that_plugin_and_names_both():
     from editkit_memit import EDITOR
 
-    from editkit import hookimpl
+    from editkit import ConstraintSpec, hookimpl
 
     class Copy:
+        @hookimpl
+        def editkit_register_constraints(self, register):
+            register(ConstraintSpec(name="copy-extra", summary="s", factory=lambda h: object(), hparams=object,
+                                    invariant="none", linear=True))
+
         @hookimpl
         def editkit_register_editors(self, register):
             register(EDITOR)
 
-    with pytest.raises(ValueError, match="registered twice: by 'memit' and by 'copy'"):
-        PluginHost(plugins=[("copy", Copy())])
+    host = PluginHost(plugins=[("copy", Copy())])
+    [failure] = host.failures
+    assert failure.name == "copy" and failure.phase == "registration"
+    assert "registered twice: by 'memit' and by 'copy'" in failure.error
+    assert "EDITKIT_DISABLE_PLUGINS=copy" in failure.describe()
+    # the first-party editor is kept, none of the faulty plugin's entries are, and it is unregistered
+    assert host.catalog.providers[("editors", "memit")] == "memit"
+    assert "copy-extra" not in host.catalog.names("constraints")
+    assert host.pm.get_plugin("copy") is None
+    assert "memit" in host.catalog.names("editors") and "nullspace" in host.catalog.names("constraints")
+
+
+def test_a_registration_hook_that_raises_is_reported_and_the_others_load():
+    from editkit import hookimpl
+
+    class Faulty:
+        @hookimpl
+        def editkit_register_metrics(self, register):
+            raise RuntimeError("cannot find my data file")
+
+    host = PluginHost(plugins=[("faulty", Faulty())])
+    assert [(f.name, f.phase) for f in host.failures] == [("faulty", "registration")]
+    assert "RuntimeError: cannot find my data file" in host.failures[0].error
+    assert "counterfact" in host.catalog.names("metrics")
 
 
 def test_unknown_names_list_the_available_ones():
