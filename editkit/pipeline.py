@@ -103,8 +103,8 @@ def execute(
     torch.manual_seed(config.seed)
     journal = Journal(out_dir)
     if resume:
-        journal.discard_incomplete()
         manifest_data = journal.check_resumable(out_dir)
+        journal.discard_incomplete()
     else:
         journal.claim_for_new_run(out_dir)
     run = EditRun(model=model, tokenizer=tokenizer, config=config, key_statistics=key_statistics,
