@@ -2,8 +2,10 @@
 
 Layout (``RUN/journal/``)::
 
-    manifest.json              identity of the run: config, model and its base-weight hashes,
-                               requests, seed, prefix templates, pre-edit metrics
+    manifest.json              identity of the run: config, model, the edited modules and the hash of
+                               their base weights, requests, how many batches the run has, seed,
+                               prefix templates, pre-edit metrics; written with the first batch, so
+                               a run that fails before its first batch is complete leaves no journal
     batch-00000/
         requests.json          the batch's requests (CounterFact records)
         delta.safetensors      what the batch added to each edited weight, storage layout, float64
@@ -11,6 +13,12 @@ Layout (``RUN/journal/``)::
                                (Cp = Σ K Kᵀ), the run's RNG state
         entry.json             sha256 of the three files; written last, atomically: a batch
                                directory without a valid entry.json is not part of the journal
+
+Hashes of weights: ``edited_modules_sha256`` (manifest) and ``edited_modules_sha256_after``
+(entry) are :func:`tensor_sha256` of the edited modules' weight tensors only (before the first
+batch, after each batch): what ``apply`` and ``revert`` check a model against. They are not the
+sha256 of the model's files (``result.json`` ``manifest.model.weight_files_sha256``) nor of all its
+parameters (the key statistics' ``model.weights_sha256``).
 
 Deltas are stored in float64: the difference of two float32 (or bf16) weights is exact in
 float64, so applying and reverting batches restores weights bit-exactly. Only JSON and
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,10 +39,20 @@ import attrs
 import torch
 
 from editkit.atomic import write_json_atomic, write_safetensors_atomic
-from editkit.errors import InputError
+from editkit.errors import InputError, UsageError
 from editkit.manifest import file_sha256
 
 FORMAT = 1
+BASE_HASH = "edited_modules_sha256"  # journals written before it was named so: "base_weights_sha256"
+AFTER_HASH = "edited_modules_sha256_after"  # before: "weights_sha256_after"
+_OLD_NAMES = {BASE_HASH: "base_weights_sha256", AFTER_HASH: "weights_sha256_after"}
+
+
+def recorded_hash(record: Mapping[str, Any], key: str) -> str | None:
+    """``record[key]`` (:data:`BASE_HASH` of a manifest, :data:`AFTER_HASH` of an entry), also from
+    journals that stored it under its former name."""
+    value = record.get(key)
+    return value if value is not None else record.get(_OLD_NAMES[key])
 
 
 class JournalError(InputError):
@@ -83,6 +102,45 @@ class Journal:
     def exists(self) -> bool:
         return self.manifest_path.exists()
 
+    def has_complete_batch(self) -> bool:
+        """Whether any batch got its ``entry.json`` (cheap: nothing is verified)."""
+        return any((d / "entry.json").is_file() for d in self.root.glob("batch-*"))
+
+    def claim_for_new_run(self, out_dir: str | Path) -> None:
+        """Make ``RUN/journal`` ready for a new run: refuse one holding a complete batch (it is
+        continued with ``--resume``); remove one without (a run that failed or was killed before
+        its first batch was complete left it, and there is nothing in it to continue)."""
+        self.check_new_run(out_dir)
+        if self.root.exists():
+            shutil.rmtree(self.root)
+
+    def check_new_run(self, out_dir: str | Path) -> None:
+        """Raise :class:`~editkit.errors.UsageError` if a new run in ``out_dir`` would replace
+        journaled batches (no side effect; :meth:`claim_for_new_run` also clears what is replaceable)."""
+        if self.has_complete_batch():
+            raise UsageError(f"{out_dir} already holds a run journal: continue it with --resume {out_dir}, "
+                             "or choose another --out")
+
+    def check_resumable(self, out_dir: str | Path) -> dict[str, Any]:
+        """The manifest of a journal that ``--resume`` can continue (it has a complete batch)."""
+        manifest = self.manifest()
+        if not self.has_complete_batch():
+            raise UsageError(f"--resume {out_dir}: nothing to resume, the run stopped before its first batch "
+                             f"was complete; start it again with `editkit run ... --out {out_dir}` (that "
+                             "replaces this journal)")
+        return manifest
+
+    def planned_batches(self, manifest: Mapping[str, Any] | None = None) -> int | None:
+        """How many batches the run has (``None`` for a manifest that records neither the count nor
+        its requests and batch size)."""
+        manifest = self.manifest() if manifest is None else manifest
+        if isinstance(manifest.get("batches"), int):
+            return manifest["batches"]
+        try:  # journals written before the count was recorded
+            return math.ceil(len(manifest["requests"]) / int(manifest["config"]["batch_size"]))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return None
+
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
         write_json_atomic(self.manifest_path, {"format": FORMAT, **manifest})
 
@@ -93,16 +151,16 @@ class Journal:
             raise JournalError(
                 f"{self.manifest_path}: no journal here (was the run started with this --out?)"
             ) from None
+        except NotADirectoryError:
+            raise JournalError(f"{self.root.parent}: not a run directory (give the directory that `editkit run "
+                               "--out` wrote)") from None
+        except OSError as exc:
+            raise JournalError(f"{self.manifest_path}: cannot read the journal manifest ({exc.strerror})") from None
         except json.JSONDecodeError as exc:
             raise JournalError(f"{self.manifest_path}: corrupt journal manifest ({exc})") from None
         if data.get("format") != FORMAT:
             raise JournalError(f"{self.manifest_path}: unknown journal format {data.get('format')!r}")
         return data
-
-    def update_manifest(self, **changes: Any) -> None:
-        data = self.manifest()
-        data.update(changes)
-        write_json_atomic(self.manifest_path, data)
 
     # ---------------------------------------------------------------- batches
     def batch_dir(self, index: int) -> Path:
@@ -159,12 +217,15 @@ class Journal:
         return out
 
     def discard_incomplete(self) -> list[Path]:
-        """Remove batch directories that never got their ``entry.json`` (a crash mid-batch)."""
+        """Remove batch directories after the last complete one that never got their ``entry.json``
+        (a crash mid-batch). One without ``entry.json`` before a complete batch is left in place:
+        that is a damaged journal, which :meth:`entries` reports, not a batch to redo."""
+        directories = sorted(self.root.glob("batch-*"))
+        complete = [i for i, d in enumerate(directories) if (d / "entry.json").exists()]
         removed = []
-        for directory in sorted(self.root.glob("batch-*")):
-            if not (directory / "entry.json").exists():
-                shutil.rmtree(directory)
-                removed.append(directory)
+        for directory in directories[complete[-1] + 1 if complete else 0 :]:
+            shutil.rmtree(directory)
+            removed.append(directory)
         return removed
 
     def __iter__(self) -> Iterator[JournalEntry]:

@@ -38,11 +38,13 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def model_identity(name_or_path: str) -> dict[str, Any]:
-    """Name, and for a local directory the sha256 of each weight file."""
+    """Name, and for a local directory ``weight_files_sha256``: the sha256 of each weight file's bytes
+    (not a hash of tensors: the journal's ``edited_modules_sha256`` hashes the edited modules' weight
+    tensors, the key statistics' ``model.weights_sha256`` every parameter and buffer)."""
     path = Path(name_or_path)
     identity: dict[str, Any] = {"name": name_or_path}
     if path.is_dir():
-        identity["weights_sha256"] = {
+        identity["weight_files_sha256"] = {
             f.name: file_sha256(f) for f in sorted(path.iterdir()) if f.suffix in {".safetensors", ".bin"}
         }
     return identity

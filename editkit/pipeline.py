@@ -18,9 +18,9 @@ import torch
 
 from editkit.atomic import write_json_atomic, write_safetensors_atomic
 from editkit.config import RunConfig
-from editkit.errors import InputError, UsageError
+from editkit.errors import InputError
 from editkit.evaluation import EvalContext, run_metrics
-from editkit.journal import Journal, tensor_sha256
+from editkit.journal import AFTER_HASH, BASE_HASH, Journal, recorded_hash, tensor_sha256
 from editkit.manifest import manifest, model_identity
 from editkit.progress import Progress
 from editkit.requests import EditRequest, batched
@@ -103,16 +103,15 @@ def execute(
     torch.manual_seed(config.seed)
     journal = Journal(out_dir)
     if resume:
+        manifest_data = journal.check_resumable(out_dir)
         journal.discard_incomplete()
-        manifest_data = journal.manifest()
-    elif journal.exists():
-        raise UsageError(f"{out_dir} already holds a run journal: continue it with --resume {out_dir}, "
-                         "or choose another --out")
+    else:
+        journal.claim_for_new_run(out_dir)
     run = EditRun(model=model, tokenizer=tokenizer, config=config, key_statistics=key_statistics,
                   progress=progress, model_id=model_id)
     device = run.device
     base_hash = tensor_sha256(run.initial_weights)
-    if resume and manifest_data["base_weights_sha256"] != base_hash:
+    if resume and recorded_hash(manifest_data, BASE_HASH) != base_hash:
         raise InputError(f"{out_dir}: the model's edited weights differ from the journal's base model "
                          f"({model_id}); refusing to resume on another model")
     catalog = run.catalog.entries["metrics"]
@@ -146,18 +145,20 @@ def execute(
         before = score_requests(model, tokenizer, requests, device)
         pre_metrics = measure(requests, "pre") if metrics else {}
         run.progress.finish(eval_task)
-        journal.write_manifest({
+        # written with the first batch (below): a run that fails before then leaves no journal
+        manifest_data = {
             "invocation": dict(invocation or {}),
             "config": config.to_json(),
             "model": model_id,
-            "base_weights_sha256": base_hash,
+            "edited_modules": sorted(run.initial_weights),
+            BASE_HASH: base_hash,
+            "batches": len(batches),
             "requests": [r.to_record() for r in requests],
             "pre_scores": [attrs.asdict(b) for b in before],
             "pre_metrics": pre_metrics,
             "run_state": {},
-        })
-    task = run.progress.task("edit batches", len(batches))
-    task.advance(len(run.reports))
+        }
+    task = run.progress.task("edit batches", len(batches), completed=len(run.reports))
     started = time.perf_counter()
     eval_seconds = 0.0
     done = sum(len(chunk) for chunk in batches[: len(run.reports)])
@@ -171,15 +172,17 @@ def execute(
         point = []
         if metrics and eval_every and number % eval_every == 0 and number < len(batches):
             t = time.perf_counter()
+            curve_task = run.progress.task(f"evaluate (after batch {number})", None)
             point = [{"batches": number, "edits": done, **measure(requests[:done])}]
+            run.progress.finish(curve_task)
             curve.extend(point)
             eval_seconds += time.perf_counter() - t
         if number == 1:
-            journal.update_manifest(run_state=dict(run.state))
+            journal.write_manifest({**manifest_data, "run_state": dict(run.state)})
         deltas, state = run.batch_artifacts()
         journal.append(number - 1, [r.to_record() for r in chunk], deltas, state,
                        extra={"report": report.to_json(), "curve": point,
-                              "weights_sha256_after": tensor_sha256(run.current_weights())})
+                              AFTER_HASH: tensor_sha256(run.current_weights())})
         task.advance(1)
     edit_seconds = time.perf_counter() - started - eval_seconds
     eval_task = run.progress.task("evaluate (post)", None)
@@ -191,7 +194,7 @@ def execute(
 
     per_request = [
         {
-            "case_id": r.case_id,
+            "case_id": record_case_id(r),
             "batch": i // config.batch_size,
             "target_new": r.target_new,
             "target_true": r.target_true,
@@ -231,6 +234,14 @@ def execute(
                              metadata={"layout": "storage", "model": model_id})
     write_json_atomic(out_dir / "result.json", result)
     return result
+
+
+def record_case_id(request: EditRequest) -> Any:
+    """The request's ``case_id`` as its source record gives it (an int stays an int), as in the journal's
+    ``requests.json``; :attr:`EditRequest.case_id` is its string form, used to tell requests apart."""
+    if request.record is not None and "case_id" in request.record:
+        return request.record["case_id"]
+    return request.case_id
 
 
 def _stats_identity(key_statistics: Any, run: EditRun) -> Any:

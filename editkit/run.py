@@ -406,7 +406,8 @@ class EditRun:
 
     def finish(self) -> BatchReport | None:
         """End of the run: offer the accumulated updates to the constraints (``stage="final"``) and
-        measure the invariants on what that wrote (``self.final_report``, ``result.json["final"]``)."""
+        measure the invariants on what that wrote (``self.final_report``, ``result.json["final"]``).
+        ``None`` when no constraint changed the accumulated update (nothing final happened)."""
         if not self.constraints or not self.undo_log:
             return None
         report = BatchReport(index=len(self.reports), size=0)
@@ -416,6 +417,8 @@ class EditRun:
             self._measure(batch_start={r.site.module: r.previous for r in reversed(records)})
         finally:
             self._current = None
+        if not records:
+            return None
         self.undo_log[-1].extend(records)
         self.final_report = report
         return report

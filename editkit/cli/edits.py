@@ -14,11 +14,18 @@ def common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="skip the model identity check (for the brave)")
 
 
+def partial(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--upto", type=int, metavar="K", help="apply batches 0..K-1 only (default: every batch of a "
+                   "complete run)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="apply every complete batch of an incomplete (interrupted) run instead of refusing it")
+
+
 def add_apply(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="apply journaled edits to a base model",
                        description="Load a base model, apply the first K journaled batches, save it.")
     common(p)
-    p.add_argument("--upto", type=int, help="apply batches 0..K-1 (default: all)")
+    partial(p)
     return p
 
 
@@ -35,6 +42,7 @@ def add_export(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write base model + all journaled edits as a save_pretrained model",
                        description="Load a base model, apply every journaled batch, write it with save_pretrained.")
     common(p)
+    partial(p)
     return p
 
 
@@ -44,16 +52,23 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, action: str) -> int:
-    from editkit.artifacts import apply_edits, export_model, revert_edits
+    from editkit.artifacts import apply_selected, export_model, revert_selected, select_batches, select_revert
     from editkit.models import load_model
+    from editkit.outputs import check_new_directory
 
+    # every check that needs no model first: the output location, the journal, the batches to use
+    check_new_directory(args.out, "--out")
+    if action == "revert":
+        selection = select_revert(args.edits, last=args.last)
+    else:
+        selection = select_batches(args.edits, upto=args.upto, allow_partial=args.allow_partial)
     model, tokenizer = load_model(args.model)
     if action == "revert":
-        n = revert_edits(model, args.edits, last=args.last, force=args.force)
+        n = revert_selected(model, selection, force=args.force)
         what = f"reverted the last {n} batch(es)"
     else:
-        n = apply_edits(model, args.edits, upto=getattr(args, "upto", None), force=args.force)
-        what = f"applied {n} batch(es)"
+        n = apply_selected(model, selection, force=args.force)
+        what = f"applied {n} of the run's {selection.planned or len(selection.entries)} batch(es)"
     export_model(model, tokenizer, args.out)
     print(f"{what} of {args.edits}; wrote {args.out}")
     return 0

@@ -65,7 +65,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="DIR",
                    help="continue the interrupted run in DIR from its last complete batch (other options are "
                         "taken from DIR's journal)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress output (default: bars on a terminal, plain "
+                   "lines otherwise)")
     return p
 
 
@@ -77,15 +78,17 @@ def main(args: argparse.Namespace) -> int:
     from editkit.hparams import parse_assignments, parse_int_list
     from editkit.journal import Journal
     from editkit.models import load_model
+    from editkit.outputs import check_run_directory
     from editkit.pipeline import execute
     from editkit.plugins import PluginHost
-    from editkit.progress import rich_progress
+    from editkit.progress import model_loading, progress_display
     from editkit.requests import parse_records, read_json_records, requests_from_records
 
     host = PluginHost()  # plugin failures were reported by the CLI's entry point
 
     if args.resume is not None:
-        manifest = Journal(args.resume).manifest()
+        check_run_directory(args.resume, "--resume")
+        manifest = Journal(args.resume).check_resumable(args.resume)
         invocation = manifest["invocation"]
         saved = manifest["config"]
         config = RunConfig(**{**saved, "constraints": tuple(saved["constraints"]),
@@ -121,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
         }
         requests = None
         out_dir = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+        Journal(out_dir).check_new_run(out_dir)  # before any work (a journal without a complete batch is replaced)
 
     dataset = None
     dataset_file = None
@@ -195,7 +199,8 @@ def main(args: argparse.Namespace) -> int:
 
             # the dataset's own model and corpus: cache its statistics for the next run (keyed exactly)
             invocation["stats_dir"] = str(cache_root() / "stats")
-    model, tokenizer = load_model(model_id, device=config.device)
+    with model_loading(model_id, enabled=not args.quiet):
+        model, tokenizer = load_model(model_id, device=config.device)
     extras = dict(dataset.extras()) if dataset is not None and dataset.extras is not None else {}
     if invocation.get("generation_records") is not None:
         extras["generation_records"] = invocation["generation_records"]
@@ -203,8 +208,8 @@ def main(args: argparse.Namespace) -> int:
         extras["fact_probes"] = read_retention_probes(Path(invocation["retention_probes"]))
 
     corpus = invocation["corpus"] or (dataset.name if dataset is not None and dataset.corpus is not None else None)
-    show = not args.quiet and sys.stderr.isatty()
-    with rich_progress(enabled=show) as progress:
+    show = not args.quiet  # bars on a terminal, plain lines otherwise (editkit.progress)
+    with progress_display(enabled=show) as progress:
         key_statistics = None
         if corpus is not None:
             from editkit.keystats import CorpusSpec, KeyStatistics

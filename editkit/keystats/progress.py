@@ -1,4 +1,5 @@
-"""Progress of a collection: a rich bar on stderr with tokens, tokens/s and ETA, or nothing.
+"""Progress of a collection: a rich bar on stderr with tokens, tokens/s and ETA when stderr is a
+terminal, plain lines when it is not (a log file, a pipe), or nothing.
 
 The bar counts tokens. Its fraction is the larger of tokens / ``max_tokens`` and documents /
 ``samples`` (whichever limit is known); the ETA extrapolates elapsed time from that fraction.
@@ -6,9 +7,13 @@ The bar counts tokens. Its fraction is the larger of tokens / ``max_tokens`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
+
+from editkit.progress import clock_text, progress_style
 
 
 class CollectionProgress(Protocol):
@@ -28,13 +33,69 @@ class _Rich:
         self._samples = samples
 
     def update(self, *, tokens: int, documents: int) -> None:
-        fractions = []
-        if self._max_tokens:
-            fractions.append(tokens / self._max_tokens)
-        if self._samples:
-            fractions.append(documents / self._samples)
-        fraction = min(1.0, max(fractions)) if fractions else None
+        fraction = _fraction(tokens, documents, self._max_tokens, self._samples)
         self._progress.update(self._task, completed=tokens, documents=documents, fraction=fraction)
+
+
+def _fraction(tokens: int, documents: int, max_tokens: int | None, samples: int | None) -> float | None:
+    fractions = []
+    if max_tokens:
+        fractions.append(tokens / max_tokens)
+    if samples:
+        fractions.append(documents / samples)
+    return min(1.0, max(fractions)) if fractions else None
+
+
+class Lines:
+    """Plain progress lines: one at the start, one at each further tenth of the work (or, when the
+    amount of work is not known, every ``interval`` seconds), one at the end; each flushed."""
+
+    def __init__(self, description: str, *, max_tokens: int | None, samples: int | None, start_tokens: int = 0,
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
+                 interval: float = 60.0) -> None:
+        self._description = description
+        self._max_tokens = max_tokens
+        self._samples = samples
+        self._stream = stream
+        self._clock = clock
+        self._interval = interval
+        self._started = clock()
+        self._tokens, self._documents = start_tokens, 0
+        self._start_fraction = _fraction(start_tokens, 0, max_tokens, None) or 0.0
+        self._tenths = int(self._start_fraction * 10)  # tenths of the work reported so far
+        self._last = self._started
+        limit = f"up to {max_tokens:,} tokens" if max_tokens else "every document"
+        resumed = f", resuming at {start_tokens:,} tokens" if start_tokens else ""
+        self._print(f"{description}: collecting ({limit}{resumed})")
+
+    def _print(self, text: str) -> None:
+        print(text, file=sys.stderr if self._stream is None else self._stream, flush=True)
+        self._last = self._clock()
+
+    def update(self, *, tokens: int, documents: int) -> None:
+        self._tokens, self._documents = tokens, documents
+        fraction = _fraction(tokens, documents, self._max_tokens, self._samples)
+        now = self._clock()
+        if fraction is not None:
+            tenths = int(fraction * 10)
+            if tenths <= self._tenths or fraction >= 1.0:
+                return
+            self._tenths = tenths
+        elif now - self._last < self._interval:
+            return
+        elapsed = now - self._started
+        text = f"{self._description}: {tokens:,} tokens, {documents:,} docs"
+        if fraction is not None:
+            done = fraction - self._start_fraction
+            eta = clock_text(elapsed * (1.0 - fraction) / done) if done > 0 else "-"
+            text += f" ({fraction:.0%}), elapsed {clock_text(elapsed)}, ETA {eta}"
+        else:
+            text += f", elapsed {clock_text(elapsed)}"
+        self._print(text)
+
+    def close(self) -> None:
+        self._print(f"{self._description}: done, {self._tokens:,} tokens, {self._documents:,} docs in "
+                    f"{clock_text(self._clock() - self._started)}")
 
 
 def _columns() -> tuple[Any, ...]:
@@ -69,9 +130,16 @@ def _columns() -> tuple[Any, ...]:
 def collection_progress(
     description: str, *, enabled: bool, max_tokens: int | None, samples: int | None, start_tokens: int = 0
 ) -> Iterator[CollectionProgress]:
-    """A live progress bar (``enabled``) or a silent stand-in."""
-    if not enabled:
+    """When ``enabled``: a live progress bar on a terminal, else plain lines (:class:`Lines`); when
+    not, a silent stand-in."""
+    style = progress_style(enabled)
+    if style == "off":
         yield _Silent()
+        return
+    if style == "lines":
+        lines = Lines(description, max_tokens=max_tokens, samples=samples, start_tokens=start_tokens)
+        yield lines
+        lines.close()
         return
     from rich.console import Console
     from rich.progress import Progress
