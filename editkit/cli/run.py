@@ -73,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
     import attrs
 
     from editkit.config import RunConfig, parse_layers
+    from editkit.context import screen_requests
     from editkit.devices import check_device
     from editkit.errors import InputError, UsageError
     from editkit.hparams import parse_assignments
@@ -199,6 +200,9 @@ def main(args: argparse.Namespace) -> int:
             # the dataset's own model and corpus: cache its statistics for the next run (keyed exactly)
             invocation["stats_dir"] = str(cache_root() / "stats")
     model, tokenizer = load_model(model_id, device=config.device)
+    if args.resume is None:  # now that the tokenizer and the model's context length are known
+        requests, skipped = screen_requests(requests, records, skipped, tokenizer, model, source=source,
+                                            skip_invalid=args.skip_invalid)
     extras = dict(dataset.extras()) if dataset is not None and dataset.extras is not None else {}
     if invocation.get("generation_records") is not None:
         extras["generation_records"] = invocation["generation_records"]
