@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +28,11 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = _fresh(path.parent, f".{path.name}.", ".tmp", _new_file)
+    mode = stat.S_IMODE(tmp_path.stat().st_mode)  # 0o666 less the umask
     try:
         write(tmp_path)
+        if stat.S_IMODE(tmp_path.stat().st_mode) != mode:  # a writer that replaced the file (safetensors: 0600)
+            os.chmod(tmp_path, mode)
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from editkit.atomic import write_atomic, write_directory_atomic, write_json_atomic
+from editkit.atomic import write_atomic, write_directory_atomic, write_json_atomic, write_safetensors_atomic
 
 
 @pytest.fixture(params=[0o022, 0o027], ids=["umask022", "umask027"])
@@ -31,6 +31,22 @@ def test_files_get_the_mode_open_would_give(tmp_path, umask):
     written = write_json_atomic(tmp_path / "result.json", {"a": 1})
     assert _mode(written) == _mode(plain) == 0o666 & ~umask
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_safetensors_files_too(tmp_path, umask):
+    """safetensors' writer replaces the file it is given with a private one: the mode is restored."""
+    import torch
+
+    written = write_safetensors_atomic(tmp_path / "deltas.safetensors", {"w": torch.zeros(2, 2)})
+    assert _mode(written) == 0o666 & ~umask
+
+
+def test_a_writer_that_replaces_the_file_gets_the_ordinary_mode(tmp_path, umask):
+    def replace_privately(path: Path) -> None:
+        path.unlink()
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+    assert _mode(write_atomic(tmp_path / "x.bin", replace_privately)) == 0o666 & ~umask
 
 
 def test_replacing_a_file_keeps_the_ordinary_mode_and_the_content(tmp_path, umask):
