@@ -1,10 +1,17 @@
-"""Atomic writes: a temporary file (or directory) beside the target, filled, then renamed into place."""
+"""Atomic writes: a temporary file (or directory) beside the target, filled, then renamed into place.
+
+The temporary file or directory is created with the ordinary mode (``0o666`` / ``0o777`` less the
+process's umask, e.g. 0644 / 0755 under umask 022), so what is installed has the mode a plain
+``open(path, "w")`` or ``mkdir`` would give it (``tempfile.mkstemp`` would make it private, 0600).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +27,12 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``; a crash never leaves a partial ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _fresh(path.parent, f".{path.name}.", ".tmp", _new_file)
+    mode = stat.S_IMODE(tmp_path.stat().st_mode)  # 0o666 less the umask
     try:
         write(tmp_path)
+        if stat.S_IMODE(tmp_path.stat().st_mode) != mode:  # a writer that replaced the file (safetensors: 0600)
+            os.chmod(tmp_path, mode)
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
@@ -55,8 +63,7 @@ def write_directory_atomic(directory: str | Path, fill: Callable[[Path], T]) -> 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(directory)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_TMP}{os.getpid()}-", dir=directory.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the installed directory is an ordinary one
+    tmp = _fresh(directory.parent, f".{directory.name}{_TMP}{os.getpid()}-", "", os.mkdir)
     try:
         result = fill(tmp)
         _install(tmp, directory)
@@ -64,6 +71,23 @@ def write_directory_atomic(directory: str | Path, fill: Callable[[Path], T]) -> 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def _new_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # mode 0o666 less the umask
+
+
+def _fresh(parent: Path, prefix: str, suffix: str, create: Callable[[Path], None]) -> Path:
+    """A new ``parent/<prefix><random><suffix>`` made by ``create`` (``os.mkdir``: mode 0o777 less the umask),
+    which must fail with :class:`FileExistsError` when the name is taken."""
+    for _ in range(100):
+        candidate = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            create(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free temporary name {prefix}*{suffix} in {parent}")  # pragma: no cover
 
 
 def _pid_alive(pid: int) -> bool:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import attrs
+
+from editkit.errors import UsageError
 
 
 def _name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -61,3 +64,34 @@ class RunConfig:
         out["overrides"] = dict(self.overrides)
         out["defaults"] = dict(self.defaults)
         return out
+
+
+_LAYER_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_layers(text: str, option: str = "--layers") -> tuple[int, ...]:
+    """``"1,2"``, ``"13-17"`` or ``"1,3-4"`` → layer indices in the order given.
+
+    Raises :class:`UsageError` naming ``option`` for anything else: an empty list (omit the option
+    for the editor's default layers), a negative index, an empty or reversed range, a layer given twice.
+    Whether the model has these layers is checked once it is loaded.
+    """
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise UsageError(f"{option} {text!r}: no layer given (omit {option} for the editor's default layers)")
+    layers: list[int] = []
+    for item in items:
+        match = _LAYER_ITEM.match(item)
+        if match is None:
+            hint = " (layers count from 0)" if item.startswith("-") else ""
+            raise UsageError(f"{option} {text!r}: {item!r} is not a layer index or range; expected e.g. 1,2 "
+                             f"or 13-17{hint}")
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) is not None else lo
+        if hi < lo:
+            raise UsageError(f"{option} {text!r}: the range {item!r} is empty; write {hi}-{lo}")
+        for layer in range(lo, hi + 1):
+            if layer in layers:
+                raise UsageError(f"{option} {text!r}: layer {layer} is given twice")
+            layers.append(layer)
+    return tuple(layers)

@@ -1,5 +1,9 @@
 """Checks of output locations before any work: a clear usage error (exit 2) naming the path, not a
-traceback after the model was loaded and the work done."""
+traceback after the model was loaded and the work done (hours later on a real model).
+
+Writability is tried for real (an empty probe directory, removed at once): permission bits do not
+tell for root, ACLs, read-only mounts or ``/proc``. Nothing is left behind.
+"""
 
 from __future__ import annotations
 
@@ -26,12 +30,23 @@ def check_writable_directory(directory: Path, option: str, shown: Path | None = 
     shown = directory if shown is None else shown
     base = _existing_ancestor(directory)
     if not base.is_dir():
-        raise UsageError(f"{option} {shown}: {base} is not a directory")
+        raise UsageError(f"{option} {shown}: {base} is a file, so no directory can be made under it")
     try:
         probe = tempfile.mkdtemp(prefix=".editkit-write-check-", dir=base)
     except OSError as exc:
-        raise UsageError(f"{option} {shown}: cannot write in {base} ({exc.strerror or exc})") from None
+        reason = exc.strerror or exc.__class__.__name__
+        raise UsageError(f"{option} {shown}: cannot create anything in {base} ({reason})") from None
     os.rmdir(probe)
+
+
+def check_output_dir(path: str | Path, option: str = "--out") -> Path:
+    """``path`` if it is a directory this process can create entries in, or can be created as one (a
+    run's ``--out``, which may already exist); a regular file or a path under one is refused."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: this is a file, not a directory; choose a directory")
+    check_writable_directory(path, option)
+    return path
 
 
 def check_new_directory(path: str | Path, option: str) -> None:

@@ -70,6 +70,8 @@ class EditRequest:
     def __attrs_post_init__(self) -> None:
         if self.subject.strip() != self.subject:
             raise ValueError(f"subject: leading or trailing whitespace in {self.subject!r}")
+        if self.target_true is not None and self.target_new.strip() == self.target_true.strip():
+            raise ValueError(f"target_new: {self.target_new.strip()!r} is also target_true: there is nothing to edit")
         filled = self.filled_prompt
         if self.subject not in filled:  # pragma: no cover - implied by the template check
             raise ValueError(f"subject: {self.subject!r} not in the filled prompt {filled!r}")

@@ -56,10 +56,11 @@ def plan(layout: Any, layers: tuple[int, ...], batch_size: int) -> dict[str, Any
 
 
 def main(args: argparse.Namespace) -> int:
-    from editkit.hparams import parse_int_list
+    from editkit.config import parse_layers
     from editkit.layout import resolve_layout
     from editkit.plugins import PluginHost
 
+    layers = parse_layers(args.layers) if args.layers is not None else None
     host = PluginHost()
     model = _meta_model(args.model) if args.plan else None
     if model is None:
@@ -73,7 +74,6 @@ def main(args: argparse.Namespace) -> int:
         from editkit.config import RunConfig
         from editkit.run import EditRun
 
-        layers = parse_int_list(args.layers) if args.layers else None
         # the editor's own locate stage picks the sites, on a weightless (meta) model
         run = EditRun(model=model, tokenizer=None, host=host, config=RunConfig(editor=args.editor, layers=layers))
         info["plan"] = plan(layout, tuple(s.layer for s in run.sites), args.batch_size)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -73,12 +72,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     import attrs
 
-    from editkit.config import RunConfig
+    from editkit.config import RunConfig, parse_layers
+    from editkit.context import screen_requests
+    from editkit.devices import check_device
     from editkit.errors import InputError, UsageError
-    from editkit.hparams import parse_assignments, parse_int_list
+    from editkit.hparams import parse_assignments
     from editkit.journal import Journal
     from editkit.models import load_model
-    from editkit.outputs import check_run_directory
+    from editkit.outputs import check_output_dir, check_run_directory
     from editkit.pipeline import execute
     from editkit.plugins import PluginHost
     from editkit.progress import model_loading, progress_display
@@ -97,13 +98,12 @@ def main(args: argparse.Namespace) -> int:
                               "defaults": saved.get("defaults", {}).items()})
         requests = requests_from_records(manifest["requests"], source=f"{args.resume}/journal/manifest.json")
         out_dir = Path(args.resume)
+        check_device(config.device)  # the journal's device may not exist on this machine
     else:
         if args.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-        try:
-            layers = parse_int_list(args.layers) if args.layers else None
-        except ValueError:
-            raise UsageError(f"--layers {args.layers!r}: expected e.g. 1,2 or 13-17") from None
+        layers = parse_layers(args.layers) if args.layers is not None else None
+        check_device(args.device)
         config = RunConfig(
             editor=args.editor, constraints=tuple(args.constraints), layers=layers, batch_size=args.batch_size,
             seed=args.seed, device=args.device, preset=args.preset,
@@ -123,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
             "skip_invalid": args.skip_invalid,
         }
         requests = None
-        out_dir = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+        out_dir = check_output_dir(args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
         Journal(out_dir).check_new_run(out_dir)  # before any work (a journal without a complete batch is replaced)
 
     dataset = None
@@ -201,6 +201,9 @@ def main(args: argparse.Namespace) -> int:
             invocation["stats_dir"] = str(cache_root() / "stats")
     with model_loading(model_id, enabled=not args.quiet):
         model, tokenizer = load_model(model_id, device=config.device)
+    if args.resume is None:  # now that the tokenizer and the model's context length are known
+        requests, skipped = screen_requests(requests, records, skipped, tokenizer, model, source=source,
+                                            skip_invalid=args.skip_invalid)
     extras = dict(dataset.extras()) if dataset is not None and dataset.extras is not None else {}
     if invocation.get("generation_records") is not None:
         extras["generation_records"] = invocation["generation_records"]

@@ -112,7 +112,10 @@ def from_knowedit(record: Mapping[str, Any], index: int) -> dict[str, Any]:
         "target_new": {"str": _text(record, "target_new")},
     }
     if _first(record.get("ground_truth")):
-        rewrite["target_true"] = {"str": _text(record, "ground_truth")}
+        truth = _text(record, "ground_truth")
+        if truth.strip() != rewrite["target_new"]["str"].strip():
+            # equal in KnowEdit's ZsRE: an edit inserting the true answer, scored by greedy recall
+            rewrite["target_true"] = {"str": truth}
     rephrase = record.get("rephrase_prompt")
     return {
         "case_id": record.get("case_id", index),

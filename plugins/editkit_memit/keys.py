@@ -11,16 +11,23 @@ from typing import Any
 
 import torch
 
+from editkit.context import clip_left, max_positions
+from editkit.errors import InputError
 from editkit.requests import EditRequest
-from editkit.tokens import last_token_before, pad_batch, tokenize
+from editkit.tokens import first_token_from, last_token_before, pad_batch, tokenize
 from editkit.tracing import capture_inputs, run_until_stopped
 
 
 def subject_prompts(
-    tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str], suffix: str = ""
+    tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str], suffix: str = "",
+    limit: int | None = None,
 ) -> tuple[list[list[int]], list[int]]:
     """Token ids of ``template.format(prompt)`` filled with the subject (plus ``suffix`` text),
-    and the unpadded index of the subject's last token, request-major, template-minor."""
+    and the unpadded index of the subject's last token, request-major, template-minor.
+
+    With ``limit`` (the model's context, :func:`editkit.context.max_positions`) a prefixed text
+    longer than that loses tokens from the start of its prefix (:func:`editkit.context.clip_left`).
+    """
     ids, positions = [], []
     for request in requests:
         for template in templates:
@@ -28,9 +35,21 @@ def subject_prompts(
             before, _, after = text_template.partition("{}")
             text = before + request.subject + after + suffix
             tok = tokenize(tokenizer, text)
-            ids.append(list(tok.ids))
-            positions.append(last_token_before(tokenizer, text, len(before) + len(request.subject), tok))
+            kept, dropped = clip_to_context(tokenizer, text, tok, template, limit, request)
+            ids.append(kept)
+            positions.append(last_token_before(tokenizer, text, len(before) + len(request.subject), tok) - dropped)
     return ids, positions
+
+
+def clip_to_context(tokenizer: Any, text: str, tok: Any, template: str, limit: int | None,
+                    request: EditRequest) -> tuple[list[int], int]:
+    """``text``'s ids cut from the left inside the template's prefix to fit ``limit``: ``(ids, dropped)``."""
+    prefix = template.partition("{}")[0]
+    keep_from = first_token_from(tokenizer, text, len(prefix), tok) if prefix else 0
+    try:
+        return clip_left(tok, limit, keep_from)
+    except ValueError as exc:
+        raise InputError(f"case {request.case_id}: {exc} (prompt {request.filled_prompt!r})") from None
 
 
 @torch.no_grad()
@@ -43,7 +62,7 @@ def collect_keys(
     device: torch.device,
 ) -> torch.Tensor:
     """Keys ``K1`` ``[d_in, u]`` (float32) at ``module``'s input."""
-    ids, positions = subject_prompts(tokenizer, requests, templates)
+    ids, positions = subject_prompts(tokenizer, requests, templates, limit=max_positions(model))
     batch = pad_batch(tokenizer, ids, device)
     with capture_inputs(model, [module], stop_after_last=True) as captured:
         run_until_stopped(lambda: model(**batch.model_inputs()))

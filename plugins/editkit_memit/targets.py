@@ -24,9 +24,11 @@ import attrs
 import torch
 
 from editkit.activations import fused_activations
+from editkit.context import max_positions
 from editkit.layout import ModelLayout
 from editkit.requests import EditRequest
 from editkit.tokens import first_token_from, last_token_before, pad_batch, tokenize
+from editkit_memit.keys import clip_to_context
 from editkit_memit.upper import make_forward
 
 ADAM_BETAS = (0.9, 0.999)
@@ -71,7 +73,7 @@ class _Prompts:
 
 def _build_prompts(
     tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str], device: torch.device,
-    left: bool = False,
+    left: bool = False, limit: int | None = None,
 ) -> _Prompts:
     ids: list[list[int]] = []
     row_request, lookup, is_kl, is_bare = [], [], [], []
@@ -87,12 +89,15 @@ def _build_prompts(
                 raise ValueError(
                     f"case {request.case_id}: target {request.target_new!r} produced no tokens after the prompt"
                 )
+            # the model reads all but the last token: a prefixed row loses prefix tokens beyond limit + 1
+            kept, dropped = clip_to_context(tokenizer, full, tok, template, None if limit is None else limit + 1,
+                                            request)
             row = len(ids)
-            ids.append(list(tok.ids[:-1]))  # teacher forcing: the last target token is only predicted
+            ids.append(kept[:-1])  # teacher forcing: the last target token is only predicted
             for t in range(first, len(tok.ids)):
-                targets.append((row, t - 1, tok.ids[t]))
+                targets.append((row, t - 1 - dropped, tok.ids[t]))
             row_request.append(r)
-            lookup.append(last_token_before(tokenizer, full, len(before) + len(request.subject), tok))
+            lookup.append(last_token_before(tokenizer, full, len(before) + len(request.subject), tok) - dropped)
             is_kl.append(False)
             is_bare.append(j == 0)
         kl_text = f"{request.subject} is a"
@@ -151,7 +156,7 @@ def optimise_targets(
     placement = (block, layout)
     if group_size in (0, None):
         if settings.forward in ("auto", "suffix") and len(requests) > 1:
-            groups = suffix_groups(tokenizer, requests, templates, min_group)
+            groups = suffix_groups(tokenizer, requests, templates, min_group, max_positions(model))
         else:
             groups = [list(range(len(requests)))]
     else:
@@ -177,12 +182,12 @@ def optimise_targets(
 
 
 def suffix_groups(tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str],
-                  min_group: int = 16) -> list[list[int]]:
+                  min_group: int = 16, limit: int | None = None) -> list[list[int]]:
     """Request indices grouped by suffix width (columns from the subject's last token to the end
     of the longest of the request's prompts, left-padded), shortest first. A group smaller than
     ``min_group`` merges into the next wider one (fewer, larger batched steps beat exact widths
     for a handful of requests); leftovers join the widest group."""
-    prompts = _build_prompts(tokenizer, requests, templates, torch.device("cpu"), left=True)
+    prompts = _build_prompts(tokenizer, requests, templates, torch.device("cpu"), left=True, limit=limit)
     width = prompts.batch.input_ids.shape[1] - prompts.lookup  # [n_rows]
     per_request = torch.zeros(len(requests), dtype=torch.long).scatter_reduce(
         0, prompts.row_request.cpu(), width.cpu(), reduce="amax"
@@ -216,7 +221,8 @@ def _optimise_group(
     on_step: Any,
 ) -> Targets:
     block, layout = placement
-    prompts = _build_prompts(tokenizer, requests, templates, device, left=s.forward in ("auto", "suffix"))
+    prompts = _build_prompts(tokenizer, requests, templates, device, left=s.forward in ("auto", "suffix"),
+                             limit=max_positions(model))
     layer = layout.blocks.index(block) if layout is not None else -1
     split = int(prompts.lookup.min()) if s.forward in ("auto", "suffix") else None
     forward = make_forward(model, layout, layer, block, prompts.batch.model_inputs(), s.forward, split)

@@ -5,12 +5,17 @@ Efficacy / generalisation: share of the rewrite prompt / paraphrases with NLL_tr
 specificity: share of neighbourhood prompts with NLL_true < NLL_new. Per record, then averaged
 over records, ×100. Magnitudes: mean of P_new − P_true (rewrite, paraphrase) and
 P_true − P_new (neighbourhood), P = exp(−NLL), ×100.
+
+A prompt that does not fit, with either target, in the model's context is skipped
+(:func:`editkit.context.fitting`) and counted in ``counterfact_skipped_prompts`` (reported only when
+some were); a record whose prompts of one kind were all skipped does not count for that kind.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from editkit.context import fitting
 from editkit.scoring import continuation_scores
 
 
@@ -22,21 +27,22 @@ def counterfact_scores(context: Any) -> dict[str, float]:
     records = [r for r in context.records if "requested_rewrite" in r and "target_true" in r["requested_rewrite"]]
     if not records:
         return {}
-    prompts: list[str] = []
-    targets: list[str] = []
-    index: list[tuple[int, str]] = []  # (record, kind) per prompt
+    items: list[tuple[int, str, str, tuple[str, str]]] = []  # (record, kind, prompt, (new, true)) per prompt
     for i, record in enumerate(records):
         rw = record["requested_rewrite"]
+        pair = (_space(rw["target_new"]["str"]), _space(rw["target_true"]["str"]))
         kinds = [("efficacy", rw["prompt"].replace("{}", rw["subject"]))]
         kinds += [("generalisation", p) for p in record.get("paraphrase_prompts", [])]
         kinds += [("specificity", p) for p in record.get("neighborhood_prompts", [])]
-        for kind, prompt in kinds:
-            for target in (rw["target_new"]["str"], rw["target_true"]["str"]):
-                prompts.append(prompt)
-                targets.append(_space(target))
-            index.append((i, kind))
+        items += [(i, kind, prompt, pair) for kind, prompt in kinds]
+    keep = fitting(context.model, context.tokenizer, [(prompt, pair) for _, _, prompt, pair in items], "counterfact")
+    skipped = keep.count(False)
+    items = [item for item, fits in zip(items, keep) if fits]
+    prompts = [prompt for _, _, prompt, pair in items for _ in pair]
+    targets = [target for *_, pair in items for target in pair]
+    index = [(i, kind) for i, kind, _, _ in items]
     scores = continuation_scores(context.model, context.tokenizer, prompts, targets,
-                                 batch_size=context.batch_size, device=context.device)
+                                 batch_size=context.batch_size, device=context.device) if prompts else []
     per: dict[str, dict[int, list[tuple[float, float]]]] = {}
     for n, (i, kind) in enumerate(index):
         nll_new = -float(scores[2 * n][0].mean())
@@ -54,6 +60,8 @@ def counterfact_scores(context: Any) -> dict[str, float]:
                 margins.append(sum(_p(n) - _p(t) for n, t in pairs) / len(pairs))
         out[kind] = 100.0 * sum(wins) / len(wins)
         out[f"{kind}_magnitude"] = 100.0 * sum(margins) / len(margins)
+    if skipped:
+        out["counterfact_skipped_prompts"] = float(skipped)
     return out
 
 

@@ -3,13 +3,15 @@
 For rewrite and paraphrase prompts against ``target_new``, and for locality prompts against their
 ground-truth answers (``record["locality"]``: ``[{"prompt", "answer"}]``): the share of target
 tokens that are the argmax given the prompt and the earlier target tokens; mean per record, then
-over records, ×100.
+over records, ×100. A prompt that does not fit, with its target, in the model's context is skipped
+and counted in ``zsre_skipped_prompts`` (reported only when some were; see :func:`editkit.context.fitting`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from editkit.context import fitting
 from editkit.scoring import continuation_scores
 
 
@@ -21,20 +23,23 @@ def zsre_accuracy(context: Any) -> dict[str, float]:
     records = [r for r in context.records if "locality" in r and "requested_rewrite" in r]
     if not records:
         return {}
-    prompts, targets, index = [], [], []
+    items: list[tuple[int, str, str, str]] = []  # (record, kind, prompt, target)
     for i, record in enumerate(records):
         rw = record["requested_rewrite"]
         new = _space(rw["target_new"]["str"])
-        items = [("zsre_efficacy", rw["prompt"].replace("{}", rw["subject"]), new)]
-        items += [("zsre_generalisation", p, new) for p in record.get("paraphrase_prompts", [])]
-        items += [("zsre_specificity", loc["prompt"], _space(loc["answer"])) for loc in record["locality"]]
-        for kind, prompt, target in items:
-            prompts.append(prompt)
-            targets.append(target)
-            index.append((i, kind))
-    scores = continuation_scores(context.model, context.tokenizer, prompts, targets,
-                                 batch_size=context.batch_size, device=context.device)
+        items.append((i, "zsre_efficacy", rw["prompt"].replace("{}", rw["subject"]), new))
+        items += [(i, "zsre_generalisation", p, new) for p in record.get("paraphrase_prompts", [])]
+        items += [(i, "zsre_specificity", loc["prompt"], _space(loc["answer"])) for loc in record["locality"]]
+    keep = fitting(context.model, context.tokenizer, [(prompt, (target,)) for *_, prompt, target in items], "zsre")
+    skipped = keep.count(False)
+    items = [item for item, fits in zip(items, keep) if fits]
+    scores = continuation_scores(context.model, context.tokenizer, [item[2] for item in items],
+                                 [item[3] for item in items], batch_size=context.batch_size,
+                                 device=context.device) if items else []
     per: dict[str, dict[int, list[float]]] = {}
-    for (i, kind), (_, hits) in zip(index, scores):
+    for (i, kind, _, _), (_, hits) in zip(items, scores):
         per.setdefault(kind, {}).setdefault(i, []).append(float(hits.float().mean()))
-    return {kind: 100.0 * sum(sum(v) / len(v) for v in by.values()) / len(by) for kind, by in per.items()}
+    out = {kind: 100.0 * sum(sum(v) / len(v) for v in by.values()) / len(by) for kind, by in per.items()}
+    if skipped:
+        out["zsre_skipped_prompts"] = float(skipped)
+    return out

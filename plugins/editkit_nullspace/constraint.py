@@ -9,6 +9,7 @@ The measure names the way out when a later constraint broke ``ΔP = Δ`` (``way_
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -20,6 +21,10 @@ from editkit_nullspace.joint import joint_projection
 from editkit_nullspace.projector import null_space
 
 
+class NullspaceWarning(UserWarning):
+    """The null space at a layer is empty: every update there is projected to zero."""
+
+
 class NullspaceStages:
     """Stage plugin created per run by the ``nullspace`` constraint."""
 
@@ -27,13 +32,38 @@ class NullspaceStages:
         self.hparams = hparams
         self.subspaces: dict[str, Subspace] = {}
         self.range_bases: dict[str, torch.Tensor] = {}  # site module -> orthonormal basis of range(P) [d_in, r]
+        self.empty: dict[str, dict[str, float]] = {}  # site module -> threshold figures, where P = 0
 
     def subspace(self, run: Any, site: Any) -> Subspace:
-        """P for ``site``, derived once per run from C0 of the unedited model."""
+        """P for ``site``, derived once per run from C0 of the unedited model.
+
+        Where no eigenvalue of C0 is below the threshold, P = 0 and every update of the layer
+        becomes 0: that is warned once per layer (:class:`NullspaceWarning`, naming the layer and the
+        threshold) and noted in each batch's layer notes (``nullspace.empty``).
+        """
         if site.module not in self.subspaces:
             evals, evecs = run.require_key_statistics().eigendecomposition(site)
-            self.subspaces[site.module] = null_space(evals, evecs, self.hparams.threshold, self.hparams.relative)
+            sub = null_space(evals, evecs, self.hparams.threshold, self.hparams.relative)
+            self.subspaces[site.module] = sub
+            if sub.dim == 0:
+                self._warn_empty(site, evals)
+        if site.module in self.empty:
+            run.note(site, "nullspace.empty", self.empty[site.module])
         return self.subspaces[site.module]
+
+    def _warn_empty(self, site: Any, evals: torch.Tensor) -> None:
+        hp = self.hparams
+        smallest, largest = float(evals.min()), float(evals.max())
+        tau = hp.threshold * largest if hp.relative else hp.threshold
+        self.empty[site.module] = {"threshold": tau, "smallest_eigenvalue": smallest}
+        given = f"{hp.threshold:g} × the largest eigenvalue {largest:.3g} = {tau:.3g}" if hp.relative else f"{tau:g}"
+        warnings.warn(
+            f"nullspace: the null space at layer {site.layer} is empty: no eigenvalue of C0 is below the threshold "
+            f"{given} (the smallest is {smallest:.3g}), so every update at layer {site.layer} is projected to 0 and "
+            "the layer is not edited; raise --set nullspace.threshold (AlphaEdit's default is 2e-2)",
+            NullspaceWarning,
+            stacklevel=2,
+        )
 
     def range_basis(self, run: Any, site: Any) -> torch.Tensor:
         """Orthonormal basis ``[d_in, r]`` (float64) of range(P) for ``site``, for ``joint`` mode."""
@@ -99,4 +129,4 @@ JOINT_WAY_OUT = ("use --constraint rect --constraint nullspace --set nullspace.m
 """The exact way to keep ``ΔP = Δ`` and RECT's sparsity together, named when either breaks."""
 
 
-__all__ = ["JOINT_WAY_OUT", "NullspaceStages"]
+__all__ = ["JOINT_WAY_OUT", "NullspaceStages", "NullspaceWarning"]

@@ -80,3 +80,17 @@ def test_offline_missing_dataset_says_where_to_put_it(tmp_path, monkeypatch):
     (tmp_path / "datasets" / "zsre.sha256.json").write_text(json.dumps({"sha256": "0" * 64}))
     with pytest.raises(Exception, match="checksum mismatch"):
         resolve("zsre")
+
+
+def test_knowedit_ground_truth_equal_to_the_target_is_an_insertion_without_target_true():
+    """KnowEdit's ZsRE gives ``ground_truth`` == ``target_new`` for edits that insert the true answer; a true
+    target equal to the new one would be a bad record (nothing to edit), so the record has none (#15 item 8)."""
+    from editkit_datasets.formats import from_knowedit
+
+    base = {"subject": "USA-199", "prompt": "What day was USA-199 launched?", "target_new": "20 December 2007"}
+    inserted = from_knowedit({**base, "ground_truth": ["20 December 2007"]}, 0)
+    changed = from_knowedit({**base, "ground_truth": ["20 August 2000"]}, 1)
+    assert "target_true" not in inserted["requested_rewrite"]
+    assert changed["requested_rewrite"]["target_true"] == {"str": "20 August 2000"}
+    requests, problems = parse_records([inserted, changed])
+    assert not problems and [r.target_true for r in requests] == [None, " 20 August 2000"]

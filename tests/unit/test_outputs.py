@@ -31,10 +31,10 @@ def test_a_new_directory_refuses_files_and_non_empty_directories(tmp_path, make,
 
 def test_a_new_directory_under_a_file_or_in_an_unwritable_place(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(UsageError, match=r"file is not a directory"):
+    with pytest.raises(UsageError, match=r"file is a file, so no directory can be made under it"):
         check_new_directory(tmp_path / "file" / "out", "--out")
     if Path("/proc").is_dir():
-        with pytest.raises(UsageError, match="cannot write in /proc"):
+        with pytest.raises(UsageError, match="cannot create anything in /proc"):
             check_new_directory(Path("/proc/editkit-out"), "--out")
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from editkit.errors import InputError
-from editkit.requests import EditRequest, load_requests, requests_from_records
+from editkit.requests import EditRequest, load_requests, parse_records, requests_from_records
 
 
 def record(case_id=0, **rewrite):
@@ -30,6 +30,7 @@ def test_valid_request_gets_leading_spaces():
         ({"target_new": "  "}, "target_new"),
         ({"subject": ""}, "subject"),
         ({"subject": " padded "}, "subject"),
+        ({"target_new": "French", "target_true": " French"}, "target_new"),  # nothing to edit (#15 item 8)
     ],
 )
 def test_invalid_request_names_the_field(kwargs, field):
@@ -66,3 +67,10 @@ def test_all_bad_records_are_named(tmp_path):
     path.write_text(json.dumps({"a": 1}))
     with pytest.raises(InputError, match="expected a JSON list"):
         load_requests(path)
+
+
+def test_a_record_whose_new_target_is_its_true_target_is_a_bad_record():
+    requests, problems = parse_records([record(0), record(1, target_new={"str": "French"})])
+    assert [r.case_id for r in requests] == ["0"]
+    assert problems == ["record 1 (case_id 1): requested_rewrite.target_new.str: 'French' is also target_true: "
+                        "there is nothing to edit"]
