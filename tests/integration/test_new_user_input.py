@@ -169,7 +169,7 @@ def test_skip_invalid_skips_over_long_requests_and_metrics_skip_over_long_prompt
     assert "skipped 1 record(s) too long for the model's context of 64 positions" in proc.stderr
     assert "counterfact: skipped 2 of" in proc.stderr
     result = json.loads((out / "result.json").read_text())
-    assert [r["case_id"] for r in result["requests"]] == ["0", "2"]
+    assert [r["case_id"] for r in result["requests"]] == [0, 2]  # the records' own type
     assert result["summary"]["skipped_records"] == 1
     assert result["manifest"]["skipped_records"][0].startswith("record 1 (case_id 1): requested_rewrite.prompt")
     for phase in ("pre", "post"):
