@@ -46,8 +46,10 @@ def token_budget(text: str) -> int | None:
     return value
 
 
-def describe_budget(max_tokens: int | None) -> str:
-    return "every selected document" if max_tokens is None else f"{max_tokens:,} tokens"
+def describe_budget(max_tokens: int | None, *, up_to: bool = False) -> str:
+    if max_tokens is None:
+        return "every selected document"
+    return f"{'up to ' if up_to else ''}{max_tokens:,} tokens"
 
 
 def corpus_selection(text: str, *, max_tokens: int | None, samples: int | None = None, seed: int | None = None,

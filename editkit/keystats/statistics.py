@@ -215,15 +215,21 @@ class KeyStatistics:
             self._report(line)
 
     def _say_reused(self, sites: Sequence[Site]) -> None:
-        counts = sorted({self._stats[s.module].count for s in sites})
-        folders = sorted({str(self._stats[s.module].path.parent) for s in sites if self._stats[s.module].path})
-        self._say(f"key statistics: layers {_layers(sites)} reused from {', '.join(folders)} "
-                  f"({' / '.join(f'{c:,}' for c in counts)} tokens; asked for at least "
-                  f"{describe_budget(self.max_tokens)}), nothing recomputed")
+        stats = [self._stats[s.module] for s in sites]
+        counts = sorted({s.count for s in stats})
+        folders = sorted({str(s.path.parent) for s in stats if s.path is not None})
+        if all(s.identity.get("max_tokens") is None or s.count < s.identity["max_tokens"] for s in stats):
+            size = "the whole corpus selection"
+        elif self.max_tokens is not None and counts[0] > self.max_tokens:
+            size = f"more than the {self.max_tokens:,} asked for"
+        else:
+            size = "as asked for"
+        self._say(f"key statistics: {_layers(sites)} reused from {', '.join(folders)} "
+                  f"({' / '.join(f'{c:,}' for c in counts)} tokens, {size}); nothing recomputed")
 
     def _say_collecting(self, sites: Sequence[Site], candidates: list[Candidate]) -> None:
-        head = (f"key statistics: computing C0 of layers {_layers(sites)} over {self.corpus.describe()} "
-                f"({describe_budget(self.max_tokens)}, documents truncated to {self.max_length} tokens)")
+        head = (f"key statistics: computing C0 of {_layers(sites)} over {self.corpus.describe()} "
+                f"({describe_budget(self.max_tokens, up_to=True)}, documents truncated to {self.max_length} tokens)")
         if self.store is None:
             self._say(f"{head} in memory (no statistics store)")
             return
@@ -235,9 +241,11 @@ class KeyStatistics:
         for site in sites:
             verdict = closest(candidates, self.identity(site))
             assert verdict is not None
-            why = f"{', '.join(verdict.differences)} [{verdict.candidate.path.name}]"
+            path = verdict.candidate.path
+            shown = path.relative_to(self.store.root) if path.is_relative_to(self.store.root) else path
+            why = f"{', '.join(verdict.differences)} [{shown}]"
             reasons.setdefault(why, []).append(site)
-        told = "; ".join(why if len(reasons) == 1 else f"layers {_layers(group)}: {why}"
+        told = "; ".join(why if len(reasons) == 1 else f"{_layers(group)}: {why}"
                          for why, group in reasons.items())
         self._say(f"{where}; the closest stored statistics differ in {told}")
 
@@ -307,9 +315,8 @@ class KeyStatistics:
                 store.save_checkpoint(identities, totals, position=position, tokens=tokens, layout=plan.layout())
 
         host = self.host if self.corpus.kind == "registered" else None
-        layers = _layers(sites)
         with collection_progress(
-            f"C0 layers {layers}", enabled=self.progress and self.dist.is_main, max_tokens=self.max_tokens,
+            f"C0 {_layers(sites)}", enabled=self.progress and self.dist.is_main, max_tokens=self.max_tokens,
             samples=self.corpus.samples, start_tokens=resume.tokens if resume else 0,
         ) as bar:
             result = collect(
@@ -334,5 +341,5 @@ class KeyStatistics:
         self.dist.barrier()
 
 
-def _layers(sites: Iterable[Site]) -> str:
-    return ", ".join(str(s.layer) for s in sites)
+def _layers(sites: Sequence[Site]) -> str:
+    return ("layer " if len(sites) == 1 else "layers ") + ", ".join(str(s.layer) for s in sites)
