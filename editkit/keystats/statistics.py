@@ -238,15 +238,17 @@ class KeyStatistics:
             self._say(f"{where}; no statistics stored there yet")
             return
         reasons: dict[str, list[Site]] = {}
+        folders: dict[str, set[str]] = {}
         for site in sites:
             verdict = closest(candidates, self.identity(site))
             assert verdict is not None
-            path = verdict.candidate.path
-            shown = path.relative_to(self.store.root) if path.is_relative_to(self.store.root) else path
-            why = f"{', '.join(verdict.differences)} [{shown}]"
+            why = ", ".join(verdict.differences)
             reasons.setdefault(why, []).append(site)
-        told = "; ".join(why if len(reasons) == 1 else f"{_layers(group)}: {why}"
-                         for why, group in reasons.items())
+            folder = verdict.candidate.path.parent
+            folders.setdefault(why, set()).add(str(folder.relative_to(self.store.root))
+                                               if folder.is_relative_to(self.store.root) else str(folder))
+        told = "; ".join((why if len(reasons) == 1 else f"{_layers(group)}: {why}")
+                         + f" [in {', '.join(sorted(folders[why]))}]" for why, group in reasons.items())
         self._say(f"{where}; the closest stored statistics differ in {told}")
 
     def stored(self, site: Site) -> StoredStatistics:
