@@ -2,7 +2,8 @@
 
 Examples::
 
-    editkit stats --model gpt2-xl --layers 13-17 --corpus hf:wikimedia/wikipedia:20231101.en
+    editkit stats --model gpt2-xl --layers 13-17 --corpus hf:wikimedia/wikipedia:20231101.en --max-tokens all
+                                                # the reference's C0: 100,000 articles (--samples to change)
     editkit stats --model ./tiny --layers 1,2 --corpus leads.jsonl:text --max-tokens 100000
     editkit stats --show                                        # everything stored, no model needed
     torchrun --nproc-per-node 4 -m editkit stats --model ... --layers ...   # sharded over ranks

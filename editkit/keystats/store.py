@@ -278,8 +278,8 @@ class StatsStore:
             try:
                 os.rmdir(tempfile.mkdtemp(prefix=".editkit-probe-", dir=existing))
             except OSError as exc:
-                where = "" if existing == root else f" ({existing}, where it would be created, is not)"
-                problem = f"is not writable{where}: {exc.strerror or exc}"
+                where = "is not writable" if existing == root else f"cannot be created in {existing}"
+                problem = f"{where}: {exc.strerror or exc}"
         if problem is not None:
             raise UsageError(f"key statistics store {root} {problem}{hint}")
 
