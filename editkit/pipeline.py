@@ -248,6 +248,8 @@ def _stats_identity(key_statistics: Any, run: EditRun) -> Any:
     if key_statistics is None or not hasattr(key_statistics, "identity"):
         return None
     try:
+        if hasattr(key_statistics, "provenance"):  # the statistics used: stored identity, real tokens, file
+            return {s.module: key_statistics.provenance(s) for s in run.sites}
         return {s.module: key_statistics.identity(s) for s in run.sites}
     except Exception as exc:  # identity is informative only
         return {"error": str(exc)}

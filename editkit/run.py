@@ -212,8 +212,9 @@ class EditRun:
     def require_key_statistics(self) -> Any:
         if self.key_statistics is None:
             raise UsageError(
-                "this run needs key statistics (C0) of the edited layers: pass --stats-dir and --corpus "
-                "(or a key_statistics provider in the API)"
+                "this run needs key statistics (C0) of the edited layers: pass --corpus with their background "
+                "text, e.g. --corpus wiki.jsonl:text (--stats-dir only says where they are stored; in the API, "
+                "pass key_statistics)"
             )
         return self.key_statistics
 

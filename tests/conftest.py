@@ -16,3 +16,11 @@ def require_real_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {name} not available (expected at {path}; ../shared is absent)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def private_stats_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`editkit run` and `editkit stats` keep key statistics in the user's cache by default: each test gets its
+    own store instead (not the developer's cache, and no reuse between tests that would make results depend on
+    test order)."""
+    monkeypatch.setenv("EDITKIT_STATS_DIR", str(tmp_path_factory.mktemp("stats-store")))

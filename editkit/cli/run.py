@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from editkit.keystats.defaults import DEFAULT_MAX_TOKENS, token_budget
 
 DEFAULT_DATASET = "demo"
 DEFAULT_DATASET_EDITS = 300  # sequential edits on a dataset when --num-edits is not given
@@ -44,11 +47,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="hyperparameter override, e.g. --set v_lr=0.5 --set nullspace.l2=10")
     p.add_argument("--constrain-mode", choices=("inline", "posthoc"), default=None,
                    help="where delta-transforming constraints act (default: the editor's, else inline)")
-    p.add_argument("--stats-dir", type=Path, help="key statistics store (C0); computed there when missing (default "
-                   "for a dataset's own model: $EDITKIT_CACHE/stats, else none: computed in memory)")
+    p.add_argument("--stats-dir", type=Path, help="key statistics store (C0), shared with editkit stats: reused when "
+                   "stored, else computed and stored there (default $EDITKIT_STATS_DIR, else $EDITKIT_CACHE/stats)")
+    p.add_argument("--no-stats-store", action="store_true",
+                   help="compute key statistics in memory: neither read nor write a statistics store")
     p.add_argument("--corpus", help="text corpus for key statistics: FILE.txt, FILE.jsonl[:field], "
                    "hf:NAME[:CONFIG[:SPLIT]], or a registered dataset name (default: the dataset's own corpus)")
-    p.add_argument("--stats-max-tokens", type=int, default=200_000, help="tokens of corpus for C0 (default 200000)")
+    p.add_argument("--stats-max-tokens", type=token_budget, default=DEFAULT_MAX_TOKENS, metavar="N|all",
+                   help=f"tokens of corpus for C0, at least (stored statistics of more tokens are reused; default "
+                        f"{DEFAULT_MAX_TOKENS}, as editkit stats)")
     p.add_argument("--stats-max-length", type=int, help="max tokens per corpus text (default: the model's context)")
     p.add_argument("--metrics", help="comma list of metrics (default: counterfact,fluency,retention for datasets, "
                    "counterfact for --requests; 'none' for no evaluation); see `editkit plugins`")
@@ -113,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
             "dataset": None if args.requests is not None else (args.dataset or DEFAULT_DATASET),
             "model": args.model,
             "corpus": args.corpus,
-            "stats_dir": str(args.stats_dir) if args.stats_dir else None,
+            "stats_dir": stats_store_dir(args),
             "stats_max_length": args.stats_max_length,
             "stats_max_tokens": args.stats_max_tokens,
             "metrics": args.metrics,
@@ -187,6 +194,12 @@ def main(args: argparse.Namespace) -> int:
         if not requests:
             raise InputError("no requests left after --offset/--num-edits")
 
+    corpus = invocation["corpus"] or (dataset.name if dataset is not None and dataset.corpus is not None else None)
+    if corpus is not None and invocation["stats_dir"] is not None:
+        from editkit.keystats.store import StatsStore
+
+        StatsStore(root=invocation["stats_dir"]).check_writable(  # a file, a read-only folder: exit 2 before work
+            "; give another with --stats-dir, or --no-stats-store to keep statistics in memory")
     model_id = invocation["model"]
     if model_id is None:
         if dataset is None or dataset.model is None:
@@ -194,11 +207,6 @@ def main(args: argparse.Namespace) -> int:
         model_id = str(dataset.model())
         invocation["model"] = model_id
         config = attrs.evolve(config, defaults=dataset.settings)  # calibrated for this model
-        if invocation["stats_dir"] is None and invocation["corpus"] is None:
-            from editkit.cachedir import cache_root
-
-            # the dataset's own model and corpus: cache its statistics for the next run (keyed exactly)
-            invocation["stats_dir"] = str(cache_root() / "stats")
     with model_loading(model_id, enabled=not args.quiet):
         model, tokenizer = load_model(model_id, device=config.device)
     if args.resume is None:  # now that the tokenizer and the model's context length are known
@@ -210,20 +218,21 @@ def main(args: argparse.Namespace) -> int:
     if invocation.get("retention_probes"):
         extras["fact_probes"] = read_retention_probes(Path(invocation["retention_probes"]))
 
-    corpus = invocation["corpus"] or (dataset.name if dataset is not None and dataset.corpus is not None else None)
     show = not args.quiet  # bars on a terminal, plain lines otherwise (editkit.progress)
     with progress_display(enabled=show) as progress:
         key_statistics = None
         if corpus is not None:
-            from editkit.keystats import CorpusSpec, KeyStatistics
+            from editkit.keystats import KeyStatistics
+            from editkit.keystats.defaults import corpus_selection
             from editkit.layout import resolve_layout
 
             key_statistics = KeyStatistics(
                 model=model, tokenizer=tokenizer,
                 layout=resolve_layout(model, host.catalog.entries["architectures"]),
-                corpus=CorpusSpec.parse(corpus), stats_dir=invocation["stats_dir"],
-                max_length=invocation["stats_max_length"], max_tokens=invocation["stats_max_tokens"],
-                model_id=model_id, progress=show,
+                corpus=corpus_selection(corpus, max_tokens=invocation["stats_max_tokens"]),
+                stats_dir=invocation["stats_dir"], max_length=invocation["stats_max_length"],
+                max_tokens=invocation["stats_max_tokens"], model_id=model_id, progress=show,
+                report=lambda line: print(line, file=sys.stderr),
             )
         result = execute(
             model=model, tokenizer=tokenizer, requests=requests, config=config, out_dir=out_dir,
@@ -240,6 +249,18 @@ def main(args: argparse.Namespace) -> int:
         f"{out_dir}/deltas.safetensors and the journal {out_dir}/journal"
     )
     return 0
+
+
+def stats_store_dir(args: argparse.Namespace) -> str | None:
+    """The statistics store of a new run: --stats-dir, else the default one editkit stats writes; None: in memory."""
+    from editkit.errors import UsageError
+    from editkit.keystats.defaults import default_stats_dir
+
+    if args.no_stats_store and args.stats_dir is not None:
+        raise UsageError("--no-stats-store and --stats-dir contradict each other: give one")
+    if args.no_stats_store:
+        return None
+    return str(args.stats_dir if args.stats_dir is not None else default_stats_dir())
 
 
 def read_retention_probes(path: Path) -> list[tuple[str, str, str]]:

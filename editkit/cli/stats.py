@@ -2,10 +2,15 @@
 
 Examples::
 
-    editkit stats --model gpt2-xl --layers 13-17 --corpus hf:wikimedia/wikipedia:20231101.en
+    editkit stats --model gpt2-xl --layers 13-17 --corpus hf:wikimedia/wikipedia:20231101.en --max-tokens all
+                                                # the reference's C0: 100,000 articles (--samples to change)
     editkit stats --model ./tiny --layers 1,2 --corpus leads.jsonl:text --max-tokens 100000
-    editkit stats --show --stats-dir data/stats                 # everything stored, no model needed
+    editkit stats --show                                        # everything stored, no model needed
     torchrun --nproc-per-node 4 -m editkit stats --model ... --layers ...   # sharded over ranks
+
+Statistics go to the store ``editkit run`` reads: ``--stats-dir``, else ``$EDITKIT_STATS_DIR``,
+else ``$EDITKIT_CACHE/stats``; the default token budget is ``editkit run``'s (200,000), and a run
+reuses stored statistics of at least the tokens it asks for (:mod:`editkit.keystats.reuse`).
 
 Exit codes: 0 success, 2 bad usage or input (nothing written), 1 runtime failure.
 """
@@ -14,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from editkit.errors import InputError, UsageError
+from editkit.keystats.defaults import DEFAULT_MAX_TOKENS, HF_DEFAULT_SAMPLES, default_stats_dir, token_budget
 
-DEFAULT_STATS_DIR = "data/stats"
-HF_DEFAULT_SAMPLES = 100_000  # the reference's mom2_n_samples (articles)
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
@@ -59,16 +62,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--text-field", help="record field holding the text (json/hf/registered; default text)")
     p.add_argument("--samples", type=int, help="use the first N documents (after --seed shuffling); "
-                   f"default {HF_DEFAULT_SAMPLES} for hf: corpora when --max-tokens is not given, else all")
+                   f"default {HF_DEFAULT_SAMPLES} for hf: corpora with --max-tokens all, else all")
     p.add_argument("--seed", type=int, help="shuffle the documents with this seed first (default: corpus order)")
-    p.add_argument("--max-tokens", type=int, help="stop after exactly N tokens")
+    p.add_argument("--max-tokens", type=token_budget, default=DEFAULT_MAX_TOKENS, metavar="N|all",
+                   help=f"stop after exactly N tokens, or 'all' documents (default {DEFAULT_MAX_TOKENS}, as "
+                        "editkit run's --stats-max-tokens)")
     p.add_argument("--max-length", type=int,
                    help="truncate each document to N tokens (default: model context, at most 4096)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="accumulation dtype")
     p.add_argument("--batch-tokens", type=int,
                    help="padded tokens per forward batch (default max(3 × max length, 8192))")
     p.add_argument("--stats-dir", type=Path, default=None,
-                   help=f"statistics store (default $EDITKIT_STATS_DIR or {DEFAULT_STATS_DIR})")
+                   help="statistics store, the one editkit run reads (default $EDITKIT_STATS_DIR, else "
+                        "$EDITKIT_CACHE/stats)")
     p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
                    help="checkpoint partial sums this often (default 300)")
     p.add_argument("--device", help="torch device (default: cuda if available, per rank under torchrun)")
@@ -82,7 +88,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _stats_dir(args: argparse.Namespace) -> Path:
-    return Path(args.stats_dir or os.environ.get("EDITKIT_STATS_DIR") or DEFAULT_STATS_DIR)
+    return Path(args.stats_dir) if args.stats_dir is not None else default_stats_dir()
 
 
 def _load_model(name: str, device: Any) -> tuple[Any, Any]:
@@ -111,25 +117,22 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _corpus(args: argparse.Namespace) -> Any:
-    from editkit.keystats.corpus import WIKIPEDIA, CorpusSpec
+    from editkit.keystats.corpus import WIKIPEDIA
+    from editkit.keystats.defaults import corpus_selection
 
     for flag in ("samples", "max_tokens", "max_length", "batch_tokens", "seed"):
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "seed" else 1):
             raise UsageError(f"--{flag.replace('_', '-')} must be {'non-negative' if flag == 'seed' else 'positive'}")
-    selection: dict[str, Any] = {"samples": args.samples, "seed": args.seed}
-    if args.text_field:
-        selection["text_field"] = args.text_field
-    corpus = CorpusSpec.parse(args.corpus or WIKIPEDIA, **selection)
-    if corpus.kind == "hf" and args.samples is None and args.max_tokens is None:
-        corpus = CorpusSpec.parse(args.corpus or WIKIPEDIA, **{**selection, "samples": HF_DEFAULT_SAMPLES})
-    return corpus
+    return corpus_selection(args.corpus or WIKIPEDIA, max_tokens=args.max_tokens, samples=args.samples,
+                            seed=args.seed, text_field=args.text_field)
 
 
 def _collect(args: argparse.Namespace, dist: Any) -> int:
     import torch
 
     from editkit.keystats.statistics import DTYPES, KeyStatistics
+    from editkit.keystats.store import StatsStore
     from editkit.layout import resolve_layout
     from editkit.plugins import PluginHost
 
@@ -137,6 +140,7 @@ def _collect(args: argparse.Namespace, dist: Any) -> int:
         raise UsageError("give --model and --layers (or --show alone to list the store)")
     layers = parse_layers(args.layers)
     corpus = _corpus(args)
+    StatsStore(root=_stats_dir(args)).check_writable("; give another with --stats-dir")  # exit 2 before any work
     host = PluginHost()
     corpus.check(host)  # unreadable / empty / missing text field: exit 2 before loading anything
     device = torch.device(args.device) if args.device else dist.device()
@@ -150,6 +154,7 @@ def _collect(args: argparse.Namespace, dist: Any) -> int:
         max_length=args.max_length, max_tokens=args.max_tokens, dtype=DTYPES[args.dtype],
         model_id=args.model_id or args.model, progress=not args.no_progress, batch_tokens=args.batch_tokens,
         checkpoint_seconds=args.checkpoint_every, host=host, distributed=dist,
+        report=lambda line: print(line, file=sys.stderr),
     )
     stats.prepare(sites)
     if not dist.is_main:
@@ -176,6 +181,8 @@ def _show_store(args: argparse.Namespace) -> int:
     from editkit.keystats.store import StatsStore
 
     store = StatsStore(root=_stats_dir(args))
+    if store.root.exists() and not store.root.is_dir():
+        raise UsageError(f"key statistics store {store.root} is not a directory; give another with --stats-dir")
     wanted = set(parse_layers(args.layers)) if args.layers else None
     rows = []
     for path in store.entries():

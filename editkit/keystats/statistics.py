@@ -8,7 +8,7 @@ pass over the corpus. Collected statistics are written to the store (rank 0 only
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +17,11 @@ import torch
 from editkit.errors import UsageError
 from editkit.keystats.collect import CollectionPlan, CollectionResult, ResumeState, collect
 from editkit.keystats.corpus import CorpusSpec
+from editkit.keystats.defaults import describe_budget
 from editkit.keystats.distributed import DistContext
 from editkit.keystats.identity import model_identity, site_identity
 from editkit.keystats.progress import collection_progress
+from editkit.keystats.reuse import Candidate, choose, closest
 from editkit.keystats.spectrum import DEFAULT_THRESHOLD, SpectrumSummary
 from editkit.keystats.store import StatsStore, StoredStatistics, statistics_sha256
 
@@ -88,6 +90,12 @@ class KeyStatistics:
     :param checkpoint_seconds: how often a collection checkpoints (with ``stats_dir``).
     :param host: plugin host for registered corpora (a fresh one by default).
     :param distributed: the process group context (default: the initialised group, if any).
+    :param report: called with one line when statistics are reused from the store or collected
+        (and, then, why stored files did not match); None says nothing.
+
+    A stored file is reused when it matches every key field and holds at least the tokens asked
+    for (:mod:`editkit.keystats.reuse`): ``max_tokens`` is a minimum, and a larger collection
+    over the same corpus selection is used as it is (:meth:`provenance` gives its real count).
     """
 
     def __init__(
@@ -107,6 +115,7 @@ class KeyStatistics:
         checkpoint_seconds: float = 300.0,
         host: PluginHost | None = None,
         distributed: DistContext | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -140,6 +149,8 @@ class KeyStatistics:
         self._moments: dict[str, torch.Tensor] = {}
         self._eigh: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.last_collection: CollectionResult | None = None
+        self._report = report
+        self._reused: set[str] = set()
 
     # ------------------------------------------------------------------ identity
 
@@ -169,16 +180,76 @@ class KeyStatistics:
     def prepare(self, sites: Iterable[Site]) -> None:
         """Make every site's statistics available, collecting all missing ones in one pass."""
         missing: list[Site] = []
+        reused: list[Site] = []
+        candidates: list[Candidate] | None = None
         for site in sites:
             if site.module in self._stats or any(s.module == site.module for s in missing):
                 continue
-            stored = self.store.load(self.identity(site)) if self.store is not None else None
+            if candidates is None:  # read the store's headers once, and only when something is looked up
+                candidates = self.store.candidates() if self.store is not None else []
+            stored = self._lookup(site, candidates) if self.store is not None else None
             if stored is not None:
                 self._stats[site.module] = stored
+                self._reused.add(site.module)
+                reused.append(site)
             else:
                 missing.append(site)
+        if reused:
+            self._say_reused(sorted(reused, key=lambda s: s.layer))
         if missing:
-            self._collect(sorted(missing, key=lambda s: s.layer))
+            missing.sort(key=lambda s: s.layer)
+            self._say_collecting(missing, candidates or [])
+            self._collect(missing)
+
+    def _lookup(self, site: Site, candidates: list[Candidate]) -> StoredStatistics | None:
+        """The reusable stored statistics with the most tokens (an exact match wins a tie), else None."""
+        assert self.store is not None
+        wanted = self.identity(site)
+        best = choose(candidates, wanted)
+        if best is not None:
+            return self.store.read(best.path)
+        return self.store.load(wanted)  # None, or CorruptStatisticsError for a damaged file of exactly this key
+
+    def _say(self, line: str) -> None:
+        if self._report is not None and self.dist.is_main:
+            self._report(line)
+
+    def _say_reused(self, sites: Sequence[Site]) -> None:
+        stats = [self._stats[s.module] for s in sites]
+        counts = sorted({s.count for s in stats})
+        folders = sorted({str(s.path.parent) for s in stats if s.path is not None})
+        if all(s.identity.get("max_tokens") is None or s.count < s.identity["max_tokens"] for s in stats):
+            size = "the whole corpus selection"
+        elif self.max_tokens is not None and counts[0] > self.max_tokens:
+            size = f"more than the {self.max_tokens:,} asked for"
+        else:
+            size = "as asked for"
+        self._say(f"key statistics: {_layers(sites)} reused from {', '.join(folders)} "
+                  f"({' / '.join(f'{c:,}' for c in counts)} tokens, {size}); nothing recomputed")
+
+    def _say_collecting(self, sites: Sequence[Site], candidates: list[Candidate]) -> None:
+        head = (f"key statistics: computing C0 of {_layers(sites)} over {self.corpus.describe()} "
+                f"({describe_budget(self.max_tokens, up_to=True)}, documents truncated to {self.max_length} tokens)")
+        if self.store is None:
+            self._say(f"{head} in memory (no statistics store)")
+            return
+        where = f"{head}, to store in {self.store.root}"
+        if not candidates:
+            self._say(f"{where}; no statistics stored there yet")
+            return
+        reasons: dict[str, list[Site]] = {}
+        folders: dict[str, set[str]] = {}
+        for site in sites:
+            verdict = closest(candidates, self.identity(site))
+            assert verdict is not None
+            why = ", ".join(verdict.differences)
+            reasons.setdefault(why, []).append(site)
+            folder = verdict.candidate.path.parent
+            folders.setdefault(why, set()).add(str(folder.relative_to(self.store.root))
+                                               if folder.is_relative_to(self.store.root) else str(folder))
+        told = "; ".join((why if len(reasons) == 1 else f"{_layers(group)}: {why}")
+                         + f" [in {', '.join(sorted(folders[why]))}]" for why, group in reasons.items())
+        self._say(f"{where}; the closest stored statistics differ in {told}")
 
     def stored(self, site: Site) -> StoredStatistics:
         self.prepare([site])
@@ -210,7 +281,16 @@ class KeyStatistics:
 
     def path(self, site: Site) -> Path | None:
         """Where the site's statistics are stored (None in memory-only mode)."""
+        if site.module in self._stats and self._stats[site.module].path is not None:
+            return self._stats[site.module].path
         return self.store.stats_path(self.identity(site)) if self.store is not None else None
+
+    def provenance(self, site: Site) -> dict[str, Any]:
+        """What the site's statistics are (their stored identity), their real token count, file and source."""
+        stats = self.stored(site)
+        return {"identity": stats.identity or self.identity(site), "tokens": stats.count,
+                "path": str(stats.path) if stats.path is not None else None,
+                "source": "store" if site.module in self._reused else "collected"}
 
     # ------------------------------------------------------------------ collection
 
@@ -237,9 +317,8 @@ class KeyStatistics:
                 store.save_checkpoint(identities, totals, position=position, tokens=tokens, layout=plan.layout())
 
         host = self.host if self.corpus.kind == "registered" else None
-        layers = ", ".join(str(s.layer) for s in sites)
         with collection_progress(
-            f"C0 layers {layers}", enabled=self.progress and self.dist.is_main, max_tokens=self.max_tokens,
+            f"C0 {_layers(sites)}", enabled=self.progress and self.dist.is_main, max_tokens=self.max_tokens,
             samples=self.corpus.samples, start_tokens=resume.tokens if resume else 0,
         ) as bar:
             result = collect(
@@ -262,3 +341,7 @@ class KeyStatistics:
         if store is not None and self.dist.is_main:
             store.remove_checkpoint(identities)
         self.dist.barrier()
+
+
+def _layers(sites: Sequence[Site]) -> str:
+    return ("layer " if len(sites) == 1 else "layers ") + ", ".join(str(s.layer) for s in sites)

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,8 +35,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from editkit.errors import EditkitError
+from editkit.errors import EditkitError, UsageError
 from editkit.keystats.identity import FORMAT, canonical_json, digest, tensor_bytes
+from editkit.keystats.reuse import Candidate
 
 _SLUG = re.compile(r"[^A-Za-z0-9._\-]+")
 KIND_STATS = "statistics"
@@ -239,6 +241,47 @@ class StatsStore:
             return iter(())
         return iter(sorted(p for p in self.root.glob("*/*.safetensors")
                            if not p.name.startswith(".") and not p.name.endswith(".eigh.safetensors")))
+
+    def candidates(self) -> list[Candidate]:
+        """Every complete-statistics file under the root, as its header describes it (no tensor is read).
+
+        Files whose header cannot be read are left out here; reading one (:meth:`read`) still
+        raises :class:`CorruptStatisticsError`.
+        """
+        out = []
+        for path in self.entries():
+            try:
+                with safe_open(str(path), framework="pt") as fh:
+                    metadata = dict(fh.metadata() or {})
+                if metadata.get("editkit.kind") != KIND_STATS:
+                    continue
+                out.append(Candidate(path=path, identity=json.loads(metadata["editkit.identity"]),
+                                     count=int(metadata["editkit.token_count"])))
+            except Exception:  # a damaged header: not a candidate (a lookup of exactly its key says why)
+                continue
+        return out
+
+    def check_writable(self, hint: str = "") -> None:
+        """Raise :class:`~editkit.errors.UsageError` (naming the root, then ``hint``) unless the root is, or can
+        be made, a writable directory. Nothing is left behind: the probe is a temporary folder, removed at once.
+        """
+        root = self.root
+        problem = None
+        existing = root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if root.exists() and not root.is_dir():
+            problem = "is not a directory"
+        elif not existing.is_dir():
+            problem = f"cannot be created: {existing} is not a directory"
+        else:
+            try:
+                os.rmdir(tempfile.mkdtemp(prefix=".editkit-probe-", dir=existing))
+            except OSError as exc:
+                where = "is not writable" if existing == root else f"cannot be created in {existing}"
+                problem = f"{where}: {exc.strerror or exc}"
+        if problem is not None:
+            raise UsageError(f"key statistics store {root} {problem}{hint}")
 
     # ------------------------------------------------------------------ eigendecomposition cache
 

@@ -13,7 +13,7 @@ import torch
 
 from editkit.cli.main import main as cli
 from editkit.keystats import CorpusSpec, KeyStatistics
-from editkit.keystats.store import CorruptStatisticsError, StatsStore
+from editkit.keystats.store import CorruptStatisticsError, StatsStore, slug
 from editkit.layout import resolve_layout
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -269,6 +269,46 @@ def test_eigendecomposition_is_cached_on_disk(tiny, corpus_file, tmp_path, monke
     assert torch.equal(cached_values, eigenvalues) and torch.equal(cached_vectors, eigenvectors)
     summary = again.summary(site, threshold=1e-3)
     assert summary.null_space == int((eigenvalues < 1e-3).sum()) and summary.tokens == 600
+
+
+def test_stored_statistics_of_at_least_the_tokens_asked_for_are_reused(tiny, model_dir, corpus_file, tmp_path,
+                                                                         monkeypatch):
+    """Issue #15 item 3: a larger collection is reused as it is (its real count recorded), a smaller one is
+    recomputed with the reason said, and the model's name is a label, not a key."""
+    import editkit.keystats.statistics as statistics
+
+    model, tokenizer, layout = tiny
+    sites = [layout.site(1), layout.site(2)]
+    lines: list[str] = []
+    base = dict(model=model, tokenizer=tokenizer, layout=layout, corpus=CorpusSpec.parse(str(corpus_file)),
+                stats_dir=tmp_path, max_length=16, model_id=str(model_dir), report=lines.append)
+    capped = KeyStatistics(**base, max_tokens=300)
+    capped.prepare(sites)
+    assert lines == [f"key statistics: computing C0 of layers 1, 2 over {corpus_file}:text (up to 300 tokens, "
+                     f"documents truncated to 16 tokens), to store in {tmp_path}; no statistics stored there yet"]
+    whole = KeyStatistics(**base, max_tokens=None)
+    whole.prepare(sites)  # 300 tokens are not the whole corpus: collected, and the line says why
+    assert "differ in tokens (stored 300 of a 300-token budget, this run needs every selected document)" in lines[1]
+    total = whole.token_count(sites[0])
+    assert total > 300
+
+    def no_collection(*args, **kwargs):
+        raise AssertionError("statistics recomputed although a larger collection is stored")
+
+    monkeypatch.setattr(statistics, "collect", no_collection)
+    lines.clear()
+    reuse = KeyStatistics(**{**base, "model_id": "./another/name/of/the/same/model"}, max_tokens=200)
+    reuse.prepare(sites)
+    assert lines == [f"key statistics: layers 1, 2 reused from {tmp_path / slug(str(model_dir))} ({total:,} tokens, "
+                     "the whole corpus selection); nothing recomputed"]
+    provenance = reuse.provenance(sites[0])
+    assert provenance["source"] == "store" and provenance["tokens"] == total
+    assert provenance["identity"]["max_tokens"] is None and provenance["path"] == str(whole.path(sites[0]))
+    assert torch.equal(reuse.second_moment(sites[0]), whole.second_moment(sites[0]))
+    lines.clear()
+    with pytest.raises(AssertionError, match="recomputed"):  # another max_length is another key
+        KeyStatistics(**{**base, "max_length": 8}, max_tokens=200).prepare(sites)
+    assert "differ in max_length (stored 16, this run 8)" in lines[0]
 
 
 def test_registered_corpus_through_the_plugin_catalog(tiny, tmp_path):

@@ -64,7 +64,7 @@ def test_sigkill_mid_collection_then_resume_equals_uninterrupted(model_dir, tmp_
     corpus = write_jsonl(tmp_path / "corpus.jsonl", synthetic_texts(2500, seed=7))
     stats_dir = tmp_path / "stats"
     args = stats_cmd(model_dir, corpus, stats_dir, "--layers", "1,3", "--max-length", "32", "--batch-tokens", "64",
-                     "--checkpoint-every", "0")
+                     "--checkpoint-every", "0", "--max-tokens", "all")
     proc = subprocess.Popen([sys.executable, *args], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     partial = stats_dir / slug(str(model_dir)) / ".partial"
     deadline = time.monotonic() + 120
