@@ -21,7 +21,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="edit facts in a model",
         description="Edit facts in a model. With no --model/--requests, edits the built-in demo world.",
     )
-    p.add_argument("--model", help="save_pretrained directory or hub name (default: the demo world's model)")
+    p.add_argument("--model", help="registered model name (see `editkit models`), save_pretrained directory, .gguf "
+                   "file or hub name (default: the dataset's own model)")
     p.add_argument("--requests", type=Path, help="JSON list of CounterFact-style records")
     p.add_argument("--dataset", metavar="NAME_OR_PATH",
                    help=f"registered dataset name, or a local dataset file (default {DEFAULT_DATASET!r} when no "
@@ -76,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
     from editkit.errors import InputError, UsageError
     from editkit.hparams import parse_assignments, parse_int_list
     from editkit.journal import Journal
-    from editkit.models import load_model
+    from editkit.models import load_model, resolve_model
     from editkit.pipeline import execute
     from editkit.plugins import PluginHost
     from editkit.progress import rich_progress
@@ -197,7 +198,9 @@ def main(args: argparse.Namespace) -> int:
 
             # the dataset's own model and corpus: cache its statistics for the next run (keyed exactly)
             invocation["stats_dir"] = str(cache_root() / "stats")
-    model, tokenizer = load_model(model_id, device=config.device)
+    source = resolve_model(model_id, catalog=host.catalog, progress=not args.quiet and sys.stderr.isatty())
+    model_id = source.location  # a registered name or .gguf: its converted directory, the weights' identity
+    model, tokenizer = load_model(source, device=config.device)
     extras = dict(dataset.extras()) if dataset is not None and dataset.extras is not None else {}
     if invocation.get("generation_records") is not None:
         extras["generation_records"] = invocation["generation_records"]
