@@ -45,13 +45,14 @@ class ModelSource:
 
 
 def resolve_model(name_or_path: str | Path, *, catalog: Any = None, progress: bool | None = None,
-                  convert: bool = True) -> ModelSource:
+                  config_only: bool = False) -> ModelSource:
     """Resolve ``--model``: a registered name → a ``save_pretrained`` directory → a ``.gguf`` file → a hub id.
 
     ``catalog``: the plugin catalog to look registered names up in (default: the installed plugins').
     A registered model that is not installed stops with its install command; a ``.gguf`` (registered
-    or given as a path) is converted into the cache when it is not there yet (with ``convert=False``
-    the source's ``location`` is the ``.gguf`` file itself, for reading only its config).
+    or given as a path) is converted into the cache when it is not there yet. With ``config_only``
+    (``inspect --plan``) nothing is converted (a ``.gguf`` source's ``location`` is the file itself) and
+    a directory needs only its ``config.json``.
     """
     requested = str(name_or_path)
     if not requested.strip():
@@ -64,17 +65,17 @@ def resolve_model(name_or_path: str | Path, *, catalog: Any = None, progress: bo
             raise InputError(f"model {requested!r} is not installed; install it with:  {spec.install}")
         path = Path(spec.path())
         if path.is_file():
-            return _from_gguf(requested, path, "registered", progress, convert)
-        check_model_directory(path, what=f"model {requested!r} ({path})")
+            return _from_gguf(requested, path, "registered", progress, not config_only)
+        check_model_directory(path, what=f"model {requested!r} ({path})", config_only=config_only)
         return ModelSource(requested=requested, kind="registered", location=str(path))
     local = Path(requested).expanduser()
     if local.is_dir():
-        check_model_directory(local)
+        check_model_directory(local, config_only=config_only)
         location = str(local) if requested.startswith("~") else requested  # as given: the identity stays the same
         return ModelSource(requested=requested, kind="directory", location=location)
     if local.is_file():
         if local.suffix.lower() == ".gguf" or _starts_with_gguf_magic(local):
-            return _from_gguf(requested, local, "gguf", progress, convert)
+            return _from_gguf(requested, local, "gguf", progress, not config_only)
         raise InputError(f"--model {requested}: a file that is not a .gguf model; give a save_pretrained directory, "
                          "a .gguf file, a registered model name or a hub id")
     if local.suffix.lower() == ".gguf" or not _HUB_ID.match(requested) or requested.startswith((".", "~")):
@@ -119,14 +120,17 @@ def _marker_sha(directory: Path) -> str | None:
         return None
 
 
-def check_model_directory(directory: str | Path, *, what: str | None = None) -> None:
-    """Stop (exit 2) on a directory that cannot be a complete ``save_pretrained`` model, naming what is missing."""
+def check_model_directory(directory: str | Path, *, what: str | None = None, config_only: bool = False) -> None:
+    """Stop (exit 2) on a directory that cannot be a complete ``save_pretrained`` model, naming what is missing
+    (with ``config_only``: that has no ``config.json``)."""
     directory = Path(directory)
     what = what or str(directory)
     if not directory.is_dir():
         raise InputError(f"{what}: no such directory")
     if not (directory / "config.json").is_file():
         raise InputError(f"{what}: a directory without config.json is not a saved model")
+    if config_only:
+        return
     if not any((directory / name).is_file() for name in _VOCABULARY_FILES) and not any(directory.glob("*.tiktoken")):
         raise InputError(f"{what}: no tokenizer files (expected one of {', '.join(_VOCABULARY_FILES)}); save the "
                          "tokenizer into the same directory with tokenizer.save_pretrained(DIR)")

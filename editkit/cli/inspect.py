@@ -72,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
     from editkit.plugins import PluginHost
 
     host = PluginHost()
-    source = resolve_model(args.model, catalog=host.catalog, convert=not args.plan)
+    source = resolve_model(args.model, catalog=host.catalog, config_only=args.plan)
     model = _meta_model(source.location) if args.plan else load_model(source)[0]
     layout = resolve_layout(model, host.catalog.entries["architectures"])
     info = layout.to_json()

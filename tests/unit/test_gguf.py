@@ -173,3 +173,14 @@ def test_a_conversion_that_fails_part_way_leaves_nothing_in_the_cache(tiny_gguf,
     with pytest.raises(KeyboardInterrupt):
         materialise_gguf(tiny_gguf[0], progress=False)
     assert cache_entries(cache) == []
+
+
+def test_inspect_plan_reads_a_gguf_header_without_converting(tiny_gguf, cache, capsys):
+    import json
+
+    from editkit.cli.main import main
+
+    assert main(["inspect", "--model", str(tiny_gguf[0]), "--plan", "--layers", "0,1", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["n_layers"] == 2 and info["plan"]["d_in"] == 64 and info["plan"]["layers"] == [0, 1]
+    assert cache_entries(cache) == []
