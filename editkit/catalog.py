@@ -143,6 +143,35 @@ class CommandSpec:
     main: Callable[[Any], int] = attrs.field(validator=_callable)
 
 
+@attrs.frozen(kw_only=True)
+class ModelSpec:
+    """A model selectable by name wherever ``--model`` is taken (``--model smollm2-135m``).
+
+    ``path()`` returns the model's weights on this machine: a ``.gguf`` file (editkit converts it
+    once into its cache, see :mod:`editkit.gguf`) or a ``save_pretrained`` directory; it is called
+    only when ``installed()`` is true, and may do one-off work (e.g. assemble chunks into a file).
+    ``install`` is the exact command that installs the model (shown when it is missing); ``source``
+    says where the file comes from, ``licence`` under which terms, ``size_bytes`` how large the
+    download is. ``installed()`` and ``path()`` must not import torch (``editkit models`` lists
+    models without it).
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    summary: str = attrs.field(validator=attrs.validators.instance_of(str))
+    licence: str = attrs.field(validator=attrs.validators.instance_of(str))
+    source: str = attrs.field(validator=attrs.validators.instance_of(str))
+    size_bytes: int = attrs.field(validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)])
+    install: str = attrs.field(validator=attrs.validators.instance_of(str))
+    installed: Callable[[], bool] = attrs.field(validator=_callable)
+    path: Callable[[], Any] = attrs.field(validator=_callable)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``editkit models --json`` shows (``installed()`` is called)."""
+        return {"name": self.name, "summary": self.summary, "installed": bool(self.installed()),
+                "size_bytes": self.size_bytes, "licence": self.licence, "source": self.source,
+                "install": self.install}
+
+
 _KINDS: dict[str, type] = {
     "editors": EditorSpec,
     "constraints": ConstraintSpec,
@@ -150,6 +179,7 @@ _KINDS: dict[str, type] = {
     "datasets": DatasetSpec,
     "metrics": MetricSpec,
     "commands": CommandSpec,
+    "models": ModelSpec,
 }
 
 

@@ -128,6 +128,20 @@ def editkit_register_commands(register: Callable[[Any], None]) -> None:
     """
 
 
+@hookspec
+def editkit_register_models(register: Callable[[Any], None]) -> None:
+    """Register models by name, so that ``--model NAME`` loads them (e.g. ``smollm2-135m``).
+
+    :param register: call it with one :class:`editkit.catalog.ModelSpec` per model: how to tell
+        whether it is installed, the command that installs it, and where its ``.gguf`` file or
+        ``save_pretrained`` directory is.
+
+    Calling convention: every plugin's implementation is called; nothing is returned. The module
+    that implements this hook must not import torch (``editkit models`` loads it).
+    Implemented by: model-source plugins (first-party ``models``).
+    """
+
+
 # --------------------------------------------------------------------------- stage hooks
 
 
@@ -270,4 +284,5 @@ CATALOG_HOOKS = (
     "editkit_register_datasets",
     "editkit_register_metrics",
     "editkit_register_commands",
+    "editkit_register_models",
 )

@@ -8,7 +8,8 @@ from typing import Any
 
 
 def common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="save_pretrained directory or hub name")
+    p.add_argument("--model", required=True, help="registered model name (see `editkit models`), save_pretrained "
+                   "directory, .gguf file or hub name")
     p.add_argument("--edits", required=True, type=Path, help="run directory holding a journal")
     p.add_argument("--out", required=True, type=Path, help="where to write the resulting model (save_pretrained)")
     p.add_argument("--force", action="store_true", help="skip the model identity check (for the brave)")

@@ -12,7 +12,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="show the edit sites resolved in a model",
                        description="Resolve a model's edit sites (MLP output projections) and print them. "
                                    "With --plan, load only the config and print the memory plan.")
-    p.add_argument("--model", required=True, help="local save_pretrained directory or hub name")
+    p.add_argument("--model", required=True, help="registered model name (see `editkit models`), save_pretrained "
+                   "directory, .gguf file or hub name")
     p.add_argument("--plan", action="store_true",
                    help="memory of the per-layer state (C0, eigendecomposition, P, Cp) and journal, without "
                         "loading weights")
@@ -24,14 +25,23 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _meta_model(name: str) -> Any:
+    """A weightless model from the config alone (of a .gguf file: from its header, without converting it)."""
+    from pathlib import Path
+
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from editkit.errors import InputError
 
+    path = Path(name)
     try:
-        config = AutoConfig.from_pretrained(name)
-    except OSError as exc:
+        if path.is_file():
+            config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config
+        else:
+            config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
         raise InputError(f"cannot load the config of {name!r}: {str(exc).splitlines()[0]}") from None
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config)
@@ -58,15 +68,13 @@ def plan(layout: Any, layers: tuple[int, ...], batch_size: int) -> dict[str, Any
 def main(args: argparse.Namespace) -> int:
     from editkit.config import parse_layers
     from editkit.layout import resolve_layout
+    from editkit.models import load_model, resolve_model
     from editkit.plugins import PluginHost
 
     layers = parse_layers(args.layers) if args.layers is not None else None
     host = PluginHost()
-    model = _meta_model(args.model) if args.plan else None
-    if model is None:
-        from editkit.models import load_model
-
-        model, _ = load_model(args.model)
+    source = resolve_model(args.model, catalog=host.catalog, config_only=args.plan)
+    model = _meta_model(source.location) if args.plan else load_model(source)[0]
     layout = resolve_layout(model, host.catalog.entries["architectures"])
     info = layout.to_json()
     info["site_shape_storage"] = list(layout.site(0).storage_shape)

@@ -23,7 +23,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="edit facts in a model",
         description="Edit facts in a model. With no --model/--requests, edits the built-in demo world.",
     )
-    p.add_argument("--model", help="save_pretrained directory or hub name (default: the demo world's model)")
+    p.add_argument("--model", help="registered model name (see `editkit models`), save_pretrained directory, .gguf "
+                   "file or hub name (default: the dataset's own model)")
     p.add_argument("--requests", type=Path, help="JSON list of CounterFact-style records")
     p.add_argument("--dataset", metavar="NAME_OR_PATH",
                    help=f"registered dataset name, or a local dataset file (default {DEFAULT_DATASET!r} when no "
@@ -85,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
     from editkit.errors import InputError, UsageError
     from editkit.hparams import parse_assignments
     from editkit.journal import Journal
-    from editkit.models import load_model
+    from editkit.models import load_model, resolve_model
     from editkit.outputs import check_output_dir, check_run_directory
     from editkit.pipeline import execute
     from editkit.plugins import PluginHost
@@ -207,8 +208,10 @@ def main(args: argparse.Namespace) -> int:
         model_id = str(dataset.model())
         invocation["model"] = model_id
         config = attrs.evolve(config, defaults=dataset.settings)  # calibrated for this model
+    model_source = resolve_model(model_id, catalog=host.catalog, progress=not args.quiet and sys.stderr.isatty())
+    model_id = model_source.location  # a registered name or .gguf: its converted directory, the weights' identity
     with model_loading(model_id, enabled=not args.quiet):
-        model, tokenizer = load_model(model_id, device=config.device)
+        model, tokenizer = load_model(model_source, device=config.device)
     if args.resume is None:  # now that the tokenizer and the model's context length are known
         requests, skipped = screen_requests(requests, records, skipped, tokenizer, model, source=source,
                                             skip_invalid=args.skip_invalid)

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from editkit.errors import InputError, UsageError
+from editkit.errors import UsageError
 from editkit.keystats.defaults import DEFAULT_MAX_TOKENS, HF_DEFAULT_SAMPLES, default_stats_dir, token_budget
 
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -52,8 +52,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", help="model path or hub name (AutoModelForCausalLM.from_pretrained)")
-    p.add_argument("--model-id", help="the model's name in the store and in identities (default: --model)")
+    p.add_argument("--model", help="registered model name (see `editkit models`), save_pretrained directory, .gguf "
+                   "file or hub name")
+    p.add_argument("--model-id", help="the model's name in the store and in identities (default: --model; for a "
+                   "registered name or .gguf, its converted directory, as `editkit run` uses)")
     p.add_argument("--layers", help="layers to collect, e.g. 13,14 or 13-17")
     p.add_argument(
         "--corpus", default=None,
@@ -91,17 +93,6 @@ def _stats_dir(args: argparse.Namespace) -> Path:
     return Path(args.stats_dir) if args.stats_dir is not None else default_stats_dir()
 
 
-def _load_model(name: str, device: Any) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load model {name!r}: {exc}") from None
-    return model.to(device).eval(), tokenizer
-
-
 def main(args: argparse.Namespace) -> int:
     from editkit.keystats.distributed import DistContext, shutdown
 
@@ -134,6 +125,7 @@ def _collect(args: argparse.Namespace, dist: Any) -> int:
     from editkit.keystats.statistics import DTYPES, KeyStatistics
     from editkit.keystats.store import StatsStore
     from editkit.layout import resolve_layout
+    from editkit.models import load_model, resolve_model
     from editkit.plugins import PluginHost
 
     if not args.model or not args.layers:
@@ -146,13 +138,15 @@ def _collect(args: argparse.Namespace, dist: Any) -> int:
     device = torch.device(args.device) if args.device else dist.device()
     if dist.active and device.type == "cuda" and device.index is None:
         device = dist.device()  # one GPU per rank
-    model, tokenizer = _load_model(args.model, device)
+    source = resolve_model(args.model, catalog=host.catalog, progress=False if args.no_progress else None)
+    model, tokenizer = load_model(source, device=str(device))
+    model_id = args.model_id or source.location  # a registered name or .gguf: its converted directory, as in run
     layout = resolve_layout(model, host.catalog.entries["architectures"])
     sites = [layout.site(layer) for layer in layers]
     stats = KeyStatistics(
         model=model, tokenizer=tokenizer, layout=layout, corpus=corpus, stats_dir=_stats_dir(args),
         max_length=args.max_length, max_tokens=args.max_tokens, dtype=DTYPES[args.dtype],
-        model_id=args.model_id or args.model, progress=not args.no_progress, batch_tokens=args.batch_tokens,
+        model_id=model_id, progress=not args.no_progress, batch_tokens=args.batch_tokens,
         checkpoint_seconds=args.checkpoint_every, host=host, distributed=dist,
         report=lambda line: print(line, file=sys.stderr),
     )

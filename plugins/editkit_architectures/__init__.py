@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from editkit import ArchitectureSpec, hookimpl
 
-_LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3",
+_LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "phi3",
                "stablelm", "granite", "cohere")
 
 SPECS: tuple[ArchitectureSpec, ...] = (
