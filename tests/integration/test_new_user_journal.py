@@ -116,7 +116,7 @@ def test_allow_partial_exports_the_complete_batches_and_says_so(root, paths, fin
 def test_progress_is_reported_in_plain_lines_when_stderr_is_not_a_terminal(finished):
     err = finished[1].stderr
     for line in ("loading model", "evaluate (pre) ...", "evaluate (pre): done in", "edit batches: 1/2, elapsed",
-                 "edit batches: 2/2, elapsed", "evaluate (post): done in", "C0 layers"):
+                 "edit batches: 2/2, elapsed", "evaluate (post): done in", "C0 layer 1: done"):
         assert line in err, f"{line!r} not in\n{err}"
     assert "ETA 0:" in err
     assert "Loading weights" not in err  # transformers' bar is replaced by the plain line

@@ -23,6 +23,15 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     return tiny_setup(tmp_path_factory.mktemp("new_user_models"))
 
 
+@pytest.fixture(scope="module")
+def journaled_run(setup, tmp_path_factory) -> Path:
+    """A complete run of the tiny model (for commands that read a journal)."""
+    out = tmp_path_factory.mktemp("journaled") / "run"
+    proc = editkit(*fast_run_args(setup, out), cwd=out.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
 def copy_model(setup: dict[str, Path], root: Path) -> Path:
     target = root / "model"
     shutil.copytree(setup["model"], target)
@@ -52,11 +61,11 @@ def test_model_directory_without_tokenizer_files_is_named(setup, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["run", "inspect", "export"])
-def test_nonexistent_model_path_is_named_not_called_a_hub_id(command, setup, tmp_path):
+def test_nonexistent_model_path_is_named_not_called_a_hub_id(command, setup, journaled_run, tmp_path):
     missing = tmp_path / "no-such-model-dir"
     args = {"run": fast_run_args({**setup, "model": missing}, tmp_path / "out"),
             "inspect": ["inspect", "--model", missing],
-            "export": ["export", "--model", missing, "--edits", tmp_path / "runs", "--out", tmp_path / "exported"]}
+            "export": ["export", "--model", missing, "--edits", journaled_run, "--out", tmp_path / "exported"]}
     proc = editkit(*args[command], cwd=tmp_path)
     assert_clean_failure(proc, mentions=(str(missing), "no such file or directory"))
     assert "Repo id" not in proc.stderr
