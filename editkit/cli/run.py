@@ -66,6 +66,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="continue the interrupted run in DIR from its last complete batch (other options are "
                         "taken from DIR's journal)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html (see `editkit report`)")
     return p
 
 
@@ -231,6 +232,10 @@ def main(args: argparse.Namespace) -> int:
         f"efficacy {summary['efficacy_pre']:.3f} -> {summary['efficacy_post']:.3f}; wrote {out_dir}/result.json, "
         f"{out_dir}/deltas.safetensors and the journal {out_dir}/journal"
     )
+    if args.report:
+        from editkit.cli.report import report_run
+
+        report_run(out_dir)
     return 0
 
 

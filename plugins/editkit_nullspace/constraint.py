@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from editkit import hookimpl
+from editkit.keystats.spectrum import spectrum_profile
 from editkit.updates import DeltaProposal, SolveProblem, Subspace
 from editkit_nullspace.hparams import NullspaceHParams
 from editkit_nullspace.joint import joint_projection
@@ -33,6 +34,8 @@ class NullspaceStages:
         if site.module not in self.subspaces:
             evals, evecs = run.require_key_statistics().eigendecomposition(site)
             self.subspaces[site.module] = null_space(evals, evecs, self.hparams.threshold, self.hparams.relative)
+            tau = self.hparams.threshold * float(evals.max()) if self.hparams.relative else self.hparams.threshold
+            run.note(site, "nullspace.spectrum", spectrum_profile(evals, threshold=tau))  # for `editkit report`
         return self.subspaces[site.module]
 
     def range_basis(self, run: Any, site: Any) -> torch.Tensor:
