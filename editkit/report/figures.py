@@ -94,6 +94,7 @@ def curves(section: Mapping[str, Any], colours: Mapping[str, str]) -> str | None
 
     def build() -> Any:
         figure, axes = _grid(len(metrics))
+        most = max(e for series in section["runs"].values() for s in series.values() for e in s["edits"])
         for axis, metric in zip(axes, metrics):
             for label, series in section["runs"].items():
                 if metric in series:
@@ -101,6 +102,7 @@ def curves(section: Mapping[str, Any], colours: Mapping[str, str]) -> str | None
                     axis.plot(s["edits"], s["values"], marker="o", markersize=3, color=colours[label], label=label)
             axis.set_title(metric)
             axis.set_xlabel("edits")
+            axis.set_xlim(0, most * 1.04)  # every panel on the same scale, from no edit
             _integer_x(axis)
             _people_ticks(axis)
             axis.grid(alpha=0.3)
