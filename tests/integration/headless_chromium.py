@@ -9,6 +9,7 @@ size of each ``<figure>`` and of its image, and a full-page screenshot (PNG byte
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -33,7 +34,8 @@ FIGURES_JS = """JSON.stringify([...document.querySelectorAll('figure')].map(f =>
           alt: img ? img.alt : ''};
 }))"""
 
-DECODE_JS = """Promise.all([...document.images].map(i => i.decode().then(() => null, () => i.alt || i.src.slice(0, 40))))
+DECODE_JS = """Promise.all([...document.images].map(
+    i => i.decode().then(() => null, () => i.alt || i.src.slice(0, 40))))
   .then(failed => JSON.stringify(failed.filter(x => x !== null)))"""
 
 
@@ -143,10 +145,8 @@ def inspect_page(url: str, *, chromium: str, width: int = 1280, timeout: float =
             errors = _errors(pipe.events)
             requests = [e["params"]["request"]["url"] for e in pipe.events
                         if e.get("method") == "Network.requestWillBeSent"]
-            try:
+            with contextlib.suppress(RuntimeError):  # the browser may close the pipe before it answers
                 pipe.send("Browser.close")
-            except RuntimeError:
-                pass  # the browser may close the pipe before it answers
         finally:
             os.close(to_browser_w)
             os.close(from_browser_r)
