@@ -21,8 +21,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="a run's --out directory (holds result.json)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the HTML file to write (default {DEFAULT_OUT})")
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="FILE",
-                   help="also write the data behind every table and figure as JSON (default FILE: --out with .json)")
+    p.add_argument("--json", action="store_true",
+                   help="also write the data behind every table and figure as JSON, beside --out (report.json)")
     return p
 
 
@@ -31,13 +31,12 @@ def main(args: argparse.Namespace) -> int:
     from editkit.report import write_report
 
     out = Path(args.out)
-    if out.exists() and out.is_dir():
-        raise UsageError(f"--out {out} is a directory; give the HTML file to write, e.g. {out / 'report.html'}")
-    json_out = None
-    if args.json is not None:
-        json_out = Path(args.json) if args.json else out.with_suffix(".json")
-        if json_out.resolve() == out.resolve():
-            raise UsageError(f"--json {json_out} is the --out file; give another name")
+    json_out = out.with_suffix(".json") if args.json else None
+    if json_out is not None and json_out == out:
+        raise UsageError(f"--out {out} ends in .json: give the HTML file (e.g. report.html); --json writes {out}")
+    for path in (out, json_out):
+        if path is not None and path.is_dir():
+            raise UsageError(f"{path} is a directory; --out names the HTML file to write (e.g. report.html)")
     write_report(args.runs, out, json_out)
     print(f"wrote {out}" + (f" and {json_out}" if json_out else "") + f" ({len(args.runs)} run"
           f"{'s' if len(args.runs) != 1 else ''})")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from editkit.atomic import write_atomic, write_json_atomic
+from editkit.errors import UsageError
 from editkit.report.data import extract, load_runs
 
 __all__ = ["build_report", "write_report"]
@@ -37,7 +38,12 @@ def write_report(directories: Sequence[str | Path], out: str | Path, json_out: s
     bad input writes nothing."""
     data, html = build_report(directories)
     out = Path(out)
-    if json_out is not None:
-        write_json_atomic(json_out, data)
-    write_atomic(out, lambda p: p.write_text(html, encoding="utf-8"))
+    for path, write in ((json_out, lambda: write_json_atomic(json_out, data)),
+                        (out, lambda: write_atomic(out, lambda p: p.write_text(html, encoding="utf-8")))):
+        if path is None:
+            continue
+        try:
+            write()
+        except OSError as error:
+            raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
     return out

@@ -49,8 +49,10 @@ def load_run(directory: str | Path, label: str | None = None) -> LoadedRun:
     """Read ``directory/result.json``; :class:`InputError` naming the directory or file when it is not a
     finished run's (no such directory, no result.json, truncated or not JSON, required sections missing)."""
     directory = Path(directory)
-    if not directory.is_dir():
+    if not directory.exists():
         raise InputError(f"{directory}: no such run directory")
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a directory (give a run's --out directory, which holds {RESULT_FILE})")
     path = directory / RESULT_FILE
     if not path.is_file():
         hint = ""

@@ -15,7 +15,7 @@ from editkit.testing.results import synthetic_result, write_run
 def test_report_of_two_runs_with_json(tmp_path):
     a = write_run(tmp_path / "alphaedit", synthetic_result(constraints=("nullspace",)))
     b = write_run(tmp_path / "memit", synthetic_result(eval_every=0))
-    proc = editkit("report", a, b, "--out", tmp_path / "cmp.html", "--json", cwd=tmp_path)
+    proc = editkit("report", "--json", a, b, "--out", tmp_path / "cmp.html", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     html = (tmp_path / "cmp.html").read_text()
@@ -50,7 +50,10 @@ def test_a_missing_directory_and_an_out_that_is_a_directory(tmp_path):
     assert_clean_failure(proc, code=2, mentions=(f"{tmp_path / 'absent'}: no such run directory",))
     run = write_run(tmp_path / "run", synthetic_result())
     proc = editkit("report", run, "--out", tmp_path, cwd=tmp_path)
-    assert_clean_failure(proc, code=2, mentions=("is a directory",))
+    assert_clean_failure(proc, code=2, mentions=(f"{tmp_path} is a directory",))
+    (tmp_path / "file").write_text("")
+    proc = editkit("report", run, "--out", tmp_path / "file" / "r.html", cwd=tmp_path)
+    assert_clean_failure(proc, code=2, mentions=(f"cannot write {tmp_path / 'file' / 'r.html'}",))
 
 
 def test_help_and_report_import_neither_torch_nor_matplotlib_until_drawing(tmp_path):

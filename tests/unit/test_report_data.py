@@ -187,3 +187,9 @@ def test_other_bad_result_files(tmp_path, content, expected):
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(InputError, match=expected):
         load_run(tmp_path / "bad")
+
+
+def test_a_file_given_as_a_run_directory(tmp_path):
+    (tmp_path / "result.json").write_text("{}")
+    with pytest.raises(InputError, match=r"result.json: not a directory \(give a run's --out directory"):
+        load_run(tmp_path / "result.json")
