@@ -32,12 +32,13 @@ def run_colours(labels: Sequence[str]) -> dict[str, str]:
     return {label: colors.to_hex(cmap(i % 10)) for i, label in enumerate(labels)}
 
 
-def _grid(panels: int, *, columns: int = MAX_COLUMNS, height: float = PANEL_HEIGHT) -> tuple[Any, list[Any]]:
+def _grid(panels: int, *, columns: int = MAX_COLUMNS, height: float = PANEL_HEIGHT,
+          width: float = PANEL_WIDTH) -> tuple[Any, list[Any]]:
     from matplotlib.figure import Figure
 
     columns = max(1, min(columns, panels))
     rows = math.ceil(panels / columns)
-    figure = Figure(figsize=(PANEL_WIDTH * columns, height * rows + 0.3), layout="constrained")
+    figure = Figure(figsize=(width * columns, height * rows + 0.3), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
     for extra in axes[panels:]:
         extra.set_visible(False)
@@ -83,7 +84,11 @@ def _legend(figure: Any, axes: Sequence[Any]) -> None:
                 handles.append(handle)
                 labels.append(label)
     if handles:
-        figure.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 4), frameon=False)
+        # as many columns as fit the figure's width (legend font 7 pt: about 4.5 pt a character, 25 pt of marker)
+        width_pt = figure.get_figwidth() * 72
+        per_column = 25 + 4.5 * max(len(label) for label in labels)
+        columns = max(1, min(len(labels), 4, int(width_pt // per_column)))
+        figure.legend(handles, labels, loc="outside upper center", ncols=columns, frameon=False)
 
 
 def curves(section: Mapping[str, Any], colours: Mapping[str, str]) -> str | None:
@@ -324,17 +329,17 @@ def peak_memory(section: Mapping[str, Any], colours: Mapping[str, str]) -> str |
         return None
 
     def build() -> Any:
-        figure, axes = _grid(1, columns=1, height=PANEL_HEIGHT)
+        figure, axes = _grid(1, columns=1, width=2 * PANEL_WIDTH)
         axis = axes[0]
-        scale, unit = (1024.0, "GiB") if max(d["peak_mib_overall"] for d in section["runs"].values()) >= 1024 \
-            else (1.0, "MiB")
+        highest = max(d["peak_mib_overall"] for d in section["runs"].values())
+        scale, unit = (1024.0, "GiB") if highest >= 1024 else (1.0, "MiB")
         for label, data in section["runs"].items():
             axis.plot(data["batch"], [v / scale for v in data["peak_mib"]], marker="o", markersize=3,
-                      color=colours[label], label=f"{label} ({data['measures']})")
+                      color=colours[label], label=label)
         axis.set_title("peak memory per batch")
         axis.set_xlabel("batch")
         axis.set_ylabel(unit)
-        axis.set_ylim(bottom=0)
+        axis.set_ylim(0, highest / scale * 1.1)
         _integer_x(axis)
         _people_ticks(axis)
         axis.grid(alpha=0.3)

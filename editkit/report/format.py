@@ -9,7 +9,13 @@ __all__ = ["mebibytes", "number", "seconds", "signed", "value"]
 
 
 def number(x: float | int | None, digits: int = 3) -> str:
-    """``x`` to ``digits`` significant figures: 0.0123, 12.3, 2510; 1.23e+06 or 1.23e-04 beyond; '–' for None/NaN."""
+    """``x`` to ``digits`` significant figures: 0.0123, 12.3, 2510; 1.23e+06 or 1.23e-04 beyond; '–' for None/NaN;
+    negative numbers with a minus sign (−)."""
+    text = _number(x, digits)
+    return "−" + text[1:] if text.startswith("-") else text
+
+
+def _number(x: float | int | None, digits: int) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if isinstance(x, bool):

@@ -73,7 +73,7 @@ def test_a_report_of_one_bare_run_has_no_figure_and_says_why(tmp_path):
 @pytest.mark.parametrize(("x", "text"), [
     (0.0438531, "0.0439"), (2512.3, "2510"), (99.96, "100"), (0.5, "0.500"), (15000.0, "15000"),
     (123456.0, "123000"), (1.2e-5, "1.20e-05"), (3.4e7, "3.40e+07"), (0, "0"), (7, "7"), (None, "–"),
-    (float("nan"), "–"), (True, "yes"),
+    (float("nan"), "–"), (True, "yes"), (-80.1, "−80.1"), (-3.4e7, "−3.40e+07"),
 ])
 def test_numbers_have_three_significant_figures(x, text):
     assert fmt.number(x) == text
