@@ -328,9 +328,8 @@ def per_layer_series(runs: Sequence[LoadedRun], keys: Mapping[str, str], *, abse
 
 def kept_key_energy(runs: Sequence[LoadedRun]) -> dict[str, Any]:
     """‖P K1‖ / ‖K1‖ per layer and batch: the share of the batch keys' norm inside the null space."""
-    section = per_layer_series(runs, {"kept": "nullspace.kept_key_energy", "null_space": "nullspace.dim"},
-                               absent="not recorded: the run did not use the null-space constraint")
-    return section
+    return per_layer_series(runs, {"kept": "nullspace.kept_key_energy", "null_space": "nullspace.dim"},
+                            absent="not recorded: the run did not use the null-space constraint")
 
 
 def update_norms(runs: Sequence[LoadedRun]) -> dict[str, Any]:

@@ -45,21 +45,14 @@ def _grid(panels: int, *, columns: int = MAX_COLUMNS, height: float = PANEL_HEIG
     return figure, axes[:panels]
 
 
-def _svg(figure: Any) -> str:
+def _draw(build: Callable[[], Any]) -> str:
+    """Build a figure under the report's rc settings and return its SVG (no date: the same data, the same SVG)."""
     import matplotlib
 
     buffer = io.StringIO()
     with matplotlib.rc_context(RC):
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
+        build().savefig(buffer, format="svg", metadata={"Date": None})
     return buffer.getvalue()
-
-
-def _draw(build: Callable[[], Any]) -> str:
-    """Build a figure under the report's rc settings and return its SVG."""
-    import matplotlib
-
-    with matplotlib.rc_context(RC):
-        return _svg(build())
 
 
 def _integer_x(axis: Any) -> None:

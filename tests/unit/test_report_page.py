@@ -83,3 +83,10 @@ def test_units():
     assert fmt.seconds(0.0123) == "12.3 ms" and fmt.seconds(42.0) == "42.0 s" and fmt.seconds(600) == "10.0 min"
     assert fmt.mebibytes(512.0) == "512 MiB" and fmt.mebibytes(3072.0) == "3.00 GiB"
     assert fmt.signed(-5.0) == "−5.00" and fmt.signed(2.5) == "+2.50" and fmt.signed(0.0) == "0"
+
+
+def test_the_same_data_draws_the_same_figures(page):
+    data, html = page
+    from editkit.report.page import render
+
+    assert _figures(render(data)) == _figures(html)
