@@ -62,11 +62,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate the requests edited so far every K batches (a curve in result.json)")
     p.add_argument("--out", type=Path, help="output directory (default runs/run-<date>-<time>)")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html (see `editkit report`)")
     p.add_argument("--resume", type=Path, metavar="DIR",
                    help="continue the interrupted run in DIR from its last complete batch (other options are "
                         "taken from DIR's journal)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--report", action="store_true", help="also write OUT/report.html (see `editkit report`)")
     return p
 
 

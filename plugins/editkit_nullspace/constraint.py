@@ -34,8 +34,6 @@ class NullspaceStages:
         if site.module not in self.subspaces:
             evals, evecs = run.require_key_statistics().eigendecomposition(site)
             self.subspaces[site.module] = null_space(evals, evecs, self.hparams.threshold, self.hparams.relative)
-            tau = self.hparams.threshold * float(evals.max()) if self.hparams.relative else self.hparams.threshold
-            run.note(site, "nullspace.spectrum", spectrum_profile(evals, threshold=tau))  # for `editkit report`
         return self.subspaces[site.module]
 
     def range_basis(self, run: Any, site: Any) -> torch.Tensor:
@@ -49,6 +47,13 @@ class NullspaceStages:
             return self.hparams.mode
         return "solve" if run.editor_spec.has_solver else "project"
 
+    def note_spectrum(self, run: Any, site: Any) -> None:
+        """C0's spectrum at ``site`` (128 ranks), the threshold and the null-space size, in the layer notes of
+        the run's first batch (``nullspace.spectrum``, for ``editkit report``)."""
+        evals, _ = run.require_key_statistics().eigendecomposition(site)  # cached by the key statistics
+        tau = self.hparams.threshold * float(evals.max()) if self.hparams.relative else self.hparams.threshold
+        run.note(site, "nullspace.spectrum", spectrum_profile(evals, threshold=tau))
+
     @hookimpl
     def editkit_constrain_update(self, run: Any, site: Any, proposal: Any) -> Any:
         sub = self.subspace(run, site)
@@ -56,6 +61,8 @@ class NullspaceStages:
             keys = proposal.keys
             kept = float(sub.project_rows(keys.T).norm() / keys.norm().clamp_min(1e-30))  # ‖P K1‖ / ‖K1‖
             run.note(site, "nullspace.dim", sub.dim)
+            if not run.reports:
+                self.note_spectrum(run, site)
             run.note(site, "nullspace.kept_key_energy", round(kept, 6))
             if self._mode(run) != "solve":
                 return None
