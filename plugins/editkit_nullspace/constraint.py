@@ -26,6 +26,7 @@ class NullspaceStages:
 
     def __init__(self, hparams: NullspaceHParams) -> None:
         self.hparams = hparams
+        self.spectrum_noted: set[str] = set()  # site modules whose C0 spectrum is in the notes (editkit report)
         self.subspaces: dict[str, Subspace] = {}
         self.range_bases: dict[str, torch.Tensor] = {}  # site module -> orthonormal basis of range(P) [d_in, r]
 
@@ -49,10 +50,11 @@ class NullspaceStages:
 
     def note_spectrum(self, run: Any, site: Any) -> None:
         """C0's spectrum at ``site`` (128 ranks), the threshold and the null-space size, in the layer notes of
-        the run's first batch (``nullspace.spectrum``, for ``editkit report``)."""
+        the first batch this stage plugin sees (``nullspace.spectrum``, for ``editkit report``)."""
         evals, _ = run.require_key_statistics().eigendecomposition(site)  # cached by the key statistics
         tau = self.hparams.threshold * float(evals.max()) if self.hparams.relative else self.hparams.threshold
         run.note(site, "nullspace.spectrum", spectrum_profile(evals, threshold=tau))
+        self.spectrum_noted.add(site.module)
 
     @hookimpl
     def editkit_constrain_update(self, run: Any, site: Any, proposal: Any) -> Any:
@@ -61,7 +63,7 @@ class NullspaceStages:
             keys = proposal.keys
             kept = float(sub.project_rows(keys.T).norm() / keys.norm().clamp_min(1e-30))  # ‖P K1‖ / ‖K1‖
             run.note(site, "nullspace.dim", sub.dim)
-            if not run.reports:
+            if site.module not in self.spectrum_noted:
                 self.note_spectrum(run, site)
             run.note(site, "nullspace.kept_key_energy", round(kept, 6))
             if self._mode(run) != "solve":
