@@ -58,9 +58,10 @@ class BatchReport:
     timings: dict[str, float] = attrs.field(factory=dict)
     layers: dict[int, dict[str, Any]] = attrs.field(factory=dict)
     peak_memory: dict[str, int] = attrs.field(factory=dict)  # bytes, per stage (see editkit.memory)
+    replayed: bool = False  # restored from the journal by a resumed run, not edited in this process
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "index": self.index,
             "size": self.size,
             "seconds": round(self.seconds, 4),
@@ -68,6 +69,9 @@ class BatchReport:
             "peak_memory_mib": {k: round(v / 2**20, 1) for k, v in self.peak_memory.items()},
             "layers": {str(k): v for k, v in sorted(self.layers.items())},
         }
+        if self.replayed:
+            data["replayed"] = True
+        return data
 
 
 class _KernelStages:
@@ -288,6 +292,7 @@ class EditRun:
                 undo.extend(self._constrain_accumulated("batch"))
                 self._measure(batch_start={r.site.module: r.previous for r in reversed(undo)})
                 self._timed(report, "constraints", t)
+            self._note_update_norms({r.site.module: r.previous for r in reversed(undo)})
             t = time.perf_counter()
             past = self._grown_past_keys(batch)
             self._timed(report, "update_cp", t)
@@ -321,6 +326,18 @@ class EditRun:
                 self._check(site, "accumulated update", final.delta, (site.d_out, site.d_in))
                 records.append(self.pm.hook.editkit_apply(run=self, site=site, delta=(w0 + final.delta) - current))
         return records
+
+    def _note_update_norms(self, batch_start: dict[str, torch.Tensor]) -> None:
+        """Per layer, ‖ΔW‖ (Frobenius) of what this batch wrote, and relative to ‖W‖ before it."""
+        for site in self.sites:
+            before = batch_start.get(site.module)
+            if before is None:
+                continue
+            now = self.model.get_submodule(site.module).weight.detach()
+            norm = float((now.double() - before.double()).norm())
+            reference = float(before.double().norm())
+            self.note(site, "update.norm", float(f"{norm:.6g}"))
+            self.note(site, "update.relative", float(f"{norm / reference:.6g}") if reference > 0 else None)
 
     def _measure(self, batch_start: dict[str, torch.Tensor]) -> None:
         """Each constraint measures its invariant on what this batch wrote; warn once if broken.
@@ -403,7 +420,10 @@ class EditRun:
         self.reports.append(BatchReport(index=len(self.reports), size=int(report.get("size", 0)),
                                         seconds=float(report.get("seconds", 0.0)),
                                         timings=dict(report.get("timings", {})),
-                                        layers={int(k): v for k, v in report.get("layers", {}).items()}))
+                                        layers={int(k): v for k, v in report.get("layers", {}).items()},
+                                        peak_memory={k: round(float(v) * 2**20)
+                                                     for k, v in report.get("peak_memory_mib", {}).items()},
+                                        replayed=True))
 
     def finish(self) -> BatchReport | None:
         """End of the run: offer the accumulated updates to the constraints (``stage="final"``) and

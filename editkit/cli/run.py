@@ -69,6 +69,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate the requests edited so far every K batches (a curve in result.json)")
     p.add_argument("--out", type=Path, help="output directory (default runs/run-<date>-<time>)")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html (see `editkit report`)")
     p.add_argument("--resume", type=Path, metavar="DIR",
                    help="continue the interrupted run in DIR from its last complete batch (other options are "
                         "taken from DIR's journal)")
@@ -251,6 +252,10 @@ def main(args: argparse.Namespace) -> int:
         f"efficacy {summary['efficacy_pre']:.3f} -> {summary['efficacy_post']:.3f}; wrote {out_dir}/result.json, "
         f"{out_dir}/deltas.safetensors and the journal {out_dir}/journal"
     )
+    if args.report:
+        from editkit.cli.report import report_run
+
+        report_run(out_dir)
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from editkit import hookimpl
+from editkit.keystats.spectrum import spectrum_profile
 from editkit.updates import DeltaProposal, SolveProblem, Subspace
 from editkit_nullspace.hparams import NullspaceHParams
 from editkit_nullspace.joint import joint_projection
@@ -30,6 +31,7 @@ class NullspaceStages:
 
     def __init__(self, hparams: NullspaceHParams) -> None:
         self.hparams = hparams
+        self.spectrum_noted: set[str] = set()  # site modules whose C0 spectrum is in the notes (editkit report)
         self.subspaces: dict[str, Subspace] = {}
         self.range_bases: dict[str, torch.Tensor] = {}  # site module -> orthonormal basis of range(P) [d_in, r]
         self.empty: dict[str, dict[str, float]] = {}  # site module -> threshold figures, where P = 0
@@ -76,6 +78,14 @@ class NullspaceStages:
             return self.hparams.mode
         return "solve" if run.editor_spec.has_solver else "project"
 
+    def note_spectrum(self, run: Any, site: Any) -> None:
+        """C0's spectrum at ``site`` (128 ranks), the threshold and the null-space size, in the layer notes of
+        the first batch this stage plugin sees (``nullspace.spectrum``, for ``editkit report``)."""
+        evals, _ = run.require_key_statistics().eigendecomposition(site)  # cached by the key statistics
+        tau = self.hparams.threshold * float(evals.max()) if self.hparams.relative else self.hparams.threshold
+        run.note(site, "nullspace.spectrum", spectrum_profile(evals, threshold=tau))
+        self.spectrum_noted.add(site.module)
+
     @hookimpl
     def editkit_constrain_update(self, run: Any, site: Any, proposal: Any) -> Any:
         sub = self.subspace(run, site)
@@ -83,6 +93,8 @@ class NullspaceStages:
             keys = proposal.keys
             kept = float(sub.project_rows(keys.T).norm() / keys.norm().clamp_min(1e-30))  # ‖P K1‖ / ‖K1‖
             run.note(site, "nullspace.dim", sub.dim)
+            if site.module not in self.spectrum_noted:
+                self.note_spectrum(run, site)
             run.note(site, "nullspace.kept_key_energy", round(kept, 6))
             if self._mode(run) != "solve":
                 return None

@@ -78,6 +78,11 @@ def test_kill_mid_batch_then_resume_equals_uninterrupted(setup, uninterrupted):
     b = json.loads((uninterrupted / "result.json").read_text())
     assert a["summary"]["efficacy_post"] == b["summary"]["efficacy_post"]
     assert [r["post"]["success"] for r in a["requests"]] == [r["post"]["success"] for r in b["requests"]]
+    # the batches restored from the journal say so, and keep their figures (editkit report shows them)
+    replayed = len(complete)
+    assert [bool(x.get("replayed")) for x in a["batches"]] == [True] * replayed + [False] * (4 - replayed)
+    assert all(x["peak_memory_mib"] and x["timings"] and x["layers"] for x in a["batches"])
+    assert [x["layers"] for x in a["batches"][:replayed]] == [x["layers"] for x in b["batches"][:replayed]]
 
 
 def test_a_finished_run_is_not_overwritten(setup, uninterrupted, capsys):
