@@ -82,7 +82,21 @@ def test_kill_mid_batch_then_resume_equals_uninterrupted(setup, uninterrupted):
     replayed = len(complete)
     assert [bool(x.get("replayed")) for x in a["batches"]] == [True] * replayed + [False] * (4 - replayed)
     assert all(x["peak_memory_mib"] and x["timings"] and x["layers"] for x in a["batches"])
-    assert [x["layers"] for x in a["batches"][:replayed]] == [x["layers"] for x in b["batches"][:replayed]]
+    # the same figures as the uninterrupted run, within the float32 agreement the deltas are checked with above
+    # (the killed run was another process; exact equality would test the CPU's kernels, not the journal)
+    assert same_figures([x["layers"] for x in a["batches"][:replayed]], [x["layers"] for x in b["batches"][:replayed]])
+
+
+def same_figures(a, b, rel: float = 1e-4) -> bool:
+    """Nested JSON values equal: same keys, lengths and strings; numbers within ``rel`` (relative, or absolute
+    below 1)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_figures(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_figures(x, y, rel) for x, y in zip(a, b))
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+    return a == b
 
 
 def test_a_finished_run_is_not_overwritten(setup, uninterrupted, capsys):
