@@ -25,8 +25,8 @@ class FtHParams:
     FT); ``box``: around the weights at the batch's start (``batch``, the reference code, which clamps
     around the weights each call starts from) or around the unedited weights (``initial``).
 
-    With a row subspace from a constraint (``--constraint nullspace``) each step is followed by the
-    projection onto it, so the update keeps ``ΔP = Δ`` exactly; the box and the subspace are then
+    With a row subspace from a constraint (``--constraint nullspace``) the gradient is projected onto it
+    before each step and the update after it, so the update keeps ``ΔP = Δ`` exactly; the box and the subspace are then
     alternated ``box_iters`` times per step (Dykstra's algorithm, ending with the projection): 1 = clamp,
     then project, so the box holds only approximately — each batch notes by how much (``ft.box``).
     """

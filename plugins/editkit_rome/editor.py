@@ -141,7 +141,7 @@ class RomeStages:
             run.model, run.tokenizer, block=site.block, requests=requests,
             templates=run_templates(run, hp.prefix_len),
             settings=VStarSettings(lr=hp.v_lr, steps=hp.v_steps, weight_decay=hp.v_weight_decay,
-                                   clamp_norm=hp.clamp_norm, kl_factor=hp.kl_factor,
+                                   clamp_norm=hp.clamp_norm_factor, kl_factor=hp.kl_factor,
                                    early_stop_loss=hp.early_stop_loss, forward=hp.vstar_forward,
                                    fused=hp.fused_activations),
             layout=run.layout, device=run.device,

@@ -24,7 +24,10 @@ class RomeHParams:
     published 17 on GPT-2 XL). v*: ``v_steps`` Adam steps of rate ``v_lr`` on δ added at the
     subject's last token of the layer's output (= its MLP output, so ``v* = m_init + δ``), stop when
     the loss < ``early_stop_loss``; loss = NLL + ``kl_factor``·KL + ``v_weight_decay``·‖δ‖/‖m_init‖²;
-    ‖δ‖ ≤ ``clamp_norm``·‖m_init‖ (``m_init``: the MLP output at the bare prompt, as rome/compute_v.py).
+    ‖δ‖ ≤ ``clamp_norm_factor``·‖m_init‖ (``m_init``: the MLP output at the bare prompt, as rome/compute_v.py).
+    The clamp keeps the reference's name, not MEMIT's ``clamp_norm``: it is relative to another norm
+    (‖m‖, not ‖h‖), so settings calibrated for MEMIT's v* (the demo world's ``clamp_norm=2``) must not
+    reach it. ``v_lr``, ``v_steps`` and ``kl_factor`` mean what they mean for MEMIT and are shared.
 
     ``constraint_key``: ``average`` (default; the paper's Eq. 2 and r-ROME: the prefix-averaged key
     ``k*`` in the direction *and* the constraint ``Δ k* = v* − W k*``) or ``bare`` (the original code:
@@ -43,7 +46,7 @@ class RomeHParams:
     v_lr: float = attrs.field(default=0.5, validator=_positive)
     v_steps: int = attrs.field(default=20, validator=_positive)
     v_weight_decay: float = attrs.field(default=0.5, validator=_non_negative)
-    clamp_norm: float = attrs.field(default=4.0, validator=_positive)
+    clamp_norm_factor: float = attrs.field(default=4.0, validator=_positive)
     kl_factor: float = attrs.field(default=0.0625, validator=_non_negative)
     early_stop_loss: float = attrs.field(default=5e-2, validator=_non_negative)
     constraint_key: str = attrs.field(default="average", validator=attrs.validators.in_(("average", "bare")))
@@ -59,8 +62,8 @@ class RomeHParams:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # kmeng01/rome hparams/ROME/gpt2-xl.json, EleutherAI_gpt-j-6B.json (methods.md §2.6)
-    "gpt2-xl": {"layers": (17,), "v_lr": 0.5, "v_steps": 20, "v_weight_decay": 0.5, "clamp_norm": 4.0,
+    "gpt2-xl": {"layers": (17,), "v_lr": 0.5, "v_steps": 20, "v_weight_decay": 0.5, "clamp_norm_factor": 4.0,
                 "kl_factor": 0.0625},
-    "gpt-j": {"layers": (5,), "v_lr": 0.5, "v_steps": 20, "v_weight_decay": 0.5, "clamp_norm": 4.0,
+    "gpt-j": {"layers": (5,), "v_lr": 0.5, "v_steps": 20, "v_weight_decay": 0.5, "clamp_norm_factor": 4.0,
               "kl_factor": 0.0625},
 }

@@ -12,7 +12,7 @@ from editkit.testing.conformance import make_conformance_tests
 # (relative to it, as the reference) need other values than the published ones to move the target
 TestRomeConformance = make_conformance_tests(
     plugin=editkit_rome, editor="rome", families=["gpt2", "llama"],
-    overrides={"rome.layers": "1", "rome.clamp_norm": "50", "rome.v_weight_decay": "1e-4"},
+    overrides={"rome.layers": "1", "rome.clamp_norm_factor": "50", "rome.v_weight_decay": "1e-4"},
     invalid_hparams={"layers": ["1,2"], "constraint_key": ["middle"], "rcond": ["1"]})
 TestEmmetConformance = make_conformance_tests(
     plugin=editkit_emmet, editor="emmet", families=["llama"],

@@ -14,7 +14,7 @@ def paths(tmp_path_factory):
     return tiny_setup(tmp_path_factory.mktemp("editors"))
 
 
-@pytest.mark.parametrize(("editor", "extra"), [("rome", ["--layers", "1", "--set", "clamp_norm=50"]),
+@pytest.mark.parametrize(("editor", "extra"), [("rome", ["--layers", "1", "--set", "clamp_norm_factor=50"]),
                                                ("emmet", []), ("ft", ["--set", "lr=1e-2"])])
 def test_each_editor_runs_with_the_null_space_and_reports_its_invariant(paths, tmp_path, editor, extra):
     out = tmp_path / "out"

@@ -16,9 +16,12 @@ from editkit.testing.tiny import tiny_model, tiny_requests, tiny_tokenizer
 from editkit.updates import Subspace
 
 
-def reference_ft(model, tok, module, requests, *, lr, steps, linf, objective, early_stop=1e-2):
+def reference_ft(model, tok, module, requests, *, lr, steps, linf, objective, early_stop=1e-2, projector=None):
     """ROME's baselines/ft/ft_main.py, one chunk: Adam on W, per-request mean NLL of the target tokens, skip the
-    step below early_stop, clamp W to W0 ± ε after it, stop when the epoch's loss is below early_stop."""
+    step below early_stop, clamp W to W0 ± ε after it, stop when the epoch's loss is below early_stop.
+
+    ``projector`` (P ``[d_in, d_in]``; GPT-2's Conv1D stores Wᵀ, so ΔP in math layout is P·(W − W0) here): the
+    gradient is projected before the step and the change after the clamp — projected Adam."""
     ref = copy.deepcopy(model)
     weight = ref.get_submodule(module).weight
     weight.requires_grad_(True)
@@ -40,9 +43,13 @@ def reference_ft(model, tok, module, requests, *, lr, steps, linf, objective, ea
         if loss.item() >= early_stop:
             opt.zero_grad()
             loss.backward()
+            if projector is not None:
+                weight.grad = projector @ weight.grad
             opt.step()
         with torch.no_grad():
             weight.copy_(torch.clamp(weight, w0 - linf, w0 + linf))
+            if projector is not None:
+                weight.copy_(w0 + projector @ (weight - w0))
         if loss.item() < early_stop:
             break
     return weight.detach()
@@ -67,6 +74,29 @@ def test_ft_follows_the_reference_ft_l_trajectory(objective):
     change = (written - model.get_submodule(module).weight.detach()).abs()
     assert float(change.max()) == pytest.approx(3e-3, rel=1e-9)  # the clamp bound some entries
     assert int((change > 0).sum()) > change.numel() // 2  # and the update is not confined to a few
+
+
+def test_ft_with_the_null_space_is_projected_adam():
+    """With --constraint nullspace the solve is Adam on the projected gradient, each step clamped then projected:
+    the same trajectory as the reference above with P from the run's own null-space constraint."""
+    from editkit.testing.moments import MomentsFromText
+    from editkit.testing.tiny import tiny_texts
+
+    tok = tiny_tokenizer()
+    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=3, d_model=32, d_mlp=64, logit_scale=20.0).double()
+    requests = tiny_requests(2)
+    module = "transformer.h.1.mlp.c_proj"
+    settings = {"lr": 1e-2, "steps": 6, "linf": 3e-3}
+    ours = copy.deepcopy(model)
+    outcome = run_edit(model=ours, tokenizer=tok, requests=requests, host=plugin_host(editkit_ft), editor="ft",
+                       layers=[1], constraints=("nullspace",),
+                       key_statistics=MomentsFromText(model=ours, tokenizer=tok, texts=tiny_texts()),
+                       overrides={f"ft.{k}": str(v) for k, v in settings.items()})
+    nullspace = next(p for spec, p in outcome.run.constraints if spec.name == "nullspace")
+    projector = nullspace.subspace(outcome.run, outcome.sites[0]).matrix(torch.float64)
+    assert 0 < float(projector.trace()) < projector.shape[0] - 0.5
+    expected = reference_ft(model, tok, module, requests, objective="prompt_last", projector=projector, **settings)
+    torch.testing.assert_close(ours.get_submodule(module).weight.detach(), expected, rtol=0, atol=1e-6)
 
 
 @pytest.fixture
