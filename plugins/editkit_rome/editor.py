@@ -163,7 +163,7 @@ class RomeStages:
     def editkit_compute_residual(self, run: Any, batch: Any, site: Any, keys: torch.Tensor) -> torch.Tensor:
         t = self.targets(run, batch, site)
         weight = run.weight(site).detach().double().cpu()
-        return (t.shift.T + weight @ (t.bare - keys.double())).float()  # [d_out, u]
+        return t.shift.T + weight @ (t.bare - keys.double())  # [d_out, u], float64
 
     # -- solve -----------------------------------------------------------------------------
     def _refreshed(self, run: Any, site: Any, request: Any, applied: torch.Tensor, key: torch.Tensor,

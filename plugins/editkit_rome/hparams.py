@@ -34,11 +34,13 @@ class RomeHParams:
     direction ``C0⁻¹k*``, constraint met at the bare prompt's key, ``Δ k_b = v* − W k_b``).
     ``refresh_targets``: a batch of N requests is N sequential rank-one edits; with true (default, as
     the reference) each request's v* is optimised on the model with the batch's earlier edits applied;
-    with false every request keeps the v* of the batch's start (faster; the earlier edits are still
-    subtracted from its residual). ``mom2_weight``: λ on C0 — it cancels in the rank-one form and
-    matters only against Cp or a ridge that a constraint adds. ``rcond``: a key whose component in the
-    solve's subspace is below ``rcond``·‖k‖ gets no update (warned). ``vstar_forward``, ``prefix_len``,
-    ``fused_activations``: as MEMIT's (the same v* and prefix machinery).
+    with false every request keeps the v* of the batch's start (about half the v* time: with true the
+    batch-start v* of requests 2..N are computed too, as the residual the hook contract asks for, and then
+    replaced; the earlier edits are still subtracted from each residual). ``mom2_weight``: λ on C0 — it
+    cancels in the rank-one form and matters only against Cp or a ridge that a constraint adds.
+    ``rcond``: a key whose component in the solve's subspace is below ``rcond``·‖k‖ gets no update
+    (warned). ``vstar_forward``, ``prefix_len``, ``fused_activations``: as MEMIT's (the same v* and
+    prefix machinery).
     """
 
     layers: tuple[int, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple),

@@ -24,7 +24,8 @@ from editkit.testing.moments import MomentsFromText
 from editkit.testing.tiny import TINY_DIMS, tiny_model, tiny_requests, tiny_texts, tiny_tokenizer
 from editkit.updates import SolveProblem
 
-ROME = {"rome.layers": "1", "rome.clamp_norm_factor": "50", "rome.v_weight_decay": "1e-4"}  # tiny-model v* (conformance)
+# tiny-model v* for ROME, as in the conformance tests
+ROME = {"rome.layers": "1", "rome.clamp_norm_factor": "50", "rome.v_weight_decay": "1e-4"}
 
 
 @pytest.fixture(scope="module")
