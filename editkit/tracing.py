@@ -99,6 +99,27 @@ def edit_output(
         handle.remove()
 
 
+@contextmanager
+def added_update(model: torch.nn.Module, module_name: str, delta: torch.Tensor) -> Iterator[None]:
+    """During the block, ``module_name`` computes as if its weight were ``W + Δ``, without writing it.
+
+    ``Δ`` is in math layout ``[d_out, d_in]`` (``v = W k``, whatever the module's storage layout): the
+    module's output gains ``x Δᵀ`` for its input ``x`` ``[..., d_in]``, in the input's dtype. Gradients
+    reach ``Δ`` when it requires them, so an editor can evaluate or optimise an update before
+    ``editkit_apply`` writes it.
+    """
+
+    def hook(module: torch.nn.Module, args: tuple, output: object) -> object:
+        x = args[0]
+        return _replace_hidden(output, _hidden(output) + x @ delta.to(dtype=x.dtype, device=x.device).T)
+
+    handle = model.get_submodule(module_name).register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def run_until_stopped(forward: Callable[[], object]) -> None:
     """Call ``forward()``; a :class:`StopForward` raised by a hook ends it normally."""
     with suppress(StopForward):

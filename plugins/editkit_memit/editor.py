@@ -14,7 +14,7 @@ from editkit.tokens import pad_batch
 from editkit.tracing import capture_outputs
 from editkit_memit.hparams import MemitHParams, default_layers
 from editkit_memit.keys import collect_keys, subject_prompts
-from editkit_memit.prefixes import sample_prefixes
+from editkit_memit.prefixes import run_templates
 from editkit_memit.solve import PastProducts, solve_update
 from editkit_memit.targets import Targets, VStarSettings, optimise_targets
 
@@ -44,13 +44,8 @@ class MemitStages:
     def prefix_templates(self, run: Any) -> tuple[str, ...]:
         """Generated once per run from the unedited model with the run's seed (or restored from
         ``run.state`` when a run resumes from its journal)."""
-        if self.templates is None and run.state.get("prefix_templates"):
-            self.templates = tuple(run.state["prefix_templates"])
         if self.templates is None:
-            self.templates = sample_prefixes(
-                run.model, run.tokenizer, generator=run.generator, length=self.hparams.prefix_len
-            )
-            run.state["prefix_templates"] = list(self.templates)
+            self.templates = run_templates(run, self.hparams.prefix_len)
         return self.templates
 
     @hookimpl

@@ -40,3 +40,14 @@ def sample_prefixes(
         text = tokenizer.decode(ids, skip_special_tokens=True).replace("{", " ").replace("}", " ").strip()
         templates.append(f"{text}. {{}}")
     return tuple(templates)
+
+
+def run_templates(run: Any, length: int) -> tuple[str, ...]:
+    """The run's prefix templates: restored from ``run.state["prefix_templates"]`` (a resumed run, or
+    another stage object of the same run), else sampled once from the (unedited) model with the run's
+    generator and stored there. Shared by every editor that uses MEMIT's keys and v*."""
+    if run.state.get("prefix_templates"):
+        return tuple(run.state["prefix_templates"])
+    templates = sample_prefixes(run.model, run.tokenizer, generator=run.generator, length=length)
+    run.state["prefix_templates"] = list(templates)
+    return templates

@@ -140,8 +140,13 @@ def optimise_targets(
     on_step: Any = None,
     layout: ModelLayout | None = None,
     min_group: int = 16,
+    norm_reference: Sequence[float] | None = None,
 ) -> Targets:
     """Optimise ``z`` for every request, ``group_size`` requests together (0: all at once).
+
+    ``norm_reference`` (one positive value per request): the norm the decay ``β·‖δ‖/ref²`` and the clamp
+    ``‖δ‖ ≤ c·ref`` are relative to; None (MEMIT): ``‖h_init‖``, the block output itself. ROME gives the
+    norm of the MLP output ``‖m_init‖`` there (rome/compute_v.py: ``target_init``).
 
     ``block`` is the name of block ``L``. With ``layout`` the steps may run from block ``L`` up
     (``settings.forward``: ``auto``/``upper``); without it every step runs the full model.
@@ -162,10 +167,12 @@ def optimise_targets(
     else:
         groups = [list(range(i, min(i + group_size, len(requests)))) for i in range(0, len(requests), group_size)]
     report = None if on_step is None else (lambda it, active: on_step(1 / len(groups), active))
+    if norm_reference is not None and len(norm_reference) != len(requests):
+        raise ValueError(f"norm_reference has {len(norm_reference)} values for {len(requests)} requests")
     with fused_activations(model) if settings.fused else nullcontext():
         parts = [
             _optimise_group(model, tokenizer, placement, [requests[i] for i in group], templates, settings, device,
-                            report)
+                            report, None if norm_reference is None else [float(norm_reference[i]) for i in group])
             for group in groups
         ]
     order = [i for group in groups for i in group]
@@ -219,6 +226,7 @@ def _optimise_group(
     s: VStarSettings,
     device: torch.device,
     on_step: Any,
+    norm_reference: Sequence[float] | None = None,
 ) -> Targets:
     block, layout = placement
     prompts = _build_prompts(tokenizer, requests, templates, device, left=s.forward in ("auto", "suffix"),
@@ -268,6 +276,8 @@ def _optimise_group(
         if it == 0:
             bare = prompts.is_bare[rows]
             h_init[row_req_local[bare]] = h_base[bare.nonzero().flatten(), lookup[bare]].detach().to(dtype)
+            reference = (h_init.norm(dim=-1) if norm_reference is None
+                         else torch.tensor(norm_reference, device=device, dtype=dtype))  # [u]
 
         tok_keep = row_of[prompts.tok_row] >= 0
         tok_rows = row_of[prompts.tok_row[tok_keep]]
@@ -290,7 +300,7 @@ def _optimise_group(
             0, kl_req, (kl_logp.exp() * (kl_logp - kl_init[req_idx[kl_req]])).sum(-1)
         )
         d = delta[req_idx]
-        decay = s.weight_decay * d.norm(dim=-1) / h_init[req_idx].norm(dim=-1) ** 2
+        decay = s.weight_decay * d.norm(dim=-1) / reference[req_idx] ** 2
         loss = nll + s.kl_factor * kl + decay  # [a]
 
         loss_values = loss.detach().cpu().tolist()
@@ -310,7 +320,7 @@ def _optimise_group(
                 t = adam_t[stepping][:, None]
                 denom = adam_v[stepping].sqrt() / (1 - ADAM_BETAS[1] ** t).sqrt() + ADAM_EPS
                 new = delta[stepping] - (s.lr / (1 - ADAM_BETAS[0] ** t)) * adam_m[stepping] / denom
-                limit = s.clamp_norm * h_init[stepping].norm(dim=-1, keepdim=True)
+                limit = s.clamp_norm * reference[stepping][:, None]
                 norm = new.norm(dim=-1, keepdim=True)
                 new = torch.where(norm > limit, new * (limit / norm), new)
                 delta[stepping] = new

@@ -78,8 +78,9 @@ def float32_bound(setup):
     return 2 * n * change
 
 
-def reference_z(model, tok, request, block, settings):
-    """One request, written straight from the formulas; unbatched prompts, torch.optim.Adam."""
+def reference_z(model, tok, request, block, settings, norm=None):
+    """One request, written straight from the formulas; unbatched prompts, torch.optim.Adam. ``norm``: what the
+    decay and the clamp are relative to (default ‖h_init‖; ROME passes ‖m_init‖)."""
     prompts, lookups, targets = [], [], []
     for template in TEMPLATES:
         before, _, after = template.replace("{}", request.prompt).partition("{}")
@@ -122,7 +123,8 @@ def reference_z(model, tok, request, block, settings):
                 kl_init = kl_logp.detach()
             kl = (kl_logp.exp() * (kl_logp - kl_init)).sum()
             h_init = state["h_init"]
-            decay = settings.weight_decay * delta.norm() / h_init.norm() ** 2
+            scale = h_init.norm() if norm is None else torch.tensor(norm, dtype=h_init.dtype)
+            decay = settings.weight_decay * delta.norm() / scale**2
             loss = torch.stack(nlls).mean() + settings.kl_factor * kl + decay
             if loss.item() < settings.early_stop_loss or it == settings.steps - 1:
                 break
@@ -130,7 +132,7 @@ def reference_z(model, tok, request, block, settings):
             loss.backward()
             opt.step()
             with torch.no_grad():
-                limit = settings.clamp_norm * h_init.norm()
+                limit = settings.clamp_norm * scale
                 if delta.norm() > limit:
                     delta.mul_(limit / delta.norm())
     finally:
@@ -196,6 +198,33 @@ def test_float64_agreement(setup, padding_side):
         assert float(((batched.z - single.z).norm(dim=-1) / single.z.norm(dim=-1)).max()) < 1e-10
     finally:
         tok.padding_side = "right"
+        torch.set_default_dtype(previous)
+        model.float()
+
+
+def test_norm_reference_replaces_h_init_in_decay_and_clamp(setup):
+    """ROME's v*: decay and clamp relative to a given norm (‖m_init‖) instead of ‖h_init‖; float64, against the
+    reference, and the clamp binds at c·norm."""
+    model, tok, requests = setup
+    model64 = model.double()
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        block = "transformer.h.1"
+        for request in requests[:2]:
+            args = dict(block=block, requests=[request], templates=TEMPLATES, settings=SETTINGS,
+                        device=torch.device("cpu"), group_size=1)
+            out = optimise_targets(model64, tok, norm_reference=[0.05], **args)
+            ref = reference_z(model64, tok, request, block, SETTINGS, norm=0.05)
+            assert float((out.z[0] - ref).norm() / ref.norm()) < 1e-6
+            shift = float((out.z[0] - out.h_init[0]).norm())
+            assert shift == pytest.approx(SETTINGS.clamp_norm * 0.05, rel=1e-9)  # the clamp binds at c·0.05
+            default = optimise_targets(model64, tok, **args).z[0]
+            assert float((default - out.h_init[0]).norm()) > 1.2 * shift  # relative to ‖h_init‖ the clamp allows more
+        with pytest.raises(ValueError, match="norm_reference has 1 values for 2 requests"):
+            optimise_targets(model64, tok, block=block, requests=requests[:2], templates=TEMPLATES, settings=SETTINGS,
+                             device=torch.device("cpu"), norm_reference=[1.0])
+    finally:
         torch.set_default_dtype(previous)
         model.float()
 
