@@ -43,7 +43,7 @@ class NullspaceStages:
         """
         if site.module not in self.subspaces:
             evals, evecs = run.require_key_statistics().eigendecomposition(site)
-            sub = null_space(evals, evecs, self.hparams.threshold, self.hparams.relative)
+            sub = null_space(evals, evecs, self.hparams.threshold, self.hparams.relative, self.hparams.energy)
             self.subspaces[site.module] = sub
             if sub.dim == 0:
                 self._warn_empty(site, evals)
@@ -54,13 +54,25 @@ class NullspaceStages:
     def _warn_empty(self, site: Any, evals: torch.Tensor) -> None:
         hp = self.hparams
         smallest, largest = float(evals.min()), float(evals.max())
-        tau = hp.threshold * largest if hp.relative else hp.threshold
-        self.empty[site.module] = {"threshold": tau, "smallest_eigenvalue": smallest}
-        given = f"{hp.threshold:g} × the largest eigenvalue {largest:.3g} = {tau:.3g}" if hp.relative else f"{tau:g}"
+        if hp.energy is not None:
+            trace = float(evals.double().clamp_min(0).sum())
+            share = max(smallest, 0.0) / trace if trace > 0 else float("nan")
+            self.empty[site.module] = {"energy": hp.energy, "smallest_eigenvalue": smallest,
+                                       "smallest_share": share}
+            reason = (f"the smallest eigenvalue of C0 ({smallest:.3g}) alone holds {share:.3g} of its energy "
+                      f"(trace {trace:.3g}), not below the share {hp.energy:g}")
+            fix = "raise --set nullspace.energy"
+        else:
+            tau = hp.threshold * largest if hp.relative else hp.threshold
+            self.empty[site.module] = {"threshold": tau, "smallest_eigenvalue": smallest}
+            given = (f"{hp.threshold:g} × the largest eigenvalue {largest:.3g} = {tau:.3g}" if hp.relative
+                     else f"{tau:g}")
+            reason = f"no eigenvalue of C0 is below the threshold {given} (the smallest is {smallest:.3g})"
+            fix = ("raise --set nullspace.threshold (AlphaEdit's default is 2e-2), or give a share of C0's energy "
+                   "with --set nullspace.energy")
         warnings.warn(
-            f"nullspace: the null space at layer {site.layer} is empty: no eigenvalue of C0 is below the threshold "
-            f"{given} (the smallest is {smallest:.3g}), so every update at layer {site.layer} is projected to 0 and "
-            "the layer is not edited; raise --set nullspace.threshold (AlphaEdit's default is 2e-2)",
+            f"nullspace: the null space at layer {site.layer} is empty: {reason}, so every update at layer "
+            f"{site.layer} is projected to 0 and the layer is not edited; {fix}",
             NullspaceWarning,
             stacklevel=2,
         )
