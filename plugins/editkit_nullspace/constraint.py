@@ -18,7 +18,7 @@ from editkit import hookimpl
 from editkit.updates import DeltaProposal, SolveProblem, Subspace
 from editkit_nullspace.hparams import NullspaceHParams
 from editkit_nullspace.joint import joint_projection
-from editkit_nullspace.projector import null_space
+from editkit_nullspace.projector import null_mask, null_space
 
 
 class NullspaceWarning(UserWarning):
@@ -33,6 +33,7 @@ class NullspaceStages:
         self.subspaces: dict[str, Subspace] = {}
         self.range_bases: dict[str, torch.Tensor] = {}  # site module -> orthonormal basis of range(P) [d_in, r]
         self.empty: dict[str, dict[str, float]] = {}  # site module -> threshold figures, where P = 0
+        self.energy_shares: dict[str, float] = {}  # site module -> share of trace(C0) in the null space
 
     def subspace(self, run: Any, site: Any) -> Subspace:
         """P for ``site``, derived once per run from C0 of the unedited model.
@@ -43,8 +44,13 @@ class NullspaceStages:
         """
         if site.module not in self.subspaces:
             evals, evecs = run.require_key_statistics().eigendecomposition(site)
-            sub = null_space(evals, evecs, self.hparams.threshold, self.hparams.relative, self.hparams.energy)
+            hp = self.hparams
+            sub = null_space(evals, evecs, hp.threshold, hp.relative, hp.energy)
             self.subspaces[site.module] = sub
+            positive = evals.double().clamp_min(0)
+            trace = float(positive.sum())
+            mask = null_mask(evals, hp.threshold, hp.relative, hp.energy)
+            self.energy_shares[site.module] = float(positive[mask].sum()) / trace if trace > 0 else 0.0
             if sub.dim == 0:
                 self._warn_empty(site, evals)
         if site.module in self.empty:
@@ -95,6 +101,7 @@ class NullspaceStages:
             keys = proposal.keys
             kept = float(sub.project_rows(keys.T).norm() / keys.norm().clamp_min(1e-30))  # ‖P K1‖ / ‖K1‖
             run.note(site, "nullspace.dim", sub.dim)
+            run.note(site, "nullspace.energy_share", round(self.energy_shares[site.module], 9))  # of trace(C0)
             run.note(site, "nullspace.kept_key_energy", round(kept, 6))
             if self._mode(run) != "solve":
                 return None

@@ -108,6 +108,7 @@ def test_the_stage_uses_energy_and_notes_the_null_space_size():
     NullspaceStages(NullspaceHParams(energy=0.01, mode="solve")).editkit_constrain_update(
         run=run, site=site, proposal=problem)
     assert run.notes[3]["nullspace.dim"] == 4  # 0.010 < 0.1001; with the 1.0 it would be 1.01
+    assert run.notes[3]["nullspace.energy_share"] == pytest.approx(0.010 / 10.01)
     # the absolute default (2e-2) would keep the same four here; a tighter share keeps fewer
     run = NotingRun(Spectrum(evals))
     NullspaceStages(NullspaceHParams(energy=0.0005, mode="solve")).editkit_constrain_update(
