@@ -123,13 +123,25 @@ class DatasetSpec:
                 raise TypeError(f"DatasetSpec.{field} must be callable, got {value!r}")
 
 
+def _options_class(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not attrs.has(value):
+        raise TypeError(f"{type(instance).__name__}.{attribute.name} must be an attrs class or None, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class MetricSpec:
-    """An evaluation metric; ``compute(...)`` signature is the metric family's own."""
+    """An evaluation metric; ``compute(...)`` signature is the metric family's own.
+
+    ``options`` (optional): an attrs class of the metric's options, each with a default; ``editkit run
+    --metric-option NAME.KEY=VALUE`` fills it (validated before any work; see :mod:`editkit.metricoptions`)
+    and the metric reads it with :func:`editkit.metricoptions.metric_options`. Its module must not
+    import torch (``editkit --help`` loads it).
+    """
 
     name: str = attrs.field(validator=_valid_name)
     summary: str = attrs.field(validator=attrs.validators.instance_of(str))
     compute: Callable[..., Any] = attrs.field(validator=_callable)
+    options: type | None = attrs.field(default=None, validator=_options_class)
 
 
 @attrs.frozen(kw_only=True)

@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("run", "plugins", "models", "inspect", "stats", "edits", "report")
+SUBCOMMANDS = ("run", "plugins", "models", "inspect", "stats", "edits", "report", "trace")
 
 
 def build_parser(*, warn: bool = False) -> argparse.ArgumentParser:

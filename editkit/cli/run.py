@@ -66,6 +66,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--generation-records", type=int, metavar="N",
                    help="fluency/consistency on the generation prompts of the first N edited records (0: all; "
                         "default: all, or the dataset's own choice — the demo world uses 100)")
+    p.add_argument("--metric-option", action="append", default=[], dest="metric_options", metavar="METRIC.KEY=VALUE",
+                   help="option of a metric, e.g. general.limit=100, general.data=DIR, perplexity.data=FILE "
+                        "(see `editkit plugins` and the README)")
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate the requests edited so far every K batches (a curve in result.json)")
     p.add_argument("--out", type=Path, help="output directory (default runs/run-<date>-<time>)")
@@ -87,6 +90,8 @@ def main(args: argparse.Namespace) -> int:
     from editkit.errors import InputError, UsageError
     from editkit.hparams import parse_assignments
     from editkit.journal import Journal
+    from editkit.metricoptions import EXTRAS_KEY as METRIC_OPTIONS
+    from editkit.metricoptions import build_metric_options, parse_metric_options
     from editkit.models import load_model, resolve_model
     from editkit.outputs import check_output_dir, check_run_directory
     from editkit.pipeline import execute
@@ -128,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
             "metrics": args.metrics,
             "eval_every": args.eval_every,
             "generation_records": args.generation_records,
+            "metric_options": list(args.metric_options),
             "retention_probes": str(args.retention_probes) if args.retention_probes else None,
             "skip_invalid": args.skip_invalid,
         }
@@ -161,6 +167,8 @@ def main(args: argparse.Namespace) -> int:
         metric_names = [m.strip() for m in metrics.split(",") if m.strip()]
     for name in metric_names:
         host.catalog.get("metrics", name)
+    metric_options = parse_metric_options(invocation.get("metric_options") or [], host.catalog.entries["metrics"],
+                                          metric_names)
     if invocation["eval_every"] < 0:
         raise UsageError("--eval-every must be >= 0")
     if (invocation.get("generation_records") or 0) < 0:
@@ -221,6 +229,8 @@ def main(args: argparse.Namespace) -> int:
         extras["generation_records"] = invocation["generation_records"]
     if invocation.get("retention_probes"):
         extras["fact_probes"] = read_retention_probes(Path(invocation["retention_probes"]))
+    if metric_options:
+        extras[METRIC_OPTIONS] = build_metric_options(metric_options, host.catalog.entries["metrics"])
 
     show = not args.quiet  # bars on a terminal, plain lines otherwise (editkit.progress)
     with progress_display(enabled=show) as progress:

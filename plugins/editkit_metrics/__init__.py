@@ -1,12 +1,13 @@
 """First-party plugin: the evaluation metrics of the AlphaEdit/MEMIT papers, and retention.
 
 Each metric is a :class:`editkit.MetricSpec` whose ``compute(context)`` returns figures in
-percent (fluency in the paper's scale: 100 × weighted n-gram entropy in bits).
+percent (fluency in the paper's scale: 100 × weighted n-gram entropy in bits; perplexity as such).
 """
 
 from __future__ import annotations
 
 from editkit import MetricSpec, hookimpl
+from editkit_metrics.options import GeneralOptions, PerplexityOptions
 
 
 def _counterfact(context):
@@ -33,6 +34,18 @@ def _retention(context):
     return retention(context)
 
 
+def _general(context):
+    from editkit_metrics.general import general_capability
+
+    return general_capability(context)
+
+
+def _perplexity(context):
+    from editkit_metrics.perplexity import perplexity
+
+    return perplexity(context)
+
+
 METRICS = (
     MetricSpec(name="counterfact", summary="efficacy, generalisation, specificity (share of prompts where the "
                "mean-per-token NLL prefers the right object) and their magnitudes", compute=_counterfact),
@@ -41,6 +54,12 @@ METRICS = (
     MetricSpec(name="zsre", summary="teacher-forced top-1 token accuracy on rewrite, paraphrase and "
                "locality prompts", compute=_zsre),
     MetricSpec(name="retention", summary="greedy recall of facts that were not edited", compute=_retention),
+    MetricSpec(name="general", summary="general capability (AlphaEdit Fig. 4): SST-2, MRPC, CoLA, RTE, MMLU, NLI, "
+               "sentiment, dialogue; answers by candidate log-probability; weighted F1 (MCC for CoLA, accuracy "
+               "for MMLU); data from --metric-option general.data=DIR or $EDITKIT_GENERAL_DATA",
+               compute=_general, options=GeneralOptions),
+    MetricSpec(name="perplexity", summary="token-weighted perplexity on held-out texts; data from --metric-option "
+               "perplexity.data=FILE or $EDITKIT_PERPLEXITY_DATA", compute=_perplexity, options=PerplexityOptions),
 )
 
 

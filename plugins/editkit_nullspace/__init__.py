@@ -23,7 +23,8 @@ def _create(hparams: NullspaceHParams) -> object:
 CONSTRAINT = ConstraintSpec(
     name="nullspace",
     summary="AlphaEdit: restrict the update to the null space of preserved keys (eigenvalues of C0 "
-    "below a threshold); solve mode Δ = R K1ᵀP(CpP + K1K1ᵀP + L2·I)⁻¹, project mode Δ ↦ ΔP, joint mode "
+    "below a threshold, or the smallest ones holding under a share of its energy); solve mode "
+    "Δ = R K1ᵀP(CpP + K1K1ᵀP + L2·I)⁻¹, project mode Δ ↦ ΔP, joint mode "
     "(after rect) each row onto range(P) ∩ its support",
     factory=_create,
     hparams=NullspaceHParams,

@@ -19,7 +19,7 @@ from editkit.keystats.spectrum import spectrum_profile
 from editkit.updates import DeltaProposal, SolveProblem, Subspace
 from editkit_nullspace.hparams import NullspaceHParams
 from editkit_nullspace.joint import joint_projection
-from editkit_nullspace.projector import null_space
+from editkit_nullspace.projector import null_mask, null_space
 
 
 class NullspaceWarning(UserWarning):
@@ -35,6 +35,7 @@ class NullspaceStages:
         self.subspaces: dict[str, Subspace] = {}
         self.range_bases: dict[str, torch.Tensor] = {}  # site module -> orthonormal basis of range(P) [d_in, r]
         self.empty: dict[str, dict[str, float]] = {}  # site module -> threshold figures, where P = 0
+        self.energy_shares: dict[str, float] = {}  # site module -> share of trace(C0) in the null space
 
     def subspace(self, run: Any, site: Any) -> Subspace:
         """P for ``site``, derived once per run from C0 of the unedited model.
@@ -45,8 +46,13 @@ class NullspaceStages:
         """
         if site.module not in self.subspaces:
             evals, evecs = run.require_key_statistics().eigendecomposition(site)
-            sub = null_space(evals, evecs, self.hparams.threshold, self.hparams.relative)
+            hp = self.hparams
+            sub = null_space(evals, evecs, hp.threshold, hp.relative, hp.energy)
             self.subspaces[site.module] = sub
+            positive = evals.double().clamp_min(0)
+            trace = float(positive.sum())
+            mask = null_mask(evals, hp.threshold, hp.relative, hp.energy)
+            self.energy_shares[site.module] = float(positive[mask].sum()) / trace if trace > 0 else 0.0
             if sub.dim == 0:
                 self._warn_empty(site, evals)
         if site.module in self.empty:
@@ -56,13 +62,25 @@ class NullspaceStages:
     def _warn_empty(self, site: Any, evals: torch.Tensor) -> None:
         hp = self.hparams
         smallest, largest = float(evals.min()), float(evals.max())
-        tau = hp.threshold * largest if hp.relative else hp.threshold
-        self.empty[site.module] = {"threshold": tau, "smallest_eigenvalue": smallest}
-        given = f"{hp.threshold:g} × the largest eigenvalue {largest:.3g} = {tau:.3g}" if hp.relative else f"{tau:g}"
+        if hp.energy is not None:
+            trace = float(evals.double().clamp_min(0).sum())
+            share = max(smallest, 0.0) / trace if trace > 0 else float("nan")
+            self.empty[site.module] = {"energy": hp.energy, "smallest_eigenvalue": smallest,
+                                       "smallest_share": share}
+            reason = (f"the smallest eigenvalue of C0 ({smallest:.3g}) alone holds {share:.3g} of its energy "
+                      f"(trace {trace:.3g}), not below the share {hp.energy:g}")
+            fix = "raise --set nullspace.energy"
+        else:
+            tau = hp.threshold * largest if hp.relative else hp.threshold
+            self.empty[site.module] = {"threshold": tau, "smallest_eigenvalue": smallest}
+            given = (f"{hp.threshold:g} × the largest eigenvalue {largest:.3g} = {tau:.3g}" if hp.relative
+                     else f"{tau:g}")
+            reason = f"no eigenvalue of C0 is below the threshold {given} (the smallest is {smallest:.3g})"
+            fix = ("raise --set nullspace.threshold (AlphaEdit's default is 2e-2), or give a share of C0's energy "
+                   "with --set nullspace.energy")
         warnings.warn(
-            f"nullspace: the null space at layer {site.layer} is empty: no eigenvalue of C0 is below the threshold "
-            f"{given} (the smallest is {smallest:.3g}), so every update at layer {site.layer} is projected to 0 and "
-            "the layer is not edited; raise --set nullspace.threshold (AlphaEdit's default is 2e-2)",
+            f"nullspace: the null space at layer {site.layer} is empty: {reason}, so every update at layer "
+            f"{site.layer} is projected to 0 and the layer is not edited; {fix}",
             NullspaceWarning,
             stacklevel=2,
         )
@@ -95,6 +113,7 @@ class NullspaceStages:
             run.note(site, "nullspace.dim", sub.dim)
             if site.module not in self.spectrum_noted:
                 self.note_spectrum(run, site)
+            run.note(site, "nullspace.energy_share", round(self.energy_shares[site.module], 9))  # of trace(C0)
             run.note(site, "nullspace.kept_key_energy", round(kept, 6))
             if self._mode(run) != "solve":
                 return None

@@ -12,6 +12,13 @@ def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(f"{attribute.name}: expected > 0, got {value!r}")
 
 
+def _share(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not 0 < value <= 1:
+        raise ValueError(f"{attribute.name}: expected a share of C0's energy in (0, 1], e.g. 0.01, got {value!r}")
+    if value is not None and instance.relative:
+        raise ValueError("energy and relative are two different rules for the null space: give one")
+
+
 MODES = ("auto", "solve", "project", "joint")
 
 
@@ -32,5 +39,6 @@ class NullspaceHParams:
 
     threshold: float = attrs.field(default=2e-2, validator=_positive)
     relative: bool = False
+    energy: float | None = attrs.field(default=None, validator=_share)
     l2: float = attrs.field(default=10.0, validator=_positive)
     mode: str = attrs.field(default="auto", validator=attrs.validators.in_(MODES))
