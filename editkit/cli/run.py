@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATASET = "demo"
+DEFAULT_DATASET = "smollm2-facts"  # SmolLM2-135M and well-known facts it gets right (plugins/editkit_facts)
 DEFAULT_DATASET_EDITS = 300  # sequential edits on a dataset when --num-edits is not given
 
 
@@ -19,13 +19,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="edit facts in a model",
-        description="Edit facts in a model. With no --model/--requests, edits the built-in demo world.",
+        description=f"Edit facts in a model. With no --model/--requests/--dataset, edits the {DEFAULT_DATASET!r} "
+                    "dataset's facts in its model.",
     )
-    p.add_argument("--model", help="save_pretrained directory or hub name (default: the demo world's model)")
+    p.add_argument("--model", help="save_pretrained directory or hub name (default: the dataset's model)")
     p.add_argument("--requests", type=Path, help="JSON list of CounterFact-style records")
     p.add_argument("--dataset", metavar="NAME_OR_PATH",
-                   help=f"registered dataset name, or a local dataset file (default {DEFAULT_DATASET!r} when no "
-                        "--requests)")
+                   help="registered dataset name, or a local dataset file (default when no --requests: the dataset "
+                        f"built for --model, else {DEFAULT_DATASET!r}; --dataset demo: the built-in demo world)")
     p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option for the dataset loader, e.g. target=alt for zsre")
     p.add_argument("--num-edits", type=int, help="use only the first N requests (after --offset)")
@@ -48,7 +49,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--stats-dir", type=Path, help="key statistics store (C0); computed there when missing (default "
                    "for a dataset's own model: $EDITKIT_CACHE/stats, else none: computed in memory)")
     p.add_argument("--corpus", help="text corpus for key statistics: FILE.txt, FILE.jsonl[:field], "
-                   "hf:NAME[:CONFIG[:SPLIT]], or a registered dataset name (default: the dataset's own corpus)")
+                   "hf:NAME[:CONFIG[:SPLIT]], or a registered dataset name (default: the corpus of the dataset built "
+                   "for the model, else the dataset's own)")
     p.add_argument("--stats-max-tokens", type=int, default=200_000, help="tokens of corpus for C0 (default 200000)")
     p.add_argument("--stats-max-length", type=int, help="max tokens per corpus text (default: the model's context)")
     p.add_argument("--metrics", help="comma list of metrics (default: counterfact,fluency,retention for datasets, "
@@ -59,6 +61,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--generation-records", type=int, metavar="N",
                    help="fluency/consistency on the generation prompts of the first N edited records (0: all; "
                         "default: all, or the dataset's own choice — the demo world uses 100)")
+    p.add_argument("--completions", type=int, metavar="N",
+                   help="print (and record) the greedy completions before and after editing of the rewrite prompt, "
+                        "a paraphrase and a neighbour of the first N edits (default: the dataset's choice, else 0)")
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate the requests edited so far every K batches (a curve in result.json)")
     p.add_argument("--out", type=Path, help="output directory (default runs/run-<date>-<time>)")
@@ -72,7 +77,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     import attrs
 
+    from editkit.cli.completions import print_completions, shown_completions
     from editkit.config import RunConfig
+    from editkit.datasetdefaults import default_dataset_name, run_defaults
     from editkit.errors import InputError, UsageError
     from editkit.hparams import parse_assignments, parse_int_list
     from editkit.journal import Journal
@@ -109,7 +116,8 @@ def main(args: argparse.Namespace) -> int:
             overrides=parse_assignments(args.overrides).items(), constrain_mode=args.constrain_mode,
         )
         invocation = {
-            "dataset": None if args.requests is not None else (args.dataset or DEFAULT_DATASET),
+            "dataset": None if args.requests is not None else (
+                args.dataset or default_dataset_name(host.catalog.entries["datasets"], args.model, DEFAULT_DATASET)),
             "model": args.model,
             "corpus": args.corpus,
             "stats_dir": str(args.stats_dir) if args.stats_dir else None,
@@ -118,6 +126,7 @@ def main(args: argparse.Namespace) -> int:
             "metrics": args.metrics,
             "eval_every": args.eval_every,
             "generation_records": args.generation_records,
+            "completions": args.completions,
             "retention_probes": str(args.retention_probes) if args.retention_probes else None,
             "skip_invalid": args.skip_invalid,
         }
@@ -130,7 +139,7 @@ def main(args: argparse.Namespace) -> int:
         if Path(invocation["dataset"]).is_file():
             dataset_file = invocation["dataset"]
             dataset = next((d for name, d in sorted(host.catalog.entries["datasets"].items())
-                            if d.load is not None and d.model is None), None)
+                            if d.load is not None and d.model is None and d.model_name is None), None)
             if dataset is None:
                 raise UsageError("no installed dataset plugin reads dataset files")
         else:
@@ -154,6 +163,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--eval-every must be >= 0")
     if (invocation.get("generation_records") or 0) < 0:
         raise UsageError("--generation-records must be >= 0")
+    if (invocation.get("completions") or 0) < 0:
+        raise UsageError("--completions must be >= 0")
 
     skipped: list[str] = []
     if requests is None:
@@ -185,18 +196,22 @@ def main(args: argparse.Namespace) -> int:
         if not requests:
             raise InputError("no requests left after --offset/--num-edits")
 
-    model_id = invocation["model"]
-    if model_id is None:
-        if dataset is None or dataset.model is None:
-            raise UsageError("--model is required with --requests (only built-in datasets ship a model)")
-        model_id = str(dataset.model())
-        invocation["model"] = model_id
-        config = attrs.evolve(config, defaults=dataset.settings)  # calibrated for this model
-        if invocation["stats_dir"] is None and invocation["corpus"] is None:
-            from editkit.cachedir import cache_root
+    defaults = run_defaults(host.catalog.entries["datasets"], dataset, model=invocation["model"],
+                            corpus=invocation["corpus"])
+    model_id = invocation["model"] = defaults.model
+    if args.resume is None:  # a resumed run keeps its journaled config
+        config = attrs.evolve(config, defaults=defaults.settings)  # calibrated for this model
+    if defaults.cache_stats and invocation["stats_dir"] is None:
+        from editkit.cachedir import cache_root
 
-            # the dataset's own model and corpus: cache its statistics for the next run (keyed exactly)
-            invocation["stats_dir"] = str(cache_root() / "stats")
+        # a dataset's own model and corpus: cache its statistics for the next run (keyed exactly)
+        invocation["stats_dir"] = str(cache_root() / "stats")
+    corpus = None
+    if defaults.corpus is not None:
+        from editkit.keystats import CorpusSpec
+
+        corpus = CorpusSpec.parse(defaults.corpus)
+        corpus.identity(host)  # a missing corpus file or package: exit 2 before loading or writing anything
     model, tokenizer = load_model(model_id, device=config.device)
     extras = dict(dataset.extras()) if dataset is not None and dataset.extras is not None else {}
     if invocation.get("generation_records") is not None:
@@ -204,18 +219,17 @@ def main(args: argparse.Namespace) -> int:
     if invocation.get("retention_probes"):
         extras["fact_probes"] = read_retention_probes(Path(invocation["retention_probes"]))
 
-    corpus = invocation["corpus"] or (dataset.name if dataset is not None and dataset.corpus is not None else None)
     show = not args.quiet and sys.stderr.isatty()
     with rich_progress(enabled=show) as progress:
         key_statistics = None
         if corpus is not None:
-            from editkit.keystats import CorpusSpec, KeyStatistics
+            from editkit.keystats import KeyStatistics
             from editkit.layout import resolve_layout
 
             key_statistics = KeyStatistics(
                 model=model, tokenizer=tokenizer,
                 layout=resolve_layout(model, host.catalog.entries["architectures"]),
-                corpus=CorpusSpec.parse(corpus), stats_dir=invocation["stats_dir"],
+                corpus=corpus, stats_dir=invocation["stats_dir"],
                 max_length=invocation["stats_max_length"], max_tokens=invocation["stats_max_tokens"],
                 model_id=model_id, progress=show,
             )
@@ -224,8 +238,10 @@ def main(args: argparse.Namespace) -> int:
             model_id=model_id, key_statistics=key_statistics, progress=progress,
             metrics=metric_names, eval_extras=extras, eval_every=invocation["eval_every"],
             invocation=invocation, resume=args.resume is not None,
+            completions=shown_completions(invocation.get("completions"), extras),
             extra_manifest={"skipped_records": skipped} if skipped else None,
         )
+    print_completions(result.get("completions", []), len(requests))
     print_table(result)
     summary = result["summary"]
     print(

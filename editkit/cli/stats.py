@@ -55,7 +55,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--corpus", default=None,
         help="PATH.txt (a document per line), PATH.json[l][:FIELD], hf:NAME[:CONFIG[:SPLIT]] or a registered "
-             "dataset name (e.g. demo); default hf:wikimedia/wikipedia:20231101.en",
+             "dataset name (e.g. demo, wiki-leads); default: the corpus of the dataset built for --model (e.g. "
+             "wiki-leads for smollm2-135m), else hf:wikimedia/wikipedia:20231101.en",
     )
     p.add_argument("--text-field", help="record field holding the text (json/hf/registered; default text)")
     p.add_argument("--samples", type=int, help="use the first N documents (after --seed shuffling); "
@@ -110,7 +111,8 @@ def main(args: argparse.Namespace) -> int:
             shutdown()
 
 
-def _corpus(args: argparse.Namespace) -> Any:
+def _corpus(args: argparse.Namespace, host: Any = None) -> Any:
+    from editkit.datasetdefaults import dataset_for_model
     from editkit.keystats.corpus import WIKIPEDIA, CorpusSpec
 
     for flag in ("samples", "max_tokens", "max_length", "batch_tokens", "seed"):
@@ -120,9 +122,11 @@ def _corpus(args: argparse.Namespace) -> Any:
     selection: dict[str, Any] = {"samples": args.samples, "seed": args.seed}
     if args.text_field:
         selection["text_field"] = args.text_field
-    corpus = CorpusSpec.parse(args.corpus or WIKIPEDIA, **selection)
+    built_for = dataset_for_model(host.catalog.entries["datasets"], args.model) if host is not None else None
+    default = built_for.name if built_for is not None and built_for.corpus is not None else WIKIPEDIA
+    corpus = CorpusSpec.parse(args.corpus or default, **selection)
     if corpus.kind == "hf" and args.samples is None and args.max_tokens is None:
-        corpus = CorpusSpec.parse(args.corpus or WIKIPEDIA, **{**selection, "samples": HF_DEFAULT_SAMPLES})
+        corpus = CorpusSpec.parse(args.corpus or default, **{**selection, "samples": HF_DEFAULT_SAMPLES})
     return corpus
 
 
@@ -136,8 +140,8 @@ def _collect(args: argparse.Namespace, dist: Any) -> int:
     if not args.model or not args.layers:
         raise UsageError("give --model and --layers (or --show alone to list the store)")
     layers = parse_layers(args.layers)
-    corpus = _corpus(args)
     host = PluginHost()
+    corpus = _corpus(args, host)  # default: the corpus of the dataset built for --model
     corpus.check(host)  # unreadable / empty / missing text field: exit 2 before loading anything
     device = torch.device(args.device) if args.device else dist.device()
     if dist.active and device.type == "cuda" and device.index is None:
