@@ -137,4 +137,6 @@ def test_make_demo_edits_smollm2(tmp_path, capsys, monkeypatch):
     assert sum(r["after_as_expected"] for r in rewrites) >= 0.9 * n
     post = result["metrics"]["post"]
     assert post["efficacy"] >= 90 and post["specificity"] >= 80 and post["retention"] >= 90
-    assert result["config"]["defaults"] if "config" in result else result["manifest"]["config"]["defaults"]
+    from editkit_facts import SMOLLM2_SETTINGS
+
+    assert result["manifest"]["config"]["defaults"] == SMOLLM2_SETTINGS  # the calibrated settings applied
