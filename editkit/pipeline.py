@@ -17,6 +17,7 @@ import attrs
 import torch
 
 from editkit.atomic import write_json_atomic, write_safetensors_atomic
+from editkit.completions import completion_probes, completion_records, greedy_completions
 from editkit.config import RunConfig
 from editkit.errors import InputError
 from editkit.evaluation import EvalContext, run_metrics
@@ -91,6 +92,7 @@ def execute(
     eval_every: int = 0,
     invocation: Mapping[str, Any] | None = None,
     resume: bool = False,
+    completions: int = 0,
 ) -> dict[str, Any]:
     """Edit ``requests`` sequentially in batches of ``config.batch_size`` on one model (never
     restored), evaluate before and after (and every ``eval_every`` batches on the requests edited
@@ -99,6 +101,8 @@ def execute(
     Every batch is journaled in ``out_dir/journal`` (see :mod:`editkit.journal`). With ``resume``
     the journal's complete batches are replayed exactly and the run continues after them.
     ``invocation`` (JSON) is stored in the journal so that ``editkit run --resume`` can rebuild it.
+    ``completions``: record greedy completions before and after for the first N requests
+    (:mod:`editkit.completions`).
     """
     torch.manual_seed(config.seed)
     journal = Journal(out_dir)
@@ -126,10 +130,12 @@ def execute(
                         extras=extras, config=config, timings=eval_timings[phase] if phase else None)
 
     batches = list(batched(list(requests), config.batch_size))
+    probes = completion_probes(requests, completions)
     curve: list[dict[str, Any]] = []
     if resume:
         before = [EditScore(**s) for s in manifest_data["pre_scores"]]
         pre_metrics = manifest_data["pre_metrics"]
+        completions_before = manifest_data.get("pre_completions") or []
         run.state.update(manifest_data.get("run_state", {}))
         entries = journal.entries()
         if len(entries) > len(batches):
@@ -144,6 +150,7 @@ def execute(
         eval_task = run.progress.task("evaluate (pre)", None)
         before = score_requests(model, tokenizer, requests, device)
         pre_metrics = measure(requests, "pre") if metrics else {}
+        completions_before = greedy_completions(model, tokenizer, [p.prompt for p in probes], device=device)
         run.progress.finish(eval_task)
         # written with the first batch (below): a run that fails before then leaves no journal
         manifest_data = {
@@ -156,6 +163,7 @@ def execute(
             "requests": [r.to_record() for r in requests],
             "pre_scores": [attrs.asdict(b) for b in before],
             "pre_metrics": pre_metrics,
+            "pre_completions": completions_before,
             "run_state": {},
         }
     task = run.progress.task("edit batches", len(batches), completed=len(run.reports))
@@ -188,6 +196,7 @@ def execute(
     eval_task = run.progress.task("evaluate (post)", None)
     after = score_requests(model, tokenizer, requests, device)
     post_metrics = measure(requests, "post") if metrics else {}
+    completions_after = greedy_completions(model, tokenizer, [p.prompt for p in probes], device=device)
     run.progress.finish(eval_task)
     if metrics and eval_every:
         curve.append({"batches": len(batches), "edits": done, **post_metrics})
@@ -217,6 +226,7 @@ def execute(
         "metrics": {"pre": pre_metrics, "post": post_metrics, "seconds": eval_timings},
         "final": run.final_report.to_json() if run.final_report is not None else None,
         "curve": curve,
+        "completions": completion_records(probes, completions_before, completions_after),
         "run": run.describe(),
         "batches": [r.to_json() for r in run.reports],
         "requests": per_request,

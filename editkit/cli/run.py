@@ -13,7 +13,7 @@ from typing import Any
 
 from editkit.keystats.defaults import DEFAULT_MAX_TOKENS, token_budget
 
-DEFAULT_DATASET = "demo"
+DEFAULT_DATASET = "smollm2-facts"  # SmolLM2-135M and well-known facts it gets right (plugins/editkit_facts)
 DEFAULT_DATASET_EDITS = 300  # sequential edits on a dataset when --num-edits is not given
 
 
@@ -21,14 +21,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="edit facts in a model",
-        description="Edit facts in a model. With no --model/--requests, edits the built-in demo world.",
+        description=f"Edit facts in a model. With no --model/--requests/--dataset, edits the {DEFAULT_DATASET!r} "
+                    "dataset's facts in its model.",
     )
     p.add_argument("--model", help="registered model name (see `editkit models`), save_pretrained directory, .gguf "
-                   "file or hub name (default: the dataset's own model)")
+                   "file or hub name (default: the dataset's model)")
     p.add_argument("--requests", type=Path, help="JSON list of CounterFact-style records")
     p.add_argument("--dataset", metavar="NAME_OR_PATH",
-                   help=f"registered dataset name, or a local dataset file (default {DEFAULT_DATASET!r} when no "
-                        "--requests)")
+                   help="registered dataset name, or a local dataset file (default when no --requests: the dataset "
+                        f"built for --model, else {DEFAULT_DATASET!r}; --dataset demo: the built-in demo world)")
     p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option for the dataset loader, e.g. target=alt for zsre")
     p.add_argument("--num-edits", type=int, help="use only the first N requests (after --offset)")
@@ -53,7 +54,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-stats-store", action="store_true",
                    help="compute key statistics in memory: neither read nor write a statistics store")
     p.add_argument("--corpus", help="text corpus for key statistics: FILE.txt, FILE.jsonl[:field], "
-                   "hf:NAME[:CONFIG[:SPLIT]], or a registered dataset name (default: the dataset's own corpus)")
+                   "hf:NAME[:CONFIG[:SPLIT]], or a registered dataset name (default: the corpus of the dataset built "
+                   "for the model, else the dataset's own)")
     p.add_argument("--stats-max-tokens", type=token_budget, default=DEFAULT_MAX_TOKENS, metavar="N|all",
                    help=f"tokens of corpus for C0, at least (stored statistics of more tokens are reused; default "
                         f"{DEFAULT_MAX_TOKENS}, as editkit stats)")
@@ -69,6 +71,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--metric-option", action="append", default=[], dest="metric_options", metavar="METRIC.KEY=VALUE",
                    help="option of a metric, e.g. general.limit=100, general.data=DIR, perplexity.data=FILE "
                         "(see `editkit plugins` and the README)")
+    p.add_argument("--completions", type=int, metavar="N",
+                   help="print (and record) the greedy completions before and after editing of the rewrite prompt, "
+                        "a paraphrase and a neighbour of the first N edits (default: the dataset's choice, else 0)")
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate the requests edited so far every K batches (a curve in result.json)")
     p.add_argument("--out", type=Path, help="output directory (default runs/run-<date>-<time>)")
@@ -84,8 +89,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     import attrs
 
+    from editkit.cli.completions import print_completions, shown_completions
     from editkit.config import RunConfig, parse_layers
     from editkit.context import screen_requests
+    from editkit.datasetdefaults import default_dataset_name, run_defaults
     from editkit.devices import check_device
     from editkit.errors import InputError, UsageError
     from editkit.hparams import parse_assignments
@@ -124,7 +131,8 @@ def main(args: argparse.Namespace) -> int:
             overrides=parse_assignments(args.overrides).items(), constrain_mode=args.constrain_mode,
         )
         invocation = {
-            "dataset": None if args.requests is not None else (args.dataset or DEFAULT_DATASET),
+            "dataset": None if args.requests is not None else (
+                args.dataset or default_dataset_name(host.catalog.entries["datasets"], args.model, DEFAULT_DATASET)),
             "model": args.model,
             "corpus": args.corpus,
             "stats_dir": stats_store_dir(args),
@@ -134,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
             "eval_every": args.eval_every,
             "generation_records": args.generation_records,
             "metric_options": list(args.metric_options),
+            "completions": args.completions,
             "retention_probes": str(args.retention_probes) if args.retention_probes else None,
             "skip_invalid": args.skip_invalid,
         }
@@ -147,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
         if Path(invocation["dataset"]).is_file():
             dataset_file = invocation["dataset"]
             dataset = next((d for name, d in sorted(host.catalog.entries["datasets"].items())
-                            if d.load is not None and d.model is None), None)
+                            if d.load is not None and d.model is None and d.model_name is None), None)
             if dataset is None:
                 raise UsageError("no installed dataset plugin reads dataset files")
         else:
@@ -173,6 +182,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--eval-every must be >= 0")
     if (invocation.get("generation_records") or 0) < 0:
         raise UsageError("--generation-records must be >= 0")
+    if (invocation.get("completions") or 0) < 0:
+        raise UsageError("--completions must be >= 0")
 
     skipped: list[str] = []
     if requests is None:
@@ -204,19 +215,21 @@ def main(args: argparse.Namespace) -> int:
         if not requests:
             raise InputError("no requests left after --offset/--num-edits")
 
-    corpus = invocation["corpus"] or (dataset.name if dataset is not None and dataset.corpus is not None else None)
-    if corpus is not None and invocation["stats_dir"] is not None:
-        from editkit.keystats.store import StatsStore
+    defaults = run_defaults(host.catalog.entries["datasets"], dataset, model=invocation["model"],
+                            corpus=invocation["corpus"])
+    model_id = invocation["model"] = defaults.model
+    if args.resume is None:  # a resumed run keeps its journaled config
+        config = attrs.evolve(config, defaults=defaults.settings)  # calibrated for this model
+    corpus = defaults.corpus
+    if corpus is not None:
+        from editkit.keystats import CorpusSpec
 
-        StatsStore(root=invocation["stats_dir"]).check_writable(  # a file, a read-only folder: exit 2 before work
-            "; give another with --stats-dir, or --no-stats-store to keep statistics in memory")
-    model_id = invocation["model"]
-    if model_id is None:
-        if dataset is None or dataset.model is None:
-            raise UsageError("--model is required with --requests (only built-in datasets ship a model)")
-        model_id = str(dataset.model())
-        invocation["model"] = model_id
-        config = attrs.evolve(config, defaults=dataset.settings)  # calibrated for this model
+        CorpusSpec.parse(corpus).identity(host)  # a missing corpus file or package: exit 2 before loading anything
+        if invocation["stats_dir"] is not None:
+            from editkit.keystats.store import StatsStore
+
+            StatsStore(root=invocation["stats_dir"]).check_writable(  # a file, a read-only folder: exit 2 before work
+                "; give another with --stats-dir, or --no-stats-store to keep statistics in memory")
     model_source = resolve_model(model_id, catalog=host.catalog, progress=not args.quiet and sys.stderr.isatty())
     model_id = model_source.location  # a registered name or .gguf: its converted directory, the weights' identity
     with model_loading(model_id, enabled=not args.quiet):
@@ -253,8 +266,10 @@ def main(args: argparse.Namespace) -> int:
             model_id=model_id, key_statistics=key_statistics, progress=progress,
             metrics=metric_names, eval_extras=extras, eval_every=invocation["eval_every"],
             invocation=invocation, resume=args.resume is not None,
+            completions=shown_completions(invocation.get("completions"), extras),
             extra_manifest={"skipped_records": skipped} if skipped else None,
         )
+    print_completions(result.get("completions", []), len(requests))
     print_table(result)
     summary = result["summary"]
     print(

@@ -60,7 +60,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--corpus", default=None,
         help="PATH.txt (a document per line), PATH.json[l][:FIELD], hf:NAME[:CONFIG[:SPLIT]] or a registered "
-             "dataset name (e.g. demo); default hf:wikimedia/wikipedia:20231101.en",
+             "dataset name (e.g. demo, wiki-leads); default: the corpus of the dataset built for --model (e.g. "
+             "wiki-leads for smollm2-135m), else hf:wikimedia/wikipedia:20231101.en",
     )
     p.add_argument("--text-field", help="record field holding the text (json/hf/registered; default text)")
     p.add_argument("--samples", type=int, help="use the first N documents (after --seed shuffling); "
@@ -107,7 +108,8 @@ def main(args: argparse.Namespace) -> int:
             shutdown()
 
 
-def _corpus(args: argparse.Namespace) -> Any:
+def _corpus(args: argparse.Namespace, host: Any = None) -> Any:
+    from editkit.datasetdefaults import dataset_for_model
     from editkit.keystats.corpus import WIKIPEDIA
     from editkit.keystats.defaults import corpus_selection
 
@@ -115,7 +117,9 @@ def _corpus(args: argparse.Namespace) -> Any:
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "seed" else 1):
             raise UsageError(f"--{flag.replace('_', '-')} must be {'non-negative' if flag == 'seed' else 'positive'}")
-    return corpus_selection(args.corpus or WIKIPEDIA, max_tokens=args.max_tokens, samples=args.samples,
+    built_for = dataset_for_model(host.catalog.entries["datasets"], args.model) if host is not None else None
+    default = built_for.name if built_for is not None and built_for.corpus is not None else WIKIPEDIA
+    return corpus_selection(args.corpus or default, max_tokens=args.max_tokens, samples=args.samples,
                             seed=args.seed, text_field=args.text_field)
 
 
@@ -131,9 +135,9 @@ def _collect(args: argparse.Namespace, dist: Any) -> int:
     if not args.model or not args.layers:
         raise UsageError("give --model and --layers (or --show alone to list the store)")
     layers = parse_layers(args.layers)
-    corpus = _corpus(args)
     StatsStore(root=_stats_dir(args)).check_writable("; give another with --stats-dir")  # exit 2 before any work
     host = PluginHost()
+    corpus = _corpus(args, host)  # default: the corpus of the dataset built for --model
     corpus.check(host)  # unreadable / empty / missing text field: exit 2 before loading anything
     device = torch.device(args.device) if args.device else dist.device()
     if dist.active and device.type == "cuda" and device.index is None:

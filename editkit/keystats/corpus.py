@@ -132,10 +132,12 @@ class CorpusSpec:
                     "text_field": self.text_field, "shuffle_buffer": SHUFFLE_BUFFER if self.seed is not None else None,
                     **selection}
         host = host or _default_host()
-        host.catalog.get("datasets", str(self.name))  # UsageError naming the available ones
+        spec = host.catalog.get("datasets", str(self.name))  # UsageError naming the available ones
         provider = host.catalog.providers.get(("datasets", str(self.name)))
-        return {"source": "registered", "name": self.name, "provider": provider, "text_field": self.text_field,
-                **selection}
+        out = {"source": "registered", "name": self.name, "provider": provider, "text_field": self.text_field}
+        if spec.corpus_identity is not None:  # e.g. the content hash of a packaged file
+            out["texts"] = spec.corpus_identity()
+        return {**out, **selection}
 
     # ------------------------------------------------------------------ texts
 

@@ -1,0 +1,59 @@
+"""``editkit run``'s table of greedy completions before and after editing (see :mod:`editkit.completions`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+EXTRAS_KEY = "completions"
+"""A dataset's ``extras()`` may say how many edits to show (``{"completions": N}``); ``--completions`` overrides."""
+
+_LABELS = {"rewrite": "edit", "paraphrase": "paraphrase", "neighbour": "neighbour"}
+
+
+def shown_completions(option: int | None, extras: Mapping[str, Any]) -> int:
+    """``--completions`` when given, else the dataset's choice, else 0."""
+    if option is not None:
+        return option
+    value = extras.get(EXTRAS_KEY, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def short(completion: str, limit: int = 20) -> str:
+    """The completion up to its first sentence end, at most ``limit`` characters (for the table)."""
+    text = completion.strip()
+    end = text.find(". ")
+    if end >= 0:
+        text = text[: end + 1]
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def print_completions(records: Sequence[Mapping[str, Any]], edits: int) -> None:
+    """Per edit, a header row (subject: old -> new) and one row per prompt: the greedy completion before
+    and after, marked ok when the one after starts with the object it should (the new object; the old one
+    for a neighbour)."""
+    if not records:
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    shown = len({r["case_id"] for r in records})
+    table = Table(title=f"greedy completions before -> after editing ({shown} of {edits} edits)")
+    table.add_column("prompt")
+    table.add_column("before", no_wrap=True, max_width=20)
+    table.add_column("after", no_wrap=True, max_width=20)
+    table.add_column("", no_wrap=True)
+    last = None
+    for r in records:
+        if r["case_id"] != last:
+            if last is not None:
+                table.add_section()
+            old = f"{r['target_true']} -> " if r.get("target_true") else "-> "
+            table.add_row(Text(f"{r['subject']}: {old}{r['target_new']}", style="bold"), "", "", "")
+            last = r["case_id"]
+        ok = r.get("after_as_expected")
+        mark = Text("-" if ok is None else ("ok" if ok else "x"), style="green" if ok else "red")
+        table.add_row(Text(f"  {_LABELS[r['kind']]}: {r['prompt']}"), Text(short(r["before"])),
+                      Text(short(r["after"])), mark)
+    Console().print(table)

@@ -1,0 +1,79 @@
+"""What a run takes from the registered datasets when the user does not say: requests, model, corpus, settings.
+
+A dataset (:class:`~editkit.catalog.DatasetSpec`) is *built for a model* when it ships one
+(``model()``, e.g. the demo world's) or names one (``model_name``, e.g. a model that a model plugin
+registers). Such a dataset supplies the defaults of a run on that model:
+
+* the model, when ``--model`` is not given;
+* the edit requests, when neither ``--requests`` nor ``--dataset`` is given and ``--model`` names
+  the model of a registered dataset (else the default dataset is used);
+* the corpus of the key statistics C0, when ``--corpus`` is not given: the corpus of the dataset
+  built for the run's model, else the corpus of the run's dataset;
+* the hyperparameters calibrated for the model (``settings``);
+* whether its C0 is cached in the user cache (the dataset's own model and corpus).
+
+The kernel names no model: a model is matched by the string ``--model`` gives and ``model_name``
+holds. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from editkit.catalog import DatasetSpec
+from editkit.errors import UsageError
+
+
+def dataset_for_model(datasets: Mapping[str, DatasetSpec], model: str | None) -> DatasetSpec | None:
+    """The registered dataset whose ``model_name`` is ``model`` (the first by name when several are)."""
+    if model is None:
+        return None
+    return next((spec for _, spec in sorted(datasets.items()) if spec.model_name == model), None)
+
+
+def default_dataset_name(datasets: Mapping[str, DatasetSpec], model: str | None, fallback: str) -> str:
+    """The dataset of a run given neither ``--requests`` nor ``--dataset``: the one built for ``--model``
+    (when it has requests), else ``fallback``."""
+    spec = dataset_for_model(datasets, model)
+    return spec.name if spec is not None and spec.load is not None else fallback
+
+
+@attrs.frozen(kw_only=True)
+class RunDefaults:
+    """``model``: the model to load; ``corpus``: the ``--corpus`` value to use (None: no C0 source);
+    ``settings``: calibrated hyperparameters (``--set`` form); ``cache_stats``: keep C0 in the user cache."""
+
+    model: str
+    corpus: str | None
+    settings: tuple[tuple[str, str], ...] = ()
+    cache_stats: bool = False
+
+
+def run_defaults(datasets: Mapping[str, DatasetSpec], dataset: DatasetSpec | None, *, model: str | None,
+                 corpus: str | None) -> RunDefaults:
+    """The defaults of a run on ``dataset`` (None: ``--requests``) with the user's ``--model`` and ``--corpus``.
+
+    Calls ``dataset.model()`` only when ``--model`` is not given (it may build the model).
+    """
+    own = model is None
+    if own:
+        if dataset is None or (dataset.model is None and dataset.model_name is None):
+            raise UsageError("--model is required with --requests (only built-in datasets ship a model)")
+        model = dataset.model_name if dataset.model_name is not None else str(dataset.model())  # type: ignore[misc]
+    built_for = dataset_for_model(datasets, model)
+    settings: tuple[tuple[str, str], ...] = ()
+    if built_for is not None:
+        settings = built_for.settings
+    elif own and dataset is not None:
+        settings = dataset.settings
+    chosen = corpus
+    if chosen is None:
+        if built_for is not None and built_for.corpus is not None:
+            chosen = built_for.name
+        elif dataset is not None and dataset.corpus is not None:
+            chosen = dataset.name
+    cache = corpus is None and chosen is not None and (built_for is not None or own)
+    return RunDefaults(model=str(model), corpus=chosen, settings=settings, cache_stats=cache)
+
