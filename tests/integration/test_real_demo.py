@@ -58,7 +58,6 @@ def test_a_missing_corpus_package_exits_2_with_the_pip_command(tiny, tmp_path, c
         raise AssertionError("the model was loaded before the corpus was checked")
 
     monkeypatch.setattr(editkit.models, "load_model", no_load)
-    monkeypatch.setattr(editkit.cli.stats, "_load_model", no_load)
     before = snapshot(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err
