@@ -5,7 +5,8 @@
 One row per run directory (named after its configuration): Eff / Gen / Spe (the `counterfact` metric) and
 retention after the run, the largest ‖Δ − ΔP‖/‖Δ‖ the null-space constraint measured on the written updates
 (per batch and layer, `nullspace.invariant` in result.json) and whether it held everywhere, and the editing
-seconds. The first row is the unedited model (the first run's `pre` metrics).
+seconds (the sum of the batches' own seconds, so a run finished with ``--resume`` counts its journaled
+batches too). The first row is the unedited model (the first run's `pre` metrics).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def main() -> int:
     print(row("unedited", results[0][1]["metrics"]["pre"], ["", "-"]))
     for name, result in results:
         print(row(name, result["metrics"]["post"], [nullspace_figures(result),
-                                                    f"{result['summary']['edit_seconds']:.0f}"]))
+                                                    f"{sum(b['seconds'] for b in result['batches']):.0f}"]))
     return 0
 
 
