@@ -2,7 +2,8 @@
 # Causal trace of SmolLM2-135M on ROME's known facts (issue #20 item 1): which layers' MLPs carry the facts.
 # Two traces, one after the other: single-layer MLP and hidden-state restoration (ROME's Fig. 1 rows for
 # the MLP with window 1), then the MLP with a window of 5 layers (ROME's figures use 10 of GPT-2 XL's 48).
-# Usage: benchmarks/trace_smollm2.sh [OUT_DIR] [KNOWN_FACTS_JSON]   (about 1 h on one CPU core)
+# Results and the layer choice they support: README, "Causal tracing and general capability on SmolLM2".
+# Usage: benchmarks/trace_smollm2.sh [OUT_DIR] [KNOWN_FACTS_JSON]   (about 1 h 20 min on one shared CPU core)
 set -euo pipefail
 OUT=${1:-runs/trace-smollm2}
 KNOWN=${2:-../shared/data/real/known_1000.json}
