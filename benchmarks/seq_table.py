@@ -1,0 +1,100 @@
+"""Summarise sequential `editkit run` outputs (issue #20): one row per run, and the curves.
+
+    python benchmarks/seq_table.py RUN_DIR [RUN_DIR ...] [--curve]
+
+Per run directory (named after its configuration): edits, Eff / Gen / Spe (counterfact) or the ZsRE
+metrics, fluency, retention, the general-capability scores present and perplexity after the run; the
+unedited model first (the first run's ``pre`` metrics); then the editing seconds per edit (the batches'
+own seconds, so a run finished with ``--resume`` counts its journaled batches), v*'s share of requests
+whose loss ended below 0.7 and its median final loss (over batches), and for the null space the share of
+C0's energy it holds and the share of the edit keys' energy it keeps (means over batches and layers).
+``--curve`` adds each run's metrics after every evaluated batch (``--eval-every``). A run without a
+``result.json`` (still running) is reported from its journal's batches, marked "running".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+EDIT_METRICS = ("efficacy", "generalisation", "specificity", "fluency", "retention")
+ZSRE_METRICS = ("zsre_efficacy", "zsre_generalisation", "zsre_specificity")
+GENERAL_ORDER = ("general_sst2", "general_sentiment_analysis", "general_nli", "general_rte", "general_mrpc",
+                 "general_cola", "general_mmlu", "general_dialogue", "perplexity")
+
+
+def _batches(run: Path) -> list[dict[str, Any]]:
+    result = run / "result.json"
+    if result.exists():
+        return json.loads(result.read_text())["batches"]
+    out = []
+    for batch in sorted((run / "journal").glob("batch-*/entry.json")):
+        out.append(json.loads(batch.read_text()).get("report", {}))
+    return out
+
+
+def _mean_note(batches: list[dict[str, Any]], key: str, last_only: bool = False) -> float | None:
+    values = []
+    for batch in batches:
+        layers = batch.get("layers", {})
+        items = list(layers.items())[-1:] if last_only else layers.items()
+        values += [float(notes[key]) for _, notes in items if isinstance(notes.get(key), (int, float))]
+    return statistics.fmean(values) if values else None
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _metric_columns(metrics: dict[str, Any]) -> list[str]:
+    edit = ZSRE_METRICS if any(k in metrics for k in ZSRE_METRICS) else EDIT_METRICS
+    keys = [k for k in edit if k in metrics] + ([] if "retention" in edit else ["retention"])
+    return [k for k in dict.fromkeys(keys + [k for k in GENERAL_ORDER if k in metrics])]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--curve", action="store_true", help="also print each run's metrics per evaluated batch")
+    args = parser.parse_args()
+    results = {run: json.loads((run / "result.json").read_text()) for run in args.runs
+               if (run / "result.json").exists()}
+    if not results:
+        print("no finished run among the given directories")
+        return 1
+    first = next(iter(results.values()))
+    columns = [c for c in _metric_columns(first["metrics"]["pre"])]
+    extra = ["edits", "s/edit", "v* <0.7", "v* loss", "null energy", "kept key energy"]
+    print("| run | " + " | ".join(columns + extra) + " |")
+    print("|---|" + "---:|" * (len(columns) + len(extra)))
+    pre = first["metrics"]["pre"]
+    print("| unedited | " + " | ".join(_fmt(pre.get(c)) for c in columns) + " |" + " |" * len(extra))
+    for run in args.runs:
+        batches = _batches(run)
+        result = results.get(run)
+        post = result["metrics"]["post"] if result else {}
+        edits = sum(int(b.get("size", 0)) for b in batches)
+        seconds = sum(float(b.get("seconds", 0.0)) for b in batches)
+        share = _mean_note(batches, "vstar.share_below_0.7", last_only=True)
+        loss = _mean_note(batches, "vstar.median_final_loss", last_only=True)
+        energy = _mean_note(batches, "nullspace.energy_share")
+        kept = _mean_note(batches, "nullspace.kept_key_energy")
+        name = run.name + ("" if result else " (running)")
+        cells = [_fmt(post.get(c)) for c in columns]
+        cells += [str(edits), _fmt(seconds / edits if edits else None, 2), _fmt(None if share is None else 100 * share),
+                  _fmt(loss, 2), _fmt(energy, 4), _fmt(kept, 3)]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.curve:
+        for run, result in results.items():
+            print(f"\n{run.name}: metrics after each evaluated batch")
+            for point in [{"edits": 0, **result["metrics"]["pre"]}, *result.get("curve", [])]:
+                print(f"  {point.get('edits', '?'):>5} edits: " + ", ".join(
+                    f"{c} {_fmt(point.get(c))}" for c in columns if c in point))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
