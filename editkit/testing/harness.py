@@ -110,7 +110,7 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def math_layout(site: Site, stored: torch.Tensor) -> torch.Tensor:
     """A site's weight (or difference of weights) from storage to math layout ``[d_out, d_in]``."""
-    return stored.T if site.transposed else stored
+    return site.to_math(stored)
 
 
 def differences(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],

@@ -135,8 +135,7 @@ class FtStages:
         """``W_now − W_ref`` for the box (0 around the batch's start)."""
         if self.hparams.box == "batch":
             return 0.0
-        w0 = run.initial_weights[site.module]
-        w0 = (w0.T if site.transposed else w0).double()
+        w0 = site.to_math(run.initial_weights[site.module]).double()
         return (run.weight(site).detach().double() - w0).to(run.device)
 
     @hookimpl

@@ -81,8 +81,7 @@ class PruneStages:
         the invariant is on the accumulated perturbation."""
         if site.module not in self.bound or (self.hparams.mode == "final" and not self.finished):
             return None
-        w0 = run.initial_weights[site.module]
-        w0 = w0.T if site.transposed else w0  # math layout [d_out, d_in]
+        w0 = site.to_math(run.initial_weights[site.module])  # [d_out, d_in]
         current = run.weight(site).detach()
         value = spectral_norm(current.double() - w0.double())
         bound = self.bound[site.module]
