@@ -6,7 +6,7 @@ family is a data change: one :class:`editkit.ArchitectureSpec` per ``model_type`
 
 from __future__ import annotations
 
-from editkit import ArchitectureSpec, hookimpl
+from editkit.api import ArchitectureSpec, hookimpl
 
 _LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "phi3",
                "stablelm", "granite", "cohere")

@@ -7,7 +7,7 @@ detected from the fields of each record.
 
 from __future__ import annotations
 
-from editkit import DatasetSpec, hookimpl
+from editkit.api import DatasetSpec, hookimpl
 
 
 def _loader(name: str):

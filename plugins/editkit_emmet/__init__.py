@@ -11,7 +11,7 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
-from editkit import EditorSpec, hookimpl
+from editkit.api import EditorSpec, hookimpl
 from editkit_emmet.hparams import PRESETS, EmmetHParams
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from editkit_memit.editor import MemitStages
 
-from editkit import hookimpl
+from editkit.api import hookimpl
 from editkit_emmet.equality import EqualityUpdate, equality_update, preservation
 from editkit_emmet.hparams import EmmetHParams
 

@@ -35,7 +35,7 @@ from typing import Literal
 import attrs
 import torch
 
-from editkit.updates import Subspace
+from editkit.api import Subspace
 
 
 @attrs.frozen(kw_only=True)

@@ -16,8 +16,7 @@ from typing import Any
 
 from editkit_wikileads.source import WIKI_LEADS
 
-from editkit import DatasetSpec, hookimpl
-from editkit.errors import UsageError
+from editkit.api import DatasetSpec, UsageError, hookimpl
 from editkit_facts.factset import FactSet, load_factset
 
 FACTS_FILE = Path(__file__).with_name("smollm2_facts.json")

@@ -25,8 +25,7 @@ from typing import Any
 
 import attrs
 
-from editkit.errors import InputError
-from editkit.requests import request_from_record
+from editkit.api import InputError, request_from_record
 
 
 @attrs.frozen(kw_only=True)

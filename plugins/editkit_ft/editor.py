@@ -29,11 +29,18 @@ import attrs
 import torch
 from editkit_memit.hparams import default_layers
 
-from editkit import hookimpl
-from editkit.context import max_positions
-from editkit.errors import InputError, UsageError
-from editkit.tokens import first_token_from, pad_batch, tokenize
-from editkit.tracing import added_update, capture_inputs, run_until_stopped
+from editkit.api import (
+    InputError,
+    UsageError,
+    added_update,
+    capture_inputs,
+    first_token_from,
+    hookimpl,
+    max_positions,
+    pad_batch,
+    run_until_stopped,
+    tokenize,
+)
 from editkit_ft.hparams import FtHParams
 from editkit_ft.projection import box_projection, dykstra
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import attrs
 
-from editkit import EditorSpec, hookimpl
-from editkit.errors import EditkitError
+from editkit.api import EditkitError, EditorSpec, hookimpl
 from editkit_memit.hparams import PRESETS, MemitHParams
 
 

@@ -7,11 +7,7 @@ from typing import Any
 
 import torch
 
-from editkit import hookimpl
-from editkit.activations import fused_activations
-from editkit.errors import UsageError
-from editkit.tokens import pad_batch
-from editkit.tracing import capture_outputs
+from editkit.api import UsageError, capture_outputs, fused_activations, hookimpl, pad_batch
 from editkit_memit.hparams import MemitHParams, default_layers
 from editkit_memit.keys import collect_keys, subject_prompts
 from editkit_memit.prefixes import run_templates

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from editkit.tokens import tokenize
+from editkit.api import tokenize
 
 SEED_WORDS = ("The", "Therefore", "Because", "I", "You")
 

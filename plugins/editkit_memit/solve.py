@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from editkit.updates import Subspace
+from editkit.api import Subspace
 
 
 def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ percent (fluency in the paper's scale: 100 × weighted n-gram entropy in bits; p
 
 from __future__ import annotations
 
-from editkit import MetricSpec, hookimpl
+from editkit.api import MetricSpec, hookimpl
 from editkit_metrics.options import GeneralOptions, PerplexityOptions
 
 

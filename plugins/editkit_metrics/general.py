@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from editkit.context import fitting
-from editkit.metricoptions import metric_options
+from editkit.api import fitting, metric_options
 from editkit_metrics.choice import candidate_logprobs
 from editkit_metrics.classification import SCORES
 from editkit_metrics.general_tasks import TASKS, read_task

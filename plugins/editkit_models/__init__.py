@@ -7,7 +7,7 @@ model is taken; editkit converts the packaged ``.gguf`` file once into its cache
 
 from __future__ import annotations
 
-from editkit import ModelSpec, hookimpl
+from editkit.api import ModelSpec, hookimpl
 from editkit_models.sources import gemma3_installed, gemma3_path, smollm2_installed, smollm2_path
 
 MODELS = (

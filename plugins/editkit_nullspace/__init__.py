@@ -10,7 +10,7 @@ invariants (:mod:`editkit_nullspace.joint`).
 
 from __future__ import annotations
 
-from editkit import ConstraintSpec, hookimpl
+from editkit.api import ConstraintSpec, hookimpl
 from editkit_nullspace.hparams import NullspaceHParams
 
 

@@ -14,9 +14,7 @@ from typing import Any
 
 import torch
 
-from editkit import hookimpl
-from editkit.keystats.spectrum import spectrum_profile
-from editkit.updates import DeltaProposal, SolveProblem, Subspace
+from editkit.api import DeltaProposal, SolveProblem, Subspace, hookimpl, spectrum_profile
 from editkit_nullspace.hparams import NullspaceHParams
 from editkit_nullspace.joint import joint_projection
 from editkit_nullspace.projector import null_mask, null_space

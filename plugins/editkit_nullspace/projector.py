@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from editkit.updates import Subspace
+from editkit.api import Subspace
 
 
 def energy_count(eigenvalues: torch.Tensor, energy: float) -> int:

@@ -18,9 +18,7 @@ from typing import Any
 
 import torch
 
-from editkit import hookimpl
-from editkit.errors import EditkitError
-from editkit.updates import AccumulatedProposal
+from editkit.api import AccumulatedProposal, EditkitError, hookimpl
 from editkit_prune.hparams import PruneHParams
 from editkit_prune.spectral import prune, spectral_norm
 

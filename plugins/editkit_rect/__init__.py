@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from editkit_memit import memit_with
 
-from editkit import ConstraintSpec, hookimpl
+from editkit.api import ConstraintSpec, hookimpl
 from editkit_rect.hparams import RectHParams
 
 

@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from editkit_nullspace.constraint import JOINT_WAY_OUT
 
-from editkit import hookimpl
-from editkit.updates import DeltaProposal
+from editkit.api import DeltaProposal, hookimpl
 from editkit_rect.hparams import RectHParams
 from editkit_rect.mask import apply_mask, rect_mask
 

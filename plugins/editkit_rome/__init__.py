@@ -10,7 +10,7 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
-from editkit import EditorSpec, hookimpl
+from editkit.api import EditorSpec, hookimpl
 from editkit_rome.hparams import PRESETS, RomeHParams
 
 

@@ -38,12 +38,16 @@ from editkit_memit.keys import collect_keys, subject_prompts
 from editkit_memit.prefixes import run_templates
 from editkit_memit.targets import VStarSettings, optimise_targets
 
-from editkit import hookimpl
-from editkit.activations import fused_activations
-from editkit.context import max_positions
-from editkit.errors import UsageError
-from editkit.tokens import pad_batch
-from editkit.tracing import added_update, capture_inputs, capture_outputs
+from editkit.api import (
+    UsageError,
+    added_update,
+    capture_inputs,
+    capture_outputs,
+    fused_activations,
+    hookimpl,
+    max_positions,
+    pad_batch,
+)
 from editkit_rome.hparams import RomeHParams
 
 

@@ -8,7 +8,7 @@ package the corpus fails with exit 2 and that command. Importing this module imp
 
 from __future__ import annotations
 
-from editkit import DatasetSpec, hookimpl
+from editkit.api import DatasetSpec, hookimpl
 from editkit_wikileads.source import WIKI_LEADS
 
 

@@ -14,7 +14,7 @@ import json
 from functools import cache
 from typing import Any
 
-from editkit import CommandSpec, DatasetSpec, hookimpl
+from editkit.api import CommandSpec, DatasetSpec, hookimpl
 from editkit_world.cache import build_cached, verify_cache, world_cache_dir, world_info
 from editkit_world.config import BuildConfig
 from editkit_world.world import World

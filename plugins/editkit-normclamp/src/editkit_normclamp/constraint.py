@@ -6,8 +6,7 @@ from typing import Any
 
 import torch
 
-from editkit import hookimpl
-from editkit.updates import DeltaProposal
+from editkit.api import DeltaProposal, hookimpl
 from editkit_normclamp.hparams import NormclampHParams
 
 
