@@ -22,9 +22,9 @@ What is here, by use:
   (a bad input file or record), :class:`NumericalError`, :class:`EditkitError`.
 * **The hook contract** (stage hooks, see :mod:`editkit.hookspecs`): :class:`RunContext` (what a stage
   hook may use of the run), :class:`EditBatch`, :class:`EditRequest`, :class:`Site`, :class:`ModelLayout`,
-  the proposals :class:`SolveProblem`, :class:`DeltaProposal`, :class:`AccumulatedProposal`, the row
-  :class:`Subspace`, :class:`UndoRecord`, :class:`KeyStatistics` (what ``run.require_key_statistics()``
-  gives), :class:`Progress` / :class:`Task`.
+  the proposals :class:`SolveProblem`, :class:`DeltaProposal`, :class:`AccumulatedProposal` (any of them:
+  ``Proposal``), the row :class:`Subspace`, :class:`UndoRecord`, :class:`KeyStatistics` (what
+  ``run.require_key_statistics()`` gives), :class:`Progress` / :class:`Task`.
 * **Tokenising prompts around a subject**: :func:`tokenize` (ids, character offsets, special-token flags),
   :func:`last_token_before` (e.g. the subject's last token), :func:`first_token_from` (e.g. a target's first
   token), :func:`pad_batch` (a padded batch with explicit position ids), :func:`max_positions` (the model's
@@ -87,7 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; at run time these load on f
     from editkit.scoring import continuation_scores
     from editkit.tokens import PaddedBatch, TokenizedText, first_token_from, last_token_before, pad_batch, tokenize
     from editkit.tracing import added_update, capture_inputs, capture_outputs, edit_output, run_until_stopped
-    from editkit.updates import AccumulatedProposal, DeltaProposal, SolveProblem, Subspace, UndoRecord
+    from editkit.updates import AccumulatedProposal, DeltaProposal, Proposal, SolveProblem, Subspace, UndoRecord
 
 
 @runtime_checkable
@@ -195,6 +195,7 @@ _LAZY = {
     "EditBatch": "editkit.run",
     "AccumulatedProposal": "editkit.updates",
     "DeltaProposal": "editkit.updates",
+    "Proposal": "editkit.updates",
     "SolveProblem": "editkit.updates",
     "Subspace": "editkit.updates",
     "UndoRecord": "editkit.updates",
@@ -239,6 +240,7 @@ __all__ = [
     "NumericalError",
     "PaddedBatch",
     "Progress",
+    "Proposal",
     "RunContext",
     "Site",
     "SolveProblem",

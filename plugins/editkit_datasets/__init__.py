@@ -7,6 +7,8 @@ detected from the fields of each record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from editkit.api import DatasetSpec, hookimpl
 
 
@@ -31,6 +33,6 @@ DATASETS = (
 
 
 @hookimpl
-def editkit_register_datasets(register):
+def editkit_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     for spec in DATASETS:
         register(spec)

@@ -11,6 +11,8 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from editkit.api import EditorSpec, hookimpl
 from editkit_emmet.hparams import PRESETS, EmmetHParams
 
@@ -32,5 +34,5 @@ EDITOR = EditorSpec(
 
 
 @hookimpl
-def editkit_register_editors(register):
+def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
     register(EDITOR)

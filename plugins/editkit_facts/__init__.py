@@ -10,6 +10,7 @@ other known facts. The facts were kept only where the model completes them right
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -76,5 +77,5 @@ SMOLLM2_FACTS = DatasetSpec(
 
 
 @hookimpl
-def editkit_register_datasets(register):
+def editkit_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(SMOLLM2_FACTS)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,16 @@ import attrs
 from editkit.api import InputError, request_from_record
 
 
+def _tuple(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(values)
+
+
 @attrs.frozen(kw_only=True)
 class FactSet:
     model: str
     check: str
-    edits: tuple[Mapping[str, Any], ...] = attrs.field(converter=tuple)
-    retention: tuple[tuple[str, str, str], ...] = attrs.field(converter=tuple)
+    edits: tuple[Mapping[str, Any], ...] = attrs.field(converter=_tuple)
+    retention: tuple[tuple[str, str, str], ...] = attrs.field(converter=_tuple)
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(json.dumps(r)) for r in self.edits]  # fresh copies

@@ -30,7 +30,11 @@ import torch
 from editkit_memit.hparams import default_layers
 
 from editkit.api import (
+    EditBatch,
     InputError,
+    RunContext,
+    Site,
+    SolveProblem,
     UsageError,
     added_update,
     capture_inputs,
@@ -118,7 +122,7 @@ class FtStages:
         self.hparams = hparams
 
     @hookimpl
-    def editkit_locate(self, run: Any) -> list:
+    def editkit_locate(self, run: RunContext) -> list[Site]:
         n = run.layout.n_layers
         layers = self.hparams.layers if self.hparams.layers is not None else default_layers(n)
         bad = [layer for layer in layers if not 0 <= layer < n]
@@ -127,7 +131,7 @@ class FtStages:
         return [run.layout.site(layer) for layer in sorted(set(layers))]
 
     @hookimpl
-    def editkit_collect_keys(self, run: Any, batch: Any, site: Any) -> torch.Tensor:
+    def editkit_collect_keys(self, run: RunContext, batch: EditBatch, site: Site) -> torch.Tensor:
         rows = training_rows(run.tokenizer, batch.requests, "prompt_last", run.device, max_positions(run.model))
         with torch.no_grad(), capture_inputs(run.model, [site.module], stop_after_last=True) as captured:
             run_until_stopped(lambda: run.model(**rows.batch.model_inputs()))
@@ -135,10 +139,12 @@ class FtStages:
         return hidden[torch.arange(len(batch.requests)), rows.prompt_end.cpu()].float().T.contiguous().cpu()
 
     @hookimpl
-    def editkit_compute_residual(self, run: Any, batch: Any, site: Any, keys: torch.Tensor) -> torch.Tensor:
+    def editkit_compute_residual(
+        self, run: RunContext, batch: EditBatch, site: Site, keys: torch.Tensor
+    ) -> torch.Tensor:
         return torch.zeros(site.d_out, keys.shape[1])
 
-    def _offset(self, run: Any, site: Any) -> torch.Tensor | float:
+    def _offset(self, run: RunContext, site: Site) -> torch.Tensor | float:
         """``W_now − W_ref`` for the box (0 around the batch's start)."""
         if self.hparams.box == "batch":
             return 0.0
@@ -146,7 +152,7 @@ class FtStages:
         return (run.weight(site).detach().double() - w0).to(run.device)
 
     @hookimpl
-    def editkit_solve(self, run: Any, batch: Any, site: Any, problem: Any) -> torch.Tensor:
+    def editkit_solve(self, run: RunContext, batch: EditBatch, site: Site, problem: SolveProblem) -> torch.Tensor:
         hp = self.hparams
         rows = training_rows(run.tokenizer, batch.requests, hp.objective, run.device, max_positions(run.model))
         offset = self._offset(run, site)
@@ -170,7 +176,7 @@ class FtStages:
                 if value >= hp.early_stop_loss:
                     optimiser.zero_grad()
                     loss.backward()
-                    if project is not None:
+                    if project is not None and delta.grad is not None:
                         delta.grad = project(delta.grad)
                     optimiser.step()
                 with torch.no_grad():

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-_positive = attrs.validators.gt(0)
-_non_negative = attrs.validators.ge(0)
+_positive: Callable[..., Any] = attrs.validators.gt(0)
+_non_negative: Callable[..., Any] = attrs.validators.ge(0)
 
 
 @attrs.frozen(kw_only=True)

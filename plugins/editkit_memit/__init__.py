@@ -5,6 +5,8 @@ Importing this module does not import torch; the stages are loaded when a run cr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 
 from editkit.api import EditkitError, EditorSpec, hookimpl
@@ -44,5 +46,5 @@ def memit_with(constraint: str, summary: str) -> EditorSpec:
 
 
 @hookimpl
-def editkit_register_editors(register):
+def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
     register(EDITOR)

@@ -37,8 +37,8 @@ class PastProducts:
     def __init__(self) -> None:
         self.basis: torch.Tensor | None = None
         self.batches: tuple[torch.Tensor, ...] = ()
-        self.cp_b: torch.Tensor | None = None
-        self.b_cp_b: torch.Tensor | None = None
+        self.cp_b: torch.Tensor = torch.zeros(0, 0, dtype=torch.float64)  # set by update()
+        self.b_cp_b: torch.Tensor = torch.zeros(0, 0, dtype=torch.float64)
 
     def update(self, basis: torch.Tensor, batches: Sequence[torch.Tensor]) -> PastProducts:
         """Bring the products to ``Cp = Σ K_b K_bᵀ`` over ``batches``; returns self."""

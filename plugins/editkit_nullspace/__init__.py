@@ -10,6 +10,8 @@ invariants (:mod:`editkit_nullspace.joint`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from editkit.api import ConstraintSpec, hookimpl
 from editkit_nullspace.hparams import NullspaceHParams
 
@@ -34,5 +36,5 @@ CONSTRAINT = ConstraintSpec(
 
 
 @hookimpl
-def editkit_register_constraints(register):
+def editkit_register_constraints(register: Callable[[ConstraintSpec], None]) -> None:
     register(CONSTRAINT)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from editkit.api import AccumulatedProposal, EditkitError, hookimpl
+from editkit.api import AccumulatedProposal, EditkitError, Proposal, RunContext, Site, hookimpl
 from editkit_prune.hparams import PruneHParams
 from editkit_prune.spectral import prune, spectral_norm
 
@@ -41,7 +41,7 @@ class PruneStages:
         return (stage == "final") if self.hparams.mode == "final" else (stage == "batch")
 
     @hookimpl
-    def editkit_constrain_update(self, run: Any, site: Any, proposal: Any) -> Any:
+    def editkit_constrain_update(self, run: RunContext, site: Site, proposal: Proposal) -> Proposal | None:
         if not isinstance(proposal, AccumulatedProposal):
             return None
         if proposal.stage == "final":
@@ -73,7 +73,7 @@ class PruneStages:
         return proposal.with_delta(result.delta.to(proposal.delta.dtype))
 
     @hookimpl
-    def editkit_measure_update(self, run: Any, site: Any, delta: torch.Tensor) -> dict[str, Any] | None:
+    def editkit_measure_update(self, run: RunContext, site: Site, delta: torch.Tensor) -> dict[str, Any] | None:
         """``σ_1(W_n − W0)`` against the bound PRUNE imposed; None while PRUNE has not acted yet
         (``mode="final"`` before ``run.finish()``). ``delta`` (this batch's write) is not used:
         the invariant is on the accumulated perturbation."""

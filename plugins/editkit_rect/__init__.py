@@ -23,9 +23,11 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from editkit_memit import memit_with
 
-from editkit.api import ConstraintSpec, hookimpl
+from editkit.api import ConstraintSpec, EditorSpec, hookimpl
 from editkit_rect.hparams import RectHParams
 
 
@@ -53,10 +55,10 @@ EDITOR = memit_with(
 
 
 @hookimpl
-def editkit_register_constraints(register):
+def editkit_register_constraints(register: Callable[[ConstraintSpec], None]) -> None:
     register(CONSTRAINT)
 
 
 @hookimpl
-def editkit_register_editors(register):
+def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
     register(EDITOR)

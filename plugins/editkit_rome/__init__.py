@@ -10,6 +10,8 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from editkit.api import EditorSpec, hookimpl
 from editkit_rome.hparams import PRESETS, RomeHParams
 
@@ -31,5 +33,5 @@ EDITOR = EditorSpec(
 
 
 @hookimpl
-def editkit_register_editors(register):
+def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
     register(EDITOR)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -119,10 +120,10 @@ WORLD_COMMAND = CommandSpec(name="world", help="build or describe the built-in d
 
 
 @hookimpl
-def editkit_register_datasets(register):
+def editkit_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(DEMO)
 
 
 @hookimpl
-def editkit_register_commands(register):
+def editkit_register_commands(register: Callable[[CommandSpec], None]) -> None:
     register(WORLD_COMMAND)
