@@ -1,5 +1,6 @@
-"""The declared plugin API (editkit.api): plugins import kernel names from it alone, it stays torch-free,
-and the run a stage hook receives provides what the RunContext protocol declares — and plugins use no more."""
+"""The declared plugin API (editkit.api): plugins (and the guide's example editor) import kernel names from it
+alone, it stays torch-free, and the run a stage hook receives provides what the RunContext protocol declares — and
+plugins use no more."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ TESTING = "editkit.testing"  # a plugin's own tests may use the testing kit as w
 
 
 def _plugin_files(root: Path) -> list[Path]:
-    return sorted(p for p in (root / "plugins").rglob("*.py") if ".venv" not in p.parts)
+    """First-party plugins, the third-party example and the guide's example editor (docs/examples)."""
+    files = [*(root / "plugins").rglob("*.py"), *(root / "docs" / "examples").rglob("*.py")]
+    return sorted(p for p in files if ".venv" not in p.parts)
 
 
 def private_imports(root: Path) -> list[str]:
