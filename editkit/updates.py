@@ -59,7 +59,8 @@ class Subspace:
 
 @attrs.frozen(kw_only=True)
 class SolveProblem:
-    """What a solver fits, in the unified form of ``methods.md`` §11.1::
+    """What a solver fits, in one unified form (MEMIT, Meng et al. 2023 §4; MEMIT_seq; AlphaEdit,
+    Fang et al. 2025 §3, as a ridge fit restricted to a row subspace)::
 
         min_Δ ‖Δ K − R‖² + tr(Δ B Δᵀ) + α‖Δ‖²   subject to Δ = Δ P (rows in ``subspace``)
         B = λ·C0 (if use_background) + Cp (if use_past)

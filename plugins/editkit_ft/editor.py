@@ -1,4 +1,4 @@
-"""The ``ft`` editor's stages for one run: fine-tuning as a solve (methods.md §9).
+"""The ``ft`` editor's stages for one run: fine-tuning as a solve (Zhu et al. 2020, FT-L, arXiv 2012.00363).
 
 * **locate** — the configured layers (MEMIT's generic choice by default).
 * **collect-keys** — the module's input at the last prompt token of each request's filled prompt,

@@ -22,7 +22,7 @@ def _create(hparams: MemitHParams) -> object:
 EDITOR = EditorSpec(
     name="memit",
     summary="MEMIT: prefix-averaged keys, batched v* optimisation, residual spread over layers, "
-    "least-squares solve Δ = R K1ᵀ(λC0 + K1K1ᵀ)⁻¹ (methods.md §2, §4)",
+    "least-squares solve Δ = R K1ᵀ(λC0 + K1K1ᵀ)⁻¹ (Meng et al. 2023, MEMIT §4)",
     factory=_create,
     hparams=MemitHParams,
     presets=PRESETS,

@@ -1,4 +1,4 @@
-"""First-party plugin: AlphaEdit's null-space constraint (Fang et al., ICLR 2025; methods.md §6).
+"""First-party plugin: AlphaEdit's null-space constraint (Fang et al. 2025, AlphaEdit, arXiv 2410.02355, §3, ICLR 2025).
 
 Composable with any editor. With an editor that exposes a solver (``solve`` mode, the
 default for MEMIT-family editors) the solve is restricted to the null space of the

@@ -6,7 +6,7 @@ Acts on :class:`~editkit.updates.AccumulatedProposal` only (``Δ_n = W_n − W0`
 the ``stage="final"`` proposal (``run.finish()``), ``mode="every_batch"`` on every ``stage="batch"``
 one (and then not again at the end: F∘F ≠ F).
 
-Invariant (methods.md §7, §11.2 SB): ``σ_1(W_n − W0) ≤ F(σ̄_1)``, σ̄_1 the top singular value of
+Invariant (PRUNE's spectral bound): ``σ_1(W_n − W0) ≤ F(σ̄_1)``, σ̄_1 the top singular value of
 the ``Δ_n`` PRUNE last saw — equivalently ``≤ σ_max + log_α(σ̄_1/σ_max)`` once PRUNE rescaled.
 Measured on the weights actually written, against ``run.initial_weights`` (``W0``).
 """

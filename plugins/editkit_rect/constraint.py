@@ -8,7 +8,7 @@ math layout) — the weight before this batch's update at this site, in both con
 Invariant ("untouched entries stay untouched"): the update written at a site this batch is zero
 outside the mask RECT chose for it, so at most ``k`` % of the entries (plus ties) change. A later
 constraint that mixes entries (null-space projection, PRUNE's spectral map) breaks it, and the
-measure says so (methods.md §11.2b, §11.2d). When that constraint is the null-space projection, the
+measure says so (tests/unit/test_composition.py). When that constraint is the null-space projection, the
 measure names the exact way out (``way_out``): ``--set nullspace.mode=joint`` projects onto range(P) ∩
 the mask's support instead, which keeps both invariants.
 """

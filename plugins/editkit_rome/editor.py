@@ -1,4 +1,4 @@
-"""ROME's stage implementations for one run (methods.md §3).
+"""ROME's stage implementations for one run (Meng et al. 2022, ROME, arXiv 2202.05262, §3).
 
 Per batch, at the one located site (math layout: ``W`` ``[d_out, d_in]``, keys ``[d_in, u]``):
 
