@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - create .venv, install editkit (CPU torch), edit well-known facts in SmolLM2-135M
-#   make test   - create .venv, install editkit with dev extras, run ruff and the test suite
+#   make test   - create .venv, install editkit with dev extras, run ruff, mypy and the test suite
 # TORCH_SPEC pins the CPU build that this machine serves from its local wheel cache; elsewhere
 # add PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu to get a CPU build.
 
@@ -31,6 +31,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check editkit plugins tests benchmarks
+	$(VENV)/bin/mypy  # type-checks editkit/ and plugins/ ([tool.mypy] in pyproject.toml)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q $(PYTEST_ARGS)  # tiny models: one thread is fastest
 
 bench: setup

@@ -1,7 +1,8 @@
 """editkit: locate-then-edit knowledge editing with a small pluggy kernel.
 
-The public API. Importing ``editkit`` does not import torch: names that need it
-(:class:`EditRun`, :class:`SolveProblem`, ...) are loaded on first access.
+The public API for running edits from Python. Importing ``editkit`` does not import torch: names that
+need it (:class:`EditRun`, :class:`SolveProblem`, ...) are loaded on first access. Plugins (editors,
+constraints, datasets, metrics, ...) import from :mod:`editkit.api`, the declared plugin API.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ _LAZY = {
     "RunConfig": "editkit.config",
     "SolveProblem": "editkit.updates",
     "DeltaProposal": "editkit.updates",
+    "AccumulatedProposal": "editkit.updates",
     "Subspace": "editkit.updates",
     "UndoRecord": "editkit.updates",
     "ModelLayout": "editkit.layout",
@@ -38,6 +40,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "AccumulatedProposal",
     "ArchitectureSpec",
     "Catalog",
     "CommandSpec",

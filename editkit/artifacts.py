@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import torch
@@ -49,7 +49,7 @@ class BatchSelection:
 
 def _weights(model: torch.nn.Module, modules: list[str]) -> dict[str, torch.Tensor]:
     try:
-        return {m: model.get_submodule(m).weight.detach() for m in modules}
+        return {m: cast(torch.Tensor, model.get_submodule(m).weight).detach() for m in modules}
     except AttributeError as exc:
         raise InputError(f"the model has no module the journal edits: {exc}") from None
 
@@ -57,7 +57,7 @@ def _weights(model: torch.nn.Module, modules: list[str]) -> dict[str, torch.Tens
 def _write(model: torch.nn.Module, deltas: dict[str, torch.Tensor], sign: float) -> None:
     with torch.no_grad():
         for name, delta in deltas.items():
-            weight = model.get_submodule(name).weight
+            weight = cast(torch.Tensor, model.get_submodule(name).weight)
             weight.copy_((weight.double() + sign * delta.to(weight.device)).to(weight.dtype))
 
 

@@ -23,7 +23,7 @@ _TMP = ".tmp-"
 _OLD = ".old-"
 
 
-def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``; a crash never leaves a partial ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from editkit.converters import to_tuple
 from editkit.errors import UsageError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
@@ -48,7 +49,7 @@ class EditorSpec:
     factory: Callable[[Any], object] = attrs.field(validator=_callable)
     hparams: type = attrs.field(validator=attrs.validators.instance_of(type))
     presets: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
-    implied_constraints: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    implied_constraints: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     has_solver: bool = True
     default_constrain_mode: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.in_(("inline", "posthoc")))

@@ -108,7 +108,8 @@ def known(model: torch.nn.Module, tokenizer: Any, facts: Sequence[Fact], *, devi
 
 def input_embedding_name(model: torch.nn.Module) -> str:
     """The dotted name of the model's input embedding module (whose output the noise corrupts)."""
-    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    getter = getattr(model, "get_input_embeddings", None)
+    embedding = getter() if getter is not None else None
     name = next((n for n, m in model.named_modules() if m is embedding), None) if embedding is not None else None
     if name is None:
         raise LayoutError(f"{type(model).__name__}: no input embedding module found (get_input_embeddings)")

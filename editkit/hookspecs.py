@@ -1,5 +1,10 @@
 """Hook specifications of the ``editkit`` project: the contract between the kernel and plugins.
 
+The docstrings below are the normative contract, and the hook reference in ``docs/writing-a-plugin.md``
+is generated from them (``python docs/hook_reference.py``; ``tests/unit/test_hook_docs.py`` fails when
+the page and the docstrings differ). Names in the signatures come from :mod:`editkit.api`, the declared
+plugin API.
+
 There are two families of hooks.
 
 **Catalog hooks** are called once on the *discovery* plugin manager (every installed plugin,
@@ -13,30 +18,37 @@ So an editor's stage implementations never have to check whether they are "the a
 method": if they are called, they are. The kernel drives them per batch and per located
 site in this order::
 
-    sites = editkit_locate(run)                                     # once per run
+    sites = editkit_locate(run)                                     # once, when the run is made
     for batch:
         for site in sites (ascending layer):
-            keys     = editkit_collect_keys(run, batch, site)        # K1 [d_in, u]
+            keys     = editkit_collect_keys(run, batch, site)        # K1 [d_in, u], current model
             residual = editkit_compute_residual(run, batch, site, keys)   # R [d_out, u]
-            problem  = SolveProblem(keys, residual, ...)
+            problem  = SolveProblem(keys, residual, past=Cp, past_batches=...)
             for c in constraints (user order):                       # may restrict the solve
                 problem = editkit_constrain_update(run, site, problem) or problem
             delta    = editkit_solve(run, batch, site, problem)      # Δ [d_out, d_in]
-            for c in constraints (user order):                       # may transform Δ
-                delta = editkit_constrain_update(run, site, DeltaProposal(delta)) or delta
-            undo     = editkit_apply(run, site, delta)
+            if constrain_mode == "inline":
+                for c in constraints (user order):                   # may transform Δ
+                    delta = editkit_constrain_update(run, site, DeltaProposal(delta)) or delta
+            undo     = editkit_apply(run, site, delta)               # written before the next site
+        if constrain_mode == "posthoc":                              # every site undone, then per site:
+            constrain (DeltaProposal, as above) and editkit_apply the constrained Δ
         for site, for c in constraints:                              # on Δ_n = W_n − W0 (PRUNE)
             editkit_constrain_update(run, site, AccumulatedProposal(Δ_n, stage="batch"))
         for site, for c in constraints:
             editkit_measure_update(run, site, written Δ)             # invariants, measured
-        Cp += K1 K1ᵀ (keys recomputed on the edited model)
-        editkit_batch_end(run, batch)                                # other sequential state
-    for site, for c in constraints:                                  # run.finish()
-        editkit_constrain_update(run, site, AccumulatedProposal(Δ_n, stage="final"))
+        for site:                                                    # the kernel's Cp, edited model
+            Cp += K1 K1ᵀ with K1 = editkit_collect_keys(run, batch, site)
+        editkit_batch_end(run, batch)                                # the plugins' own sequential state
+    run.finish():
+        for site, for c in constraints:
+            editkit_constrain_update(run, site, AccumulatedProposal(Δ_n, stage="final"))
+        for site, for c in constraints: editkit_measure_update(...)  # only if a final proposal changed Δ_n
 
 Orientation: every matrix handed through these hooks is in *math layout*, ``v = W k`` with
 ``W`` of shape ``[d_out, d_in]`` (``d_out`` = d_model, ``d_in`` = d_mlp), whatever the storage
-layout of the module (GPT-2's ``Conv1D`` stores ``Wᵀ``); only ``apply`` deals with storage.
+layout of the module (GPT-2's ``Conv1D`` stores ``Wᵀ``; ``Site.to_math`` / ``Site.to_storage``
+convert); only ``apply`` deals with storage.
 """
 
 from __future__ import annotations
@@ -49,44 +61,65 @@ from editkit.markers import hookspec
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-    from editkit.run import Batch, EditRun
+    from editkit.api import RunContext
+    from editkit.catalog import (
+        ArchitectureSpec,
+        CommandSpec,
+        ConstraintSpec,
+        DatasetSpec,
+        EditorSpec,
+        MetricSpec,
+        ModelSpec,
+    )
+    from editkit.run import EditBatch
     from editkit.sites import Site
-    from editkit.updates import AccumulatedProposal, DeltaProposal, SolveProblem, UndoRecord
-
-    Proposal = SolveProblem | DeltaProposal | AccumulatedProposal
+    from editkit.updates import Proposal, SolveProblem, UndoRecord
 
 
 # --------------------------------------------------------------------------- catalog hooks
 
 
 @hookspec
-def editkit_register_editors(register: Callable[[Any], None]) -> None:
+def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
     """Register editors (full editing methods, selectable with ``--editor NAME``).
 
-    :param register: call it with one :class:`editkit.catalog.EditorSpec` per editor.
+    :param register: call it with one ``EditorSpec`` per editor: ``name``, ``summary``,
+        ``factory(hparams)`` (returns a fresh stage object for one run), ``hparams`` (a frozen attrs
+        class whose defaults are the generic defaults), ``presets`` (preset name → field overrides),
+        ``implied_constraints`` (constraints the editor always runs last), ``has_solver`` (whether its
+        ``editkit_solve`` honours ``problem.subspace``; if not, constraints project the solved update
+        instead) and ``default_constrain_mode`` (``inline`` or ``posthoc``).
+
+    The stage object implements ``editkit_locate``, ``editkit_collect_keys``, ``editkit_compute_residual``
+    and ``editkit_solve`` (optionally ``editkit_batch_end`` and ``editkit_apply``).
 
     Calling convention: every plugin's implementation is called; nothing is returned.
-    Implemented by: editor plugins (first-party ``memit``; third-party packages).
+    Implemented by: editor plugins (first-party ``memit``, ``emmet``, ``rome``, ``ft``; third-party packages).
     """
 
 
 @hookspec
-def editkit_register_constraints(register: Callable[[Any], None]) -> None:
+def editkit_register_constraints(register: Callable[[ConstraintSpec], None]) -> None:
     """Register constraints (selectable, repeatable and ordered, with ``--constraint NAME``).
 
-    :param register: call it with one :class:`editkit.catalog.ConstraintSpec` per constraint.
+    :param register: call it with one ``ConstraintSpec`` per constraint: ``name``, ``summary``,
+        ``factory(hparams)`` (a fresh stage object per run, implementing ``editkit_constrain_update`` and
+        optionally ``editkit_measure_update`` and ``editkit_batch_end``), ``hparams``, ``invariant`` (in
+        words, what the constraint guarantees on the update it returns) and ``linear`` (whether
+        ``T(aΔ + bΔ') = aT(Δ) + bT(Δ')``; the conformance suite checks a constraint that says so).
 
     Calling convention: every plugin's implementation is called; nothing is returned.
-    Implemented by: constraint plugins (first-party ``nullspace``; third-party packages).
+    Implemented by: constraint plugins (first-party ``nullspace``, ``prune``, ``rect``; third-party packages).
     """
 
 
 @hookspec
-def editkit_register_architectures(register: Callable[[Any], None]) -> None:
+def editkit_register_architectures(register: Callable[[ArchitectureSpec], None]) -> None:
     """Register model architectures: how to find the edit sites of a ``transformers`` family.
 
-    :param register: call it with one :class:`editkit.catalog.ArchitectureSpec` per
-        ``model_type`` (the value of ``config.model_type``).
+    :param register: call it with one ``ArchitectureSpec`` per ``model_type`` (the value of
+        ``config.model_type``): ``layers`` (the blocks' module list), ``mlp_out`` (the MLP output
+        projection, ``{}`` for the layer index), ``final_norm`` and ``unembed``, as dotted module names.
 
     Calling convention: every plugin's implementation is called; nothing is returned.
     Implemented by: architecture plugins (first-party ``architectures``). Models whose
@@ -95,50 +128,67 @@ def editkit_register_architectures(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
-def editkit_register_datasets(register: Callable[[Any], None]) -> None:
-    """Register datasets of edit requests (selectable with ``--dataset NAME``).
+def editkit_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register datasets of edit requests and corpora (selectable with ``--dataset NAME`` / ``--corpus NAME``).
 
-    :param register: call it with one :class:`editkit.catalog.DatasetSpec` per dataset.
+    :param register: call it with one ``DatasetSpec`` per dataset: ``load(**options)`` gives
+        CounterFact-style records (``--dataset NAME``), ``corpus(**options)`` texts for key statistics
+        (``--corpus NAME``), ``corpus_identity()`` what those texts are (e.g. a file's sha256, so cached
+        statistics follow a change). ``model()`` returns a model path the dataset ships; ``model_name``
+        instead names a model ``--model`` accepts: a run on that model then takes the dataset's requests,
+        corpus and ``settings`` (calibrated hyperparameters) as defaults. ``extras()`` may give
+        ``fact_probes`` (retention) and ``completions`` (how many edits' greedy completions to print).
 
     Calling convention: every plugin's implementation is called; nothing is returned.
-    Implemented by: dataset plugins.
+    Implemented by: dataset plugins (first-party ``datasets``, ``wikileads``, ``facts``, ``world``).
     """
 
 
 @hookspec
-def editkit_register_metrics(register: Callable[[Any], None]) -> None:
+def editkit_register_metrics(register: Callable[[MetricSpec], None]) -> None:
     """Register evaluation metrics.
 
-    :param register: call it with one :class:`editkit.catalog.MetricSpec` per metric.
+    :param register: call it with one ``MetricSpec`` per metric: ``name``, ``summary``, ``compute`` and
+        optionally ``options``. ``compute(context)`` receives one ``EvalContext`` (the model as it is at
+        this evaluation, its tokenizer, the edited cases as ``records``, ``extras`` by name, ``device``,
+        ``seed``, ``generation_length``, ``batch_size``) and returns a ``dict[str, float]`` of named figures
+        (printed before and after editing and stored in ``result.json``; names must not clash with another
+        metric's); a metric whose inputs are absent returns ``{}``. ``options`` is an attrs class whose
+        fields all have defaults (in a module that does not import torch): ``editkit run --metric-option
+        NAME.KEY=VALUE`` fills it, checked before any work, and the metric reads it with
+        ``metric_options(context, NAME, OptionsClass)``.
 
     Calling convention: every plugin's implementation is called; nothing is returned.
-    Implemented by: metric plugins.
+    Implemented by: metric plugins (first-party ``metrics``).
     """
 
 
 @hookspec
-def editkit_register_commands(register: Callable[[Any], None]) -> None:
+def editkit_register_commands(register: Callable[[CommandSpec], None]) -> None:
     """Register extra ``editkit`` subcommands.
 
-    :param register: call it with one :class:`editkit.catalog.CommandSpec` per subcommand.
+    :param register: call it with one ``CommandSpec`` per subcommand: ``name``, ``help``,
+        ``add_arguments(parser)`` (fills the argparse parser) and ``main(args)`` (runs the command and
+        returns its exit code; import heavy modules inside it).
 
     Calling convention: every plugin's implementation is called; nothing is returned. The module
     that implements this hook must not import torch (``editkit --help`` loads it).
-    Implemented by: plugins that bring their own commands (first-party ``world``).
+    Implemented by: plugins that bring their own commands (first-party ``world``: ``editkit world build|info``).
     """
 
 
 @hookspec
-def editkit_register_models(register: Callable[[Any], None]) -> None:
+def editkit_register_models(register: Callable[[ModelSpec], None]) -> None:
     """Register models by name, so that ``--model NAME`` loads them (e.g. ``smollm2-135m``).
 
-    :param register: call it with one :class:`editkit.catalog.ModelSpec` per model: how to tell
-        whether it is installed, the command that installs it, and where its ``.gguf`` file or
-        ``save_pretrained`` directory is.
+    :param register: call it with one ``ModelSpec`` per model: ``name``, ``summary``, ``licence``,
+        ``source``, ``size_bytes``, ``install`` (the exact command that installs it, shown when it is
+        missing), ``installed()`` (whether it is on this machine) and ``path()`` (its ``.gguf`` file,
+        which editkit dequantizes once into its cache, or a ``save_pretrained`` directory).
 
     Calling convention: every plugin's implementation is called; nothing is returned. The module
-    that implements this hook must not import torch (``editkit models`` loads it).
-    Implemented by: model-source plugins (first-party ``models``).
+    that implements this hook, ``installed()`` and ``path()`` must not import torch (``editkit models``
+    loads it). Implemented by: model-source plugins (first-party ``models``).
     """
 
 
@@ -146,12 +196,14 @@ def editkit_register_models(register: Callable[[Any], None]) -> None:
 
 
 @hookspec(firstresult=True)
-def editkit_locate(run: EditRun) -> list[Site] | None:
+def editkit_locate(run: RunContext) -> list[Site] | None:
     """Locate: choose the modules this run edits.
 
-    :param run: the run (model, layout, configuration, per-run state).
-    :returns: the edit sites in ascending layer order, each a :class:`editkit.sites.Site`
-        made with ``run.layout.site(layer)`` or an equivalent.
+    Called once, when the run is made (before the key statistics are prepared for the sites).
+
+    :param run: the run (model, layout, configuration, per-run state): see ``RunContext``.
+    :returns: the edit sites, each a ``Site`` made with ``run.layout.site(layer)`` or an equivalent,
+        unique layers in range (the kernel sorts them by layer; an empty list is an error).
 
     Calling convention: stops at the first non-None result (firstresult).
     Implemented by: the run's editor.
@@ -159,15 +211,18 @@ def editkit_locate(run: EditRun) -> list[Site] | None:
 
 
 @hookspec(firstresult=True)
-def editkit_collect_keys(run: EditRun, batch: Batch, site: Site) -> torch.Tensor | None:
+def editkit_collect_keys(run: RunContext, batch: EditBatch, site: Site) -> torch.Tensor | None:
     """Collect-keys: the input of the edited module for each request of the batch.
 
-    Called once per site on the *current* model (earlier sites of the batch already written).
+    Called once per site during the batch, on the *current* model (earlier sites of the batch already
+    written), and once more per site after the batch was written, by the kernel, on the *edited* model
+    and under ``torch.no_grad()``: those keys grow ``Cp`` (``Cp += K1 K1ᵀ``). So the result must depend
+    on the model, batch and site only (what is drawn once per run, like prefix templates, stays fixed).
 
-    :param batch: the batch (``batch.requests``: ``u`` :class:`~editkit.requests.EditRequest`).
+    :param batch: the batch (``batch.index``, ``batch.requests``: ``u`` ``EditRequest`` objects).
     :param site: the located module.
     :returns: ``K1``, float tensor of shape ``[d_in, u]`` (one column per request, in
-        ``batch.requests`` order).
+        ``batch.requests`` order); the kernel checks the shape and that it is finite.
 
     Calling convention: firstresult. Implemented by: the run's editor.
     """
@@ -175,7 +230,7 @@ def editkit_collect_keys(run: EditRun, batch: Batch, site: Site) -> torch.Tensor
 
 @hookspec(firstresult=True)
 def editkit_compute_residual(
-    run: EditRun, batch: Batch, site: Site, keys: torch.Tensor
+    run: RunContext, batch: EditBatch, site: Site, keys: torch.Tensor
 ) -> torch.Tensor | None:
     """Compute-residual: what the update at this site must add to the module's output.
 
@@ -183,32 +238,34 @@ def editkit_compute_residual(
     per-run state) and spread ``Z − H_current`` over the remaining sites.
 
     :param keys: ``K1`` ``[d_in, u]`` as returned by ``editkit_collect_keys`` for this site.
-    :returns: ``R``, float tensor of shape ``[d_out, u]`` with ``(W + Δ) K1 ≈ W K1 + R`` the goal.
+    :returns: ``R``, float tensor of shape ``[d_out, u]`` with ``(W + Δ) K1 ≈ W K1 + R`` the goal
+        (zeros for an editor with no target value, e.g. fine-tuning); checked for shape and finiteness.
 
     Calling convention: firstresult. Implemented by: the run's editor.
     """
 
 
 @hookspec
-def editkit_constrain_update(run: EditRun, site: Site, proposal: Proposal) -> Proposal | None:
+def editkit_constrain_update(run: RunContext, site: Site, proposal: Proposal) -> Proposal | None:
     """Constrain-update: restrict the solve, or transform the solved update.
 
     The kernel calls this hook **once per constraint, in the order the user gave**, each
     time with only that constraint's implementation, and threads the result through. A
-    proposal is one of two kinds:
+    proposal is one of three kinds:
 
-    * :class:`~editkit.updates.SolveProblem` (before the solve): the constraint may return a
-      restricted problem, e.g. ``problem.restricted(subspace, ...)`` to make the solver fit
-      inside a row subspace (AlphaEdit's null space) or change its preservation terms.
-    * :class:`~editkit.updates.DeltaProposal` (after the solve, ``Δ`` ``[d_out, d_in]``): the
-      constraint may return ``proposal.with_delta(T(Δ))`` (projection, mask, spectral map).
-      With ``constrain_mode="inline"`` this happens before the site is written (later sites
-      compensate); with ``"posthoc"`` after all sites of the batch were written unconstrained.
-    * :class:`~editkit.updates.AccumulatedProposal` (after each batch, ``stage="batch"``, and at the
-      end of the run, ``stage="final"``): ``Δ_n = W_n − W0``; returning ``with_delta(F(Δ_n))``
-      makes the kernel write ``W0 + F(Δ_n)`` (PRUNE).
+    * ``SolveProblem`` (before the solve; keys, residual, ``past`` = ``Cp`` and ``past_batches``): the
+      constraint may return a restricted problem, e.g. ``problem.restricted(subspace, ...)`` to make the
+      solver fit inside a row subspace (AlphaEdit's null space) or change its preservation terms.
+    * ``DeltaProposal`` (after the solve, ``Δ`` ``[d_out, d_in]``): the constraint may return
+      ``proposal.with_delta(T(Δ))`` (projection, mask, spectral map). With ``constrain_mode="inline"``
+      this happens before the site is written (later sites compensate); with ``"posthoc"`` after all
+      sites of the batch were written unconstrained (the kernel undoes them and writes the constrained Δ).
+    * ``AccumulatedProposal`` (after each batch, ``stage="batch"``, and at the end of the run,
+      ``stage="final"``): ``Δ_n = W_n − W0``, ``initial`` = ``W0`` (math layout); returning
+      ``with_delta(F(Δ_n))`` makes the kernel write ``W0 + F(Δ_n)`` (PRUNE).
 
-    :returns: the new proposal (same kind as received), or None to leave it unchanged.
+    :returns: the new proposal (same kind as received; another kind is an error), or None to leave it
+        unchanged. Never modify the given tensors, the model or its weights.
 
     Calling convention: called per constraint; each call returns one proposal or None.
     Implemented by: constraints.
@@ -216,51 +273,60 @@ def editkit_constrain_update(run: EditRun, site: Site, proposal: Proposal) -> Pr
 
 
 @hookspec
-def editkit_measure_update(run: EditRun, site: Site, delta: torch.Tensor) -> dict[str, Any] | None:
+def editkit_measure_update(run: RunContext, site: Site, delta: torch.Tensor) -> dict[str, Any] | None:
     """Measure this constraint's invariant on the update actually written at ``site``.
 
-    Called once per constraint (alone, like ``editkit_constrain_update``) after a batch's
-    updates are written, with ``Δ`` ``[d_out, d_in]`` = what this batch added to the weight.
+    Called once per constraint (alone, like ``editkit_constrain_update``) after a batch's updates are
+    written, with ``Δ`` ``[d_out, d_in]`` = what this batch added to the weight (a ``stage="batch"``
+    rewrite included), and at ``run.finish()`` on what a ``stage="final"`` rewrite changed, if one did.
 
     :returns: ``{"invariant": str, "value": float, "holds": bool}`` (more keys allowed) or None.
         The kernel records it per layer and batch in ``result.json`` and warns once when a
         constraint's invariant does not hold on the written update (a later constraint broke it).
+        An optional ``"way_out"`` (words: how to keep this invariant and the later constraints'
+        together) ends that warning and is not recorded.
 
     Calling convention: called per constraint. Implemented by: constraints.
     """
 
 
 @hookspec(firstresult=True)
-def editkit_solve(run: EditRun, batch: Batch, site: Site, problem: SolveProblem) -> torch.Tensor | None:
+def editkit_solve(run: RunContext, batch: EditBatch, site: Site, problem: SolveProblem) -> torch.Tensor | None:
     """Solve: turn keys and residual (and the constraints' restrictions) into an update.
 
     :param problem: keys ``[d_in, u]``, residual ``[d_out, u]``, preservation terms
-        ``[d_in, d_in]``, ridge and optional row subspace (see :class:`~editkit.updates.SolveProblem`).
-    :returns: ``Δ`` of shape ``[d_out, d_in]`` (float64 recommended); it must lie in the
-        problem's row subspace when one is set.
+        ``[d_in, d_in]`` (``past`` = ``Cp``; the editor owns ``λ·C0``), ``use_background`` /
+        ``use_past``, ridge and optional row subspace (see ``SolveProblem``).
+    :returns: ``Δ`` of shape ``[d_out, d_in]`` (float64 recommended; checked for shape and
+        finiteness, nothing is written otherwise); ``Δ = ΔP`` when ``problem.subspace`` is set
+        (an editor whose spec says ``has_solver=True``).
 
     Calling convention: firstresult. Implemented by: the run's editor.
     """
 
 
 @hookspec(firstresult=True)
-def editkit_apply(run: EditRun, site: Site, delta: torch.Tensor) -> UndoRecord | None:
+def editkit_apply(run: RunContext, site: Site, delta: torch.Tensor) -> UndoRecord | None:
     """Apply: write ``Δ`` (math layout ``[d_out, d_in]``) into the site's weight.
 
-    :returns: an :class:`~editkit.updates.UndoRecord` whose ``undo()`` restores the weight
-        bit-exactly.
+    Called for every solved (and constrained) update, and for the kernel's rewrites: a post-hoc
+    constrained update, and ``W0 + F(Δ_n) − W_n`` when a constraint changed an accumulated proposal.
 
-    Calling convention: firstresult. Implemented by: the kernel (default, runs last);
-    an editor may override it (e.g. to write in a quantised format).
+    :returns: an ``UndoRecord`` whose ``undo()`` restores the weight bit-exactly.
+
+    Calling convention: firstresult. Implemented by: the kernel (default, runs last; it writes
+    ``site.to_storage(Δ)`` in the weight's dtype); an editor may override it (e.g. to write in a
+    quantised format).
     """
 
 
 @hookspec
-def editkit_batch_end(run: EditRun, batch: Batch) -> None:
-    """After every site of a batch was written: update sequential state.
+def editkit_batch_end(run: RunContext, batch: EditBatch) -> None:
+    """After every site of a batch was written and measured: update the plugins' own sequential state.
 
-    MEMIT-family editors recompute the batch's keys on the edited model here and add
-    ``K1 K1ᵀ`` to ``Cp``.
+    The kernel has already grown ``Cp`` (``Cp += K1 K1ᵀ`` with the batch's keys recomputed on the
+    edited model by ``editkit_collect_keys``); editors and constraints do not. Use it for state of
+    your own (e.g. a cache that the edited weights invalidate).
 
     Calling convention: every stage plugin of the run is called; nothing is returned.
     Implemented by: editors and constraints that keep state across batches.

@@ -31,7 +31,7 @@ def _convert(owner: str, field: attrs.Attribute, raw: Any) -> Any:
         return raw
     default = field.default
     if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        default = default.factory()
+        default = default.factory()  # type: ignore[union-attr]
     text = raw.strip()
     try:
         if isinstance(default, bool):

@@ -9,8 +9,8 @@ it cannot, :class:`LayoutError` names what was missing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sized
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -35,7 +35,7 @@ def _weight_dims(module: torch.nn.Module) -> tuple[int, int, bool] | None:
     if isinstance(module, torch.nn.Linear):
         return module.out_features, module.in_features, False
     if type(module).__name__ == "Conv1D" and hasattr(module, "weight"):  # GPT-2 family, stores Wᵀ
-        d_in, d_out = module.weight.shape
+        d_in, d_out = cast("torch.Tensor", module.weight).shape
         return int(d_out), int(d_in), True
     return None
 
@@ -91,7 +91,7 @@ def _submodule(model: torch.nn.Module, name: str, what: str) -> torch.nn.Module:
 
 def _from_spec(model: torch.nn.Module, spec: ArchitectureSpec) -> ModelLayout:
     blocks_list = _submodule(model, spec.layers, "decoder block list")
-    n_layers = len(blocks_list)
+    n_layers = len(cast(Sized, blocks_list))
     blocks = tuple(f"{spec.layers}.{i}" for i in range(n_layers))
     mlp_out = tuple(spec.mlp_out.format(i) for i in range(n_layers))
     dims = _weight_dims(_submodule(model, mlp_out[0], "MLP output projection"))
@@ -107,7 +107,8 @@ def _from_spec(model: torch.nn.Module, spec: ArchitectureSpec) -> ModelLayout:
 
 
 def _output_embeddings_name(model: torch.nn.Module) -> str | None:
-    module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    getter = getattr(model, "get_output_embeddings", None)
+    module = getter() if getter is not None else None
     if module is None:
         return None
     return next((n for n, m in model.named_modules() if m is module), None)
@@ -141,7 +142,7 @@ def _structural(model: torch.nn.Module) -> ModelLayout:
         raise LayoutError(f"{model_type}: no ModuleList of {n_layers} decoder blocks found")
     mlp_out: list[str] = []
     transposed = False
-    d_mlp = None
+    d_mlp: int | None = None
     for i in range(n_layers):
         block_name = f"{layers_name}.{i}"
         block = model.get_submodule(block_name)
@@ -170,8 +171,9 @@ def _structural(model: torch.nn.Module) -> ModelLayout:
     unembed = _output_embeddings_name(model)
     return ModelLayout(
         model_type=str(model_type), source="structural", n_layers=int(n_layers), d_model=int(d_model),
-        d_mlp=int(d_mlp), blocks=tuple(f"{layers_name}.{i}" for i in range(n_layers)), mlp_out=tuple(mlp_out),
-        transposed=transposed, final_norm=final_norm, unembed=unembed,
+        d_mlp=int(cast(int, d_mlp)),  # set by the loop over the (at least one) blocks
+        blocks=tuple(f"{layers_name}.{i}" for i in range(n_layers)), mlp_out=tuple(mlp_out), transposed=transposed,
+        final_norm=final_norm, unembed=unembed,
     )
 
 

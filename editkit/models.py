@@ -194,4 +194,4 @@ def load_resolved(source: ModelSource, *, device: str = "cpu", dtype: str = "flo
                          "tokenizer files saved with the model?)")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval(), tokenizer  # type: ignore[arg-type]  # transformers' typed `to` wrapper

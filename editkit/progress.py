@@ -68,7 +68,7 @@ class _RichTask:
         self._progress.advance(self.id, n)
 
     def update(self, *, total: float | None = None, description: str | None = None) -> None:
-        kwargs = {}
+        kwargs: dict[str, float | str] = {}
         if total is not None:
             kwargs["total"] = total
         if description is not None:
@@ -150,7 +150,7 @@ class _LineTask:
         done = self.completed - self.start_count
         if self.total is not None and self.completed >= self.total:
             return text + ", done"
-        if done > 0 and elapsed > 0:
+        if done > 0 and elapsed > 0 and self.total is not None:
             return text + f", ETA {clock_text(elapsed / done * (self.total - self.completed))}"
         return text + ", ETA -"
 

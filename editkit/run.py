@@ -81,7 +81,7 @@ class _KernelStages:
     def editkit_apply(self, run: EditRun, site: Site, delta: torch.Tensor) -> UndoRecord:
         parameter = run.model.get_submodule(site.module).weight
         previous = parameter.detach().clone()
-        update = delta.T if site.transposed else delta  # storage layout
+        update = site.to_storage(delta)
         if tuple(update.shape) != tuple(parameter.shape):
             raise EditkitError(
                 f"layer {site.layer}: update shape {tuple(update.shape)} != weight {tuple(parameter.shape)}"
@@ -211,7 +211,7 @@ class EditRun:
     def weight(self, site: Site) -> torch.Tensor:
         """The site's current weight in math layout ``[d_out, d_in]`` (a view)."""
         w = self.model.get_submodule(site.module).weight
-        return w.T if site.transposed else w
+        return site.to_math(w)
 
     def require_key_statistics(self) -> Any:
         if self.key_statistics is None:
@@ -318,7 +318,7 @@ class EditRun:
         records = []
         for site in self.sites:
             w0 = self.initial_weights[site.module]
-            w0 = (w0.T if site.transposed else w0).double()  # [d_out, d_in]
+            w0 = site.to_math(w0).double()  # [d_out, d_in]
             current = self.weight(site).detach().double()
             proposal = AccumulatedProposal(site=site, delta=current - w0, initial=w0, stage=stage)
             final = self._constrain(site, proposal)
@@ -351,7 +351,7 @@ class EditRun:
             if before is None:
                 continue
             written = self.model.get_submodule(site.module).weight.detach().double() - before.double()
-            written = written.T if site.transposed else written  # [d_out, d_in]
+            written = site.to_math(written)  # [d_out, d_in]
             for (spec, _), caller in zip(self.constraints, self._measure_callers):
                 for figures in caller(run=self, site=site, delta=written):
                     if not figures:

@@ -6,7 +6,7 @@ Shapes (math layout, ``v = W k``): keys ``K`` ``[d_in, u]``, residual ``R`` ``[d
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -59,7 +59,8 @@ class Subspace:
 
 @attrs.frozen(kw_only=True)
 class SolveProblem:
-    """What a solver fits, in the unified form of ``methods.md`` §11.1::
+    """What a solver fits, in one unified form (MEMIT, Meng et al. 2023 §4; MEMIT_seq; AlphaEdit,
+    Fang et al. 2025 §3, as a ridge fit restricted to a row subspace)::
 
         min_Δ ‖Δ K − R‖² + tr(Δ B Δᵀ) + α‖Δ‖²   subject to Δ = Δ P (rows in ``subspace``)
         B = λ·C0 (if use_background) + Cp (if use_past)
@@ -92,7 +93,7 @@ class SolveProblem:
         if self.ridge < 0:
             raise ValueError(f"ridge must be >= 0, got {self.ridge}")
 
-    def restricted(self, subspace: Subspace, **changes: object) -> SolveProblem:
+    def restricted(self, subspace: Subspace, **changes: Any) -> SolveProblem:
         """The same problem with rows of Δ restricted to ``subspace`` (and other field changes)."""
         if self.subspace is not None:
             raise ValueError("the solve is already restricted to a subspace; compose constraints in one subspace")
@@ -145,3 +146,7 @@ class UndoRecord:
     def undo(self) -> None:
         with torch.no_grad():
             self.parameter.copy_(self.previous)
+
+
+Proposal = SolveProblem | DeltaProposal | AccumulatedProposal
+"""What ``editkit_constrain_update`` receives and returns (one of the three kinds, the same kind back)."""

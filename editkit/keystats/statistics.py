@@ -329,7 +329,8 @@ class KeyStatistics:
         self.last_collection = result
         info = {"documents": result.documents, "ranks": self.dist.world_size, "resumed_from": result.resumed_from,
                 "corpus": self.corpus.describe()}
-        for site, identity in zip(sites, identities or [None] * len(sites)):
+        unknown: list[dict[str, Any] | None] = [None] * len(sites)
+        for site, identity in zip(sites, identities or unknown):
             total = result.totals[site.module]
             if store is not None and identity is not None and self.dist.is_main:
                 self._stats[site.module] = store.save(identity, total, result.tokens, info)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from editkit.atomic import write_atomic, write_json_atomic
 from editkit.errors import UsageError
@@ -38,7 +38,7 @@ def write_report(directories: Sequence[str | Path], out: str | Path, json_out: s
     bad input writes nothing."""
     data, html = build_report(directories)
     out = Path(out)
-    for path, write in ((json_out, lambda: write_json_atomic(json_out, data)),
+    for path, write in ((json_out, lambda: write_json_atomic(cast("str | Path", json_out), data)),  # only if given
                         (out, lambda: write_atomic(out, lambda p: p.write_text(html, encoding="utf-8")))):
         if path is None:
             continue

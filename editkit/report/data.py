@@ -366,7 +366,9 @@ def invariants(runs: Sequence[LoadedRun]) -> dict[str, Any]:
     section = _section()
     for run in runs:
         checks: list[dict[str, Any]] = []
-        sources = [(_batch_number(b, i), b) for i, b in enumerate(_batches(run.result))]
+        sources: list[tuple[int | str, Mapping[str, Any]]] = [
+            (_batch_number(b, i), b) for i, b in enumerate(_batches(run.result))
+        ]
         final = run.result.get("final")
         if isinstance(final, dict):
             sources.append(("final", final))
@@ -432,7 +434,7 @@ def peak_memory(runs: Sequence[LoadedRun]) -> dict[str, Any]:
                                   "measures": "CUDA allocator peak" if device.startswith("cuda")
                                   else "process peak RSS (never decreases)"}
         for position, batch in enumerate(batches):
-            stages = {k: _number(v) for k, v in _dict(batch.get("peak_memory_mib")).items() if _number(v) is not None}
+            stages = {k: n for k, v in _dict(batch.get("peak_memory_mib")).items() if (n := _number(v)) is not None}
             if not stages:
                 continue
             series["batch"].append(_batch_number(batch, position))

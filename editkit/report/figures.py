@@ -19,7 +19,7 @@ PANEL_HEIGHT = 2.6
 MAX_COLUMNS = 3
 PASS_COLOUR = "#2a9d3f"
 FAIL_COLOUR = "#d62728"
-RC = {"svg.fonttype": "path", "svg.hashsalt": "editkit-report", "font.size": 8, "axes.titlesize": 9,
+RC: Any = {"svg.fonttype": "path", "svg.hashsalt": "editkit-report", "font.size": 8, "axes.titlesize": 9,
       "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
       "axes.spines.top": False, "axes.spines.right": False}
 
@@ -250,8 +250,8 @@ def invariants(section: Mapping[str, Any]) -> str | None:
             tolerances = [(final_x if c["batch"] == "final" else c["batch"], c["tolerance"])
                           for c in checks if c["tolerance"] is not None]
             if tolerances:
-                xs, ys = zip(*tolerances)
-                axis.scatter(xs, ys, color="grey", marker="_", s=40, label="tolerance")
+                tol_x, tol_y = zip(*tolerances)
+                axis.scatter(tol_x, tol_y, color="grey", marker="_", s=40, label="tolerance")
             if logarithmic:
                 axis.set_yscale("log")
             else:

@@ -43,7 +43,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, cast
 
 import attrs
 import pluggy
@@ -51,6 +51,7 @@ import pytest
 import torch
 
 from editkit import hookspecs
+from editkit.converters import to_tuple
 from editkit.errors import UsageError
 from editkit.markers import PROJECT_NAME
 from editkit.plugins import PluginHost
@@ -79,6 +80,10 @@ class ConformanceFailure(AssertionError):
 
 class ConformanceSkip(Exception):
     """A check does not apply to this plugin (the message says why)."""
+
+
+def _as_dict(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:
@@ -113,8 +118,8 @@ class ConformanceSubject:
     plugins: tuple[Any, ...] = attrs.field(converter=_as_tuple)
     editor: str = "memit"
     constraint: str | None = None
-    families: tuple[str, ...] = attrs.field(default=("gpt2", "llama"), converter=tuple)
-    overrides: Mapping[str, str] = attrs.field(factory=dict, converter=dict, eq=False)
+    families: tuple[str, ...] = attrs.field(default=("gpt2", "llama"), converter=to_tuple)
+    overrides: Mapping[str, str] = attrs.field(factory=dict, converter=_as_dict, eq=False)
     invalid_hparams: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_invalid, eq=False)
     min_efficacy: float = 0.5
     nullspace_tol: float = 1e-6
@@ -490,7 +495,7 @@ def _editor_contract(session: ConformanceSession) -> None:
         _fail(label, f"editkit_locate returned layers {layers}; each must be unique and in 0..{n_layers - 1}.")
     for site in run.sites:
         try:
-            weight = run.model.get_submodule(site.module).weight
+            weight = cast(torch.Tensor, run.model.get_submodule(site.module).weight)
         except AttributeError:
             _fail(label, f"located site {site.module!r} is not a module with a weight in this model.")
         if tuple(weight.shape) != site.storage_shape:
@@ -611,7 +616,7 @@ def check_seed_determinism(session: ConformanceSession) -> None:
 def _leaves_nullspace(session: ConformanceSession, attempt: RunAttempt, label: str) -> str | None:
     """Why the written update of ``attempt`` is not in the null-space constraint's subspace, or None."""
     outcome = attempt.require(label, "composition with the null-space constraint")
-    nullspace = next(p for spec, p in outcome.run.constraints if spec.name == "nullspace")
+    nullspace: Any = next(p for spec, p in outcome.run.constraints if spec.name == "nullspace")
     for site in outcome.sites:
         sub = nullspace.subspace(outcome.run, site)
         if not 0 < sub.dim < sub.ambient:
@@ -724,7 +729,7 @@ class ConformanceReport:
     """The results of :func:`run_conformance`."""
 
     subject: ConformanceSubject
-    results: tuple[CheckResult, ...] = attrs.field(converter=tuple)
+    results: tuple[CheckResult, ...] = attrs.field(converter=to_tuple)
 
     @property
     def failures(self) -> tuple[CheckResult, ...]:
@@ -757,7 +762,7 @@ def run_conformance(subject: ConformanceSubject, *, checks: Iterable[str] | None
     unknown = sorted(set(names) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown conformance checks {unknown}; known: {', '.join(CHECKS)}")
-    results = []
+    results: list[CheckResult] = []
     for i, family in enumerate(families or subject.families):
         session = ConformanceSession(subject=subject, family=family)
         results.extend(run_check(n, session) for n in names if i == 0 or n not in FAMILY_FREE)

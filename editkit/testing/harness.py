@@ -20,6 +20,7 @@ import attrs
 import torch
 
 from editkit.config import RunConfig
+from editkit.converters import to_tuple
 from editkit.pipeline import EditScore, score_requests
 from editkit.plugins import PluginHost
 from editkit.requests import EditRequest
@@ -110,7 +111,7 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def math_layout(site: Site, stored: torch.Tensor) -> torch.Tensor:
     """A site's weight (or difference of weights) from storage to math layout ``[d_out, d_in]``."""
-    return stored.T if site.transposed else stored
+    return site.to_math(stored)
 
 
 def differences(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
@@ -149,9 +150,9 @@ class EditOutcome:
     """
 
     run: EditRun = attrs.field(eq=False, repr=False)
-    requests: tuple[EditRequest, ...] = attrs.field(converter=tuple)
-    before: tuple[EditScore, ...] = attrs.field(converter=tuple, repr=False)
-    after: tuple[EditScore, ...] = attrs.field(converter=tuple, repr=False)
+    requests: tuple[EditRequest, ...] = attrs.field(converter=to_tuple)
+    before: tuple[EditScore, ...] = attrs.field(converter=to_tuple, repr=False)
+    after: tuple[EditScore, ...] = attrs.field(converter=to_tuple, repr=False)
     initial: Mapping[str, torch.Tensor] = attrs.field(eq=False, repr=False)
     edited: Mapping[str, torch.Tensor] = attrs.field(eq=False, repr=False)
     batch_written: tuple[Mapping[str, torch.Tensor], ...] = attrs.field(eq=False, repr=False)
@@ -271,8 +272,8 @@ def build_run(
     constraints = tuple(constraints)
     sets = (tiny_overrides(host, editor, constraints, overrides, layers_given=layers is not None)
             if tiny_defaults else dict(overrides or {}))
-    config = RunConfig(editor=editor, constraints=constraints, overrides=sets.items(), seed=seed,
-                       batch_size=batch_size, layers=layers, constrain_mode=constrain_mode)
+    config = RunConfig(editor=editor, constraints=constraints, overrides=sets.items(), seed=seed,  # type: ignore[arg-type]
+                       batch_size=batch_size, layers=layers, constrain_mode=constrain_mode)  # type: ignore[arg-type]
     torch.manual_seed(seed)
     return EditRun(model=model, tokenizer=tokenizer, config=config, host=host, key_statistics=key_statistics)
 

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import torch
 
+from editkit.converters import to_tuple
 from editkit.sites import Site
 from editkit.tokens import encode
 from editkit.tracing import capture_inputs
@@ -31,7 +32,7 @@ class MomentsFromText:
 
     model: Any = attrs.field(repr=False)
     tokenizer: Any = attrs.field(repr=False)
-    texts: tuple[str, ...] = attrs.field(converter=tuple)
+    texts: tuple[str, ...] = attrs.field(converter=to_tuple)
     _cache: dict[str, torch.Tensor] = attrs.field(factory=dict, init=False, repr=False)
     prepared: list[str] = attrs.field(factory=list, init=False)
 

@@ -35,7 +35,7 @@ def synthetic_result(
     resumed run."""
     nullspace = "nullspace" in constraints
     edits = batches * batch_size
-    reports = []
+    reports: list[dict[str, Any]] = []
     for b in range(batches):
         notes: dict[str, dict[str, Any]] = {}
         for position, layer in enumerate(layers):

@@ -55,7 +55,7 @@ FAMILIES = ("gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "o
 def tiny_config(family: str, vocab_size: int, *, n_layers: int = 4, d_model: int = 32, d_mlp: int = 64) -> Any:
     import transformers as tf
 
-    common = {"vocab_size": vocab_size, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+    common: dict[str, Any] = {"vocab_size": vocab_size, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
     if family == "gpt2":
         return tf.GPT2Config(n_layer=n_layers, n_embd=d_model, n_inner=d_mlp, n_head=4, n_positions=128, **common)
     if family == "gptj":

@@ -6,7 +6,9 @@ family is a data change: one :class:`editkit.ArchitectureSpec` per ``model_type`
 
 from __future__ import annotations
 
-from editkit import ArchitectureSpec, hookimpl
+from collections.abc import Callable
+
+from editkit.api import ArchitectureSpec, hookimpl
 
 _LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "phi3",
                "stablelm", "granite", "cohere")
@@ -33,6 +35,6 @@ SPECS: tuple[ArchitectureSpec, ...] = (
 
 
 @hookimpl
-def editkit_register_architectures(register):
+def editkit_register_architectures(register: Callable[[ArchitectureSpec], None]) -> None:
     for spec in SPECS:
         register(spec)

@@ -7,7 +7,9 @@ detected from the fields of each record.
 
 from __future__ import annotations
 
-from editkit import DatasetSpec, hookimpl
+from collections.abc import Callable
+
+from editkit.api import DatasetSpec, hookimpl
 
 
 def _loader(name: str):
@@ -31,6 +33,6 @@ DATASETS = (
 
 
 @hookimpl
-def editkit_register_datasets(register):
+def editkit_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     for spec in DATASETS:
         register(spec)

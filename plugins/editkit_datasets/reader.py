@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from editkit.errors import InputError
+from editkit.api import InputError
 from editkit_datasets.formats import CONVERTERS, detect
 
 

@@ -11,10 +11,7 @@ import json
 import urllib.request
 from pathlib import Path
 
-from editkit.atomic import write_atomic, write_json_atomic
-from editkit.cachedir import cache_root
-from editkit.errors import InputError
-from editkit.manifest import file_sha256
+from editkit.api import InputError, cache_root, file_sha256, write_atomic, write_json_atomic
 
 OFFICIAL = {
     "counterfact": "https://rome.baulab.info/data/dsets/counterfact.json",

@@ -4,12 +4,11 @@ equality-constrained solve of :mod:`editkit_emmet.equality` in place of MEMIT's 
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import torch
 from editkit_memit.editor import MemitStages
 
-from editkit import hookimpl
+from editkit.api import EditBatch, RunContext, Site, SolveProblem, hookimpl
 from editkit_emmet.equality import EqualityUpdate, equality_update, preservation
 from editkit_emmet.hparams import EmmetHParams
 
@@ -41,7 +40,7 @@ class EmmetStages(MemitStages):
         self._warned = False
 
     @hookimpl
-    def editkit_solve(self, run: Any, batch: Any, site: Any, problem: Any) -> torch.Tensor:
+    def editkit_solve(self, run: RunContext, batch: EditBatch, site: Site, problem: SolveProblem) -> torch.Tensor:
         hp = self.hparams
         terms = []
         if problem.use_background and hp.mom2_weight > 0:

@@ -1,4 +1,6 @@
-"""The equality-constrained solve of the unified preservation–memorisation view (methods.md §5), float64.
+"""The equality-constrained solve of the unified preservation–memorisation view (EMMET), float64.
+
+Gupta et al. 2024, EMMET, arXiv 2403.14236.
 
 Shapes, math layout: keys ``K`` ``[d_in, u]``, residual ``R`` ``[d_out, u]``, ``Δ`` ``[d_out, d_in]``,
 preservation terms ``[d_in, d_in]``. With ``A`` = the preservation terms (``λ·C0``, ``Cp``) and ``α`` the
@@ -15,7 +17,7 @@ for u > 1 as the reference code): a ridge on the u×u system, the constraints th
 
 ``direction_keys`` ``K_d`` replaces ``K`` in the direction only: ``Δ = R (Kᵀ M⁻¹ K_d)⁻¹ K_dᵀ M⁻¹`` still
 meets ``Δ K = R``. ROME's original code is this with ``K_d`` = the prefix-averaged key and ``K`` = the
-bare prompt's key (methods.md §3).
+bare prompt's key (Meng et al. 2022, ROME, arXiv 2202.05262, §3; kmeng01/rome compute_u.py).
 
 **Dependent keys.** When the keys in those coordinates are (nearly) linearly dependent — the smallest
 singular value of ``K̃`` below ``rcond`` times the largest of ``K`` (two requests with the same subject
@@ -35,7 +37,7 @@ from typing import Literal
 import attrs
 import torch
 
-from editkit.updates import Subspace
+from editkit.api import Subspace
 
 
 @attrs.frozen(kw_only=True)

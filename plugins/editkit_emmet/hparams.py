@@ -1,4 +1,5 @@
-"""EMMET hyperparameters: MEMIT's (keys, v*, layer spreading) plus the equality solve's (methods.md §5, §2.6)."""
+"""EMMET hyperparameters: MEMIT's (keys, v*, layer spreading) plus the equality solve's (EMMET,
+Gupta et al. 2024, arXiv 2403.14236)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class EmmetHParams(MemitHParams):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # unified-model-editing hparams/EMMET/*.json (methods.md §2.6)
+    # unified-model-editing hparams/EMMET/*.json
     "gpt2-xl": {"layers": (17,), "v_lr": 0.5, "v_steps": 20, "v_weight_decay": 0.5, "clamp_norm": 0.75,
                 "kl_factor": 0.0625, "mom2_weight": 1000.0, "emmet_lambda": 0.1},
     "gpt-j": {"layers": (5,), "v_lr": 0.5, "v_steps": 25, "v_weight_decay": 0.5, "clamp_norm": 0.75,

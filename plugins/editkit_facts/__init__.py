@@ -10,14 +10,14 @@ other known facts. The facts were kept only where the model completes them right
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from editkit_wikileads.source import WIKI_LEADS
 
-from editkit import DatasetSpec, hookimpl
-from editkit.errors import UsageError
+from editkit.api import DatasetSpec, UsageError, hookimpl
 from editkit_facts.factset import FactSet, load_factset
 
 FACTS_FILE = Path(__file__).with_name("smollm2_facts.json")
@@ -77,5 +77,5 @@ SMOLLM2_FACTS = DatasetSpec(
 
 
 @hookimpl
-def editkit_register_datasets(register):
+def editkit_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(SMOLLM2_FACTS)

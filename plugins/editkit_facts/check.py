@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from editkit.completions import greedy_completions, starts_with
+from editkit.api import greedy_completions, starts_with
 
 CHECK = ("greedy completion (6 new tokens) of the rewrite prompt, the paraphrase and the neighbourhood prompt "
          "starts with target_true; of a retention probe's prompt, with its object")

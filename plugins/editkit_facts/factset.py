@@ -19,22 +19,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from editkit.errors import InputError
-from editkit.requests import request_from_record
+from editkit.api import InputError, request_from_record
+
+
+def _tuple(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(values)
 
 
 @attrs.frozen(kw_only=True)
 class FactSet:
     model: str
     check: str
-    edits: tuple[Mapping[str, Any], ...] = attrs.field(converter=tuple)
-    retention: tuple[tuple[str, str, str], ...] = attrs.field(converter=tuple)
+    edits: tuple[Mapping[str, Any], ...] = attrs.field(converter=_tuple)
+    retention: tuple[tuple[str, str, str], ...] = attrs.field(converter=_tuple)
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(json.dumps(r)) for r in self.edits]  # fresh copies

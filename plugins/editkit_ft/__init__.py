@@ -1,5 +1,5 @@
-"""First-party plugin: constrained fine-tuning of MLP output matrices (``--editor ft``; FT-L of Zhu et al.
-2020, ROME's baseline; methods.md §9).
+"""First-party plugin: constrained fine-tuning of MLP output matrices (``--editor ft``; FT-L of
+Zhu et al. 2020, arXiv 2012.00363, ROME's baseline).
 
 An editor without a closed-form solve: its ``editkit_solve`` runs Adam on the update ``Δ`` of one
 site, the model computing as if ``W + Δ`` through :func:`editkit.tracing.added_update` (no weight is
@@ -12,7 +12,9 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
-from editkit import EditorSpec, hookimpl
+from collections.abc import Callable
+
+from editkit.api import EditorSpec, hookimpl
 from editkit_ft.hparams import PRESETS, FtHParams
 
 
@@ -26,7 +28,7 @@ EDITOR = EditorSpec(
     name="ft",
     summary="FT-L: Adam on the MLP output matrices' update on the rewrite prompts, clamped to an L∞ box "
     "(linf, 5e-4 as ROME's baseline; 0 = plain FT) after every step; a constraint's row subspace is projected "
-    "onto every step (ΔP = Δ kept exactly) (methods.md §9)",
+    "onto every step (ΔP = Δ kept exactly) (Zhu et al. 2020, FT-L, arXiv 2012.00363)",
     factory=_create,
     hparams=FtHParams,
     presets=PRESETS,
@@ -34,5 +36,5 @@ EDITOR = EditorSpec(
 
 
 @hookimpl
-def editkit_register_editors(register):
+def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
     register(EDITOR)

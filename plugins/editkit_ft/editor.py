@@ -1,4 +1,4 @@
-"""The ``ft`` editor's stages for one run: fine-tuning as a solve (methods.md §9).
+"""The ``ft`` editor's stages for one run: fine-tuning as a solve (Zhu et al. 2020, FT-L, arXiv 2012.00363).
 
 * **locate** — the configured layers (MEMIT's generic choice by default).
 * **collect-keys** — the module's input at the last prompt token of each request's filled prompt,
@@ -29,11 +29,22 @@ import attrs
 import torch
 from editkit_memit.hparams import default_layers
 
-from editkit import hookimpl
-from editkit.context import max_positions
-from editkit.errors import InputError, UsageError
-from editkit.tokens import first_token_from, pad_batch, tokenize
-from editkit.tracing import added_update, capture_inputs, run_until_stopped
+from editkit.api import (
+    EditBatch,
+    InputError,
+    RunContext,
+    Site,
+    SolveProblem,
+    UsageError,
+    added_update,
+    capture_inputs,
+    first_token_from,
+    hookimpl,
+    max_positions,
+    pad_batch,
+    run_until_stopped,
+    tokenize,
+)
 from editkit_ft.hparams import FtHParams
 from editkit_ft.projection import box_projection, dykstra
 
@@ -111,7 +122,7 @@ class FtStages:
         self.hparams = hparams
 
     @hookimpl
-    def editkit_locate(self, run: Any) -> list:
+    def editkit_locate(self, run: RunContext) -> list[Site]:
         n = run.layout.n_layers
         layers = self.hparams.layers if self.hparams.layers is not None else default_layers(n)
         bad = [layer for layer in layers if not 0 <= layer < n]
@@ -120,7 +131,7 @@ class FtStages:
         return [run.layout.site(layer) for layer in sorted(set(layers))]
 
     @hookimpl
-    def editkit_collect_keys(self, run: Any, batch: Any, site: Any) -> torch.Tensor:
+    def editkit_collect_keys(self, run: RunContext, batch: EditBatch, site: Site) -> torch.Tensor:
         rows = training_rows(run.tokenizer, batch.requests, "prompt_last", run.device, max_positions(run.model))
         with torch.no_grad(), capture_inputs(run.model, [site.module], stop_after_last=True) as captured:
             run_until_stopped(lambda: run.model(**rows.batch.model_inputs()))
@@ -128,19 +139,20 @@ class FtStages:
         return hidden[torch.arange(len(batch.requests)), rows.prompt_end.cpu()].float().T.contiguous().cpu()
 
     @hookimpl
-    def editkit_compute_residual(self, run: Any, batch: Any, site: Any, keys: torch.Tensor) -> torch.Tensor:
+    def editkit_compute_residual(
+        self, run: RunContext, batch: EditBatch, site: Site, keys: torch.Tensor
+    ) -> torch.Tensor:
         return torch.zeros(site.d_out, keys.shape[1])
 
-    def _offset(self, run: Any, site: Any) -> torch.Tensor | float:
+    def _offset(self, run: RunContext, site: Site) -> torch.Tensor | float:
         """``W_now − W_ref`` for the box (0 around the batch's start)."""
         if self.hparams.box == "batch":
             return 0.0
-        w0 = run.initial_weights[site.module]
-        w0 = (w0.T if site.transposed else w0).double()
+        w0 = site.to_math(run.initial_weights[site.module]).double()
         return (run.weight(site).detach().double() - w0).to(run.device)
 
     @hookimpl
-    def editkit_solve(self, run: Any, batch: Any, site: Any, problem: Any) -> torch.Tensor:
+    def editkit_solve(self, run: RunContext, batch: EditBatch, site: Site, problem: SolveProblem) -> torch.Tensor:
         hp = self.hparams
         rows = training_rows(run.tokenizer, batch.requests, hp.objective, run.device, max_positions(run.model))
         offset = self._offset(run, site)
@@ -164,7 +176,7 @@ class FtStages:
                 if value >= hp.early_stop_loss:
                     optimiser.zero_grad()
                     loss.backward()
-                    if project is not None:
+                    if project is not None and delta.grad is not None:
                         delta.grad = project(delta.grad)
                     optimiser.step()
                 with torch.no_grad():

@@ -1,13 +1,14 @@
-"""Fine-tuning (FT / FT-L) hyperparameters and the published FT-L presets (methods.md §9)."""
+"""Fine-tuning (FT / FT-L) hyperparameters and the published FT-L presets (Zhu et al. 2020, FT-L, arXiv 2012.00363)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-_positive = attrs.validators.gt(0)
-_non_negative = attrs.validators.ge(0)
+_positive: Callable[..., Any] = attrs.validators.gt(0)
+_non_negative: Callable[..., Any] = attrs.validators.ge(0)
 
 
 @attrs.frozen(kw_only=True)
@@ -43,7 +44,7 @@ class FtHParams:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # kmeng01/rome hparams/FT/*_constr.json (FT-L; methods.md §9)
+    # kmeng01/rome hparams/FT/*_constr.json (FT-L)
     "gpt2-xl": {"layers": (0,), "lr": 5e-4, "steps": 25, "linf": 5e-4, "objective": "prompt_last"},
     "gpt-j": {"layers": (0,), "lr": 5e-4, "steps": 25, "linf": 5e-5, "objective": "prompt_last"},
 }

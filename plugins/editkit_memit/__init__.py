@@ -5,10 +5,11 @@ Importing this module does not import torch; the stages are loaded when a run cr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 
-from editkit import EditorSpec, hookimpl
-from editkit.errors import EditkitError
+from editkit.api import EditkitError, EditorSpec, hookimpl
 from editkit_memit.hparams import PRESETS, MemitHParams
 
 
@@ -21,7 +22,7 @@ def _create(hparams: MemitHParams) -> object:
 EDITOR = EditorSpec(
     name="memit",
     summary="MEMIT: prefix-averaged keys, batched v* optimisation, residual spread over layers, "
-    "least-squares solve Δ = R K1ᵀ(λC0 + K1K1ᵀ)⁻¹ (methods.md §2, §4)",
+    "least-squares solve Δ = R K1ᵀ(λC0 + K1K1ᵀ)⁻¹ (Meng et al. 2023, MEMIT §4)",
     factory=_create,
     hparams=MemitHParams,
     presets=PRESETS,
@@ -45,5 +46,5 @@ def memit_with(constraint: str, summary: str) -> EditorSpec:
 
 
 @hookimpl
-def editkit_register_editors(register):
+def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
     register(EDITOR)

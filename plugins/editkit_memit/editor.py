@@ -7,11 +7,17 @@ from typing import Any
 
 import torch
 
-from editkit import hookimpl
-from editkit.activations import fused_activations
-from editkit.errors import UsageError
-from editkit.tokens import pad_batch
-from editkit.tracing import capture_outputs
+from editkit.api import (
+    EditBatch,
+    RunContext,
+    Site,
+    SolveProblem,
+    UsageError,
+    capture_outputs,
+    fused_activations,
+    hookimpl,
+    pad_batch,
+)
 from editkit_memit.hparams import MemitHParams, default_layers
 from editkit_memit.keys import collect_keys, subject_prompts
 from editkit_memit.prefixes import run_templates
@@ -32,7 +38,7 @@ class MemitStages:
 
     # -- locate ---------------------------------------------------------------------------
     @hookimpl
-    def editkit_locate(self, run: Any) -> list:
+    def editkit_locate(self, run: RunContext) -> list[Site]:
         n = run.layout.n_layers
         layers = self.hparams.layers if self.hparams.layers is not None else default_layers(n)
         bad = [layer for layer in layers if not 0 <= layer < n]
@@ -41,7 +47,7 @@ class MemitStages:
         return [run.layout.site(layer) for layer in sorted(layers)]
 
     # -- collect-keys ----------------------------------------------------------------------
-    def prefix_templates(self, run: Any) -> tuple[str, ...]:
+    def prefix_templates(self, run: RunContext) -> tuple[str, ...]:
         """Generated once per run from the unedited model with the run's seed (or restored from
         ``run.state`` when a run resumes from its journal)."""
         if self.templates is None:
@@ -49,13 +55,13 @@ class MemitStages:
         return self.templates
 
     @hookimpl
-    def editkit_collect_keys(self, run: Any, batch: Any, site: Any) -> torch.Tensor:
+    def editkit_collect_keys(self, run: RunContext, batch: EditBatch, site: Site) -> torch.Tensor:
         templates = self.prefix_templates(run)
         with fused_activations(run.model) if self.hparams.fused_activations else nullcontext():
             return collect_keys(run.model, run.tokenizer, site.module, batch.requests, templates, run.device)
 
     # -- compute-residual ------------------------------------------------------------------
-    def targets(self, run: Any, batch: Any) -> Targets:
+    def targets(self, run: RunContext, batch: EditBatch) -> Targets:
         if self._targets is None or self._targets[0] is not batch:
             hp = self.hparams
             last_block = run.sites[-1].block
@@ -91,19 +97,22 @@ class MemitStages:
         return self._targets[1]
 
     @torch.no_grad()
-    def current_hidden(self, run: Any, batch: Any) -> torch.Tensor:
+    def current_hidden(self, run: RunContext, batch: EditBatch) -> torch.Tensor:
         """``h^L`` ``[u, d_model]`` at the subject's last token of the bare prompts, current model."""
         block = run.sites[-1].block
         ids, positions = subject_prompts(run.tokenizer, batch.requests, ["{}"])
         padded = pad_batch(run.tokenizer, ids, run.device)
-        with capture_outputs(run.model, [block]) as out:
-            run.model.base_model(**padded.model_inputs(), use_cache=False)
+        model: Any = run.model  # a transformers causal LM: its base_model gives the hidden states
+        with capture_outputs(model, [block]) as out:
+            model.base_model(**padded.model_inputs(), use_cache=False)
         rows = torch.arange(len(ids))
         cols = torch.tensor([padded.index(r, p) for r, p in enumerate(positions)])
         return out[block][rows, cols].float().cpu()
 
     @hookimpl
-    def editkit_compute_residual(self, run: Any, batch: Any, site: Any, keys: torch.Tensor) -> torch.Tensor:
+    def editkit_compute_residual(
+        self, run: RunContext, batch: EditBatch, site: Site, keys: torch.Tensor
+    ) -> torch.Tensor:
         targets = self.targets(run, batch)
         remaining = len(run.sites) - run.sites.index(site)
         residual = (targets.z - self.current_hidden(run, batch)) / remaining  # [u, d_model]
@@ -111,7 +120,7 @@ class MemitStages:
 
     # -- solve -----------------------------------------------------------------------------
     @hookimpl
-    def editkit_solve(self, run: Any, batch: Any, site: Any, problem: Any) -> torch.Tensor:
+    def editkit_solve(self, run: RunContext, batch: EditBatch, site: Site, problem: SolveProblem) -> torch.Tensor:
         terms = []
         if problem.use_background and self.hparams.mom2_weight > 0:
             terms.append((self.hparams.mom2_weight, run.require_key_statistics().second_moment(site)))

@@ -1,4 +1,4 @@
-"""MEMIT hyperparameters, generic defaults and the published presets (methods.md §2.6)."""
+"""MEMIT hyperparameters, generic defaults and the published presets (kmeng01/memit and AlphaEdit hparams/*.json)."""
 
 from __future__ import annotations
 

@@ -11,11 +11,18 @@ from typing import Any
 
 import torch
 
-from editkit.context import clip_left, max_positions
-from editkit.errors import InputError
-from editkit.requests import EditRequest
-from editkit.tokens import first_token_from, last_token_before, pad_batch, tokenize
-from editkit.tracing import capture_inputs, run_until_stopped
+from editkit.api import (
+    EditRequest,
+    InputError,
+    capture_inputs,
+    clip_left,
+    first_token_from,
+    last_token_before,
+    max_positions,
+    pad_batch,
+    run_until_stopped,
+    tokenize,
+)
 
 
 def subject_prompts(

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from editkit.tokens import tokenize
+from editkit.api import RunContext, tokenize
 
 SEED_WORDS = ("The", "Therefore", "Because", "I", "You")
 
@@ -42,7 +42,7 @@ def sample_prefixes(
     return tuple(templates)
 
 
-def run_templates(run: Any, length: int) -> tuple[str, ...]:
+def run_templates(run: RunContext, length: int) -> tuple[str, ...]:
     """The run's prefix templates: restored from ``run.state["prefix_templates"]`` (a resumed run, or
     another stage object of the same run), else sampled once from the (unedited) model with the run's
     generator and stored there. Shared by every editor that uses MEMIT's keys and v*."""

@@ -1,11 +1,12 @@
-"""The least-squares solve of methods.md §11.1, in float64::
+"""The least-squares solve of the unified (subspace-restricted) form, in float64::
 
     min_Δ ‖Δ K − R‖² + tr(Δ B Δᵀ) + α‖Δ‖²,  rows of Δ in range(P)
     ⇒ Δ = R Kᵀ Q (Qᵀ A Q + α I)⁻¹ Qᵀ,   A = K Kᵀ + B,   P = Q Qᵀ
 
 MEMIT: B = λC0 (+ Cp for MEMIT_seq), Q = I, α = 0. AlphaEdit: B = Cp, Q = null-space basis,
 α = L2. When the subspace is stored as the complement (P = I − U Uᵀ, U smaller), the
-equivalent SPD system ``(P A P + α I) Δᵀ = P K Rᵀ`` is solved instead (methods.md §6).
+equivalent SPD system ``(P A P + α I) Δᵀ = P K Rᵀ`` is solved instead; AlphaEdit's closed form
+(Fang et al. 2025, AlphaEdit, arXiv 2410.02355, §3) is the case P = the null-space projector.
 
 With a subspace, the products of ``Cp`` with the stored basis ``B`` (``Cp B`` and ``Bᵀ Cp B``)
 cost ``d_in²·m`` each batch when recomputed. :class:`PastProducts` keeps them across batches
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from editkit.updates import Subspace
+from editkit.api import Subspace
 
 
 def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -37,8 +38,8 @@ class PastProducts:
     def __init__(self) -> None:
         self.basis: torch.Tensor | None = None
         self.batches: tuple[torch.Tensor, ...] = ()
-        self.cp_b: torch.Tensor | None = None
-        self.b_cp_b: torch.Tensor | None = None
+        self.cp_b: torch.Tensor = torch.zeros(0, 0, dtype=torch.float64)  # set by update()
+        self.b_cp_b: torch.Tensor = torch.zeros(0, 0, dtype=torch.float64)
 
     def update(self, basis: torch.Tensor, batches: Sequence[torch.Tensor]) -> PastProducts:
         """Bring the products to ``Cp = Σ K_b K_bᵀ`` over ``batches``; returns self."""

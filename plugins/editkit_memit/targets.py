@@ -23,11 +23,16 @@ from typing import Any
 import attrs
 import torch
 
-from editkit.activations import fused_activations
-from editkit.context import max_positions
-from editkit.layout import ModelLayout
-from editkit.requests import EditRequest
-from editkit.tokens import first_token_from, last_token_before, pad_batch, tokenize
+from editkit.api import (
+    EditRequest,
+    ModelLayout,
+    first_token_from,
+    fused_activations,
+    last_token_before,
+    max_positions,
+    pad_batch,
+    tokenize,
+)
 from editkit_memit.keys import clip_to_context
 from editkit_memit.upper import make_forward
 

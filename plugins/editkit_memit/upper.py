@@ -27,9 +27,7 @@ from typing import Any
 
 import torch
 
-from editkit.kvcache import cache_argument, cache_of
-from editkit.layout import ModelLayout
-from editkit.tracing import capture_outputs, edit_output
+from editkit.api import ModelLayout, cache_argument, cache_of, capture_outputs, edit_output
 
 
 class Unsupported(Exception):

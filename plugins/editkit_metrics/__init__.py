@@ -6,7 +6,9 @@ percent (fluency in the paper's scale: 100 × weighted n-gram entropy in bits; p
 
 from __future__ import annotations
 
-from editkit import MetricSpec, hookimpl
+from collections.abc import Callable
+
+from editkit.api import MetricSpec, hookimpl
 from editkit_metrics.options import GeneralOptions, PerplexityOptions
 
 
@@ -64,6 +66,6 @@ METRICS = (
 
 
 @hookimpl
-def editkit_register_metrics(register):
+def editkit_register_metrics(register: Callable[[MetricSpec], None]) -> None:
     for metric in METRICS:
         register(metric)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from editkit.tokens import first_token_from, pad_batch, tokenize
+from editkit.api import first_token_from, pad_batch, tokenize
 
 TOKEN_BUDGET = 2048
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from editkit.generation import sample_continuations
+from editkit.api import sample_continuations
 
 WORD = re.compile(r"\w+|[^\w\s]")
 

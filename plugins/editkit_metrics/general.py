@@ -14,10 +14,10 @@ and ``limit`` items per task for quick runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from editkit.context import fitting
-from editkit.metricoptions import metric_options
+from editkit.api import fitting, metric_options
 from editkit_metrics.choice import candidate_logprobs
 from editkit_metrics.classification import SCORES
 from editkit_metrics.general_tasks import TASKS, read_task
@@ -44,9 +44,14 @@ def general_capability(context: Any) -> dict[str, float]:
             continue
         scores = candidate_logprobs(context.model, context.tokenizer,
                                     [(prompt, task.candidates) for prompt, _ in items], device=context.device)
-        predicted = [max(range(len(s)), key=lambda j, s=s: (s[j], -j)) for s in scores]
+        predicted = [_first_best(s) for s in scores]
         out[f"general_{task.name}_{task.figure}"] = 100.0 * SCORES[task.figure]([label for _, label in items],
                                                                                 predicted)
     if skipped:
         out["general_skipped_items"] = float(skipped)
     return out
+
+
+def _first_best(scores: Sequence[float]) -> int:
+    """The index of the highest score (the first of equal ones)."""
+    return max(range(len(scores)), key=lambda j: (scores[j], -j))

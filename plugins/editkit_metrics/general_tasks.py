@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from editkit.errors import InputError
+from editkit.api import InputError
 
 LETTERS = ("A", "B", "C", "D")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from editkit.errors import InputError
+from editkit.api import InputError
 
 GENERAL_ENV = "EDITKIT_GENERAL_DATA"
 PERPLEXITY_ENV = "EDITKIT_PERPLEXITY_DATA"

@@ -16,10 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from editkit.context import max_positions
-from editkit.errors import InputError
-from editkit.metricoptions import metric_options
-from editkit.tokens import tokenize
+from editkit.api import InputError, max_positions, metric_options, tokenize
 from editkit_metrics.choice import text_nll
 from editkit_metrics.options import PERPLEXITY_ENV, PerplexityOptions, data_location
 

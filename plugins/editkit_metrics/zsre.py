@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from editkit.context import fitting
-from editkit.scoring import continuation_scores
+from editkit.api import continuation_scores, fitting
 
 
 def _space(text: str) -> str:

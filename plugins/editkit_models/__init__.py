@@ -7,7 +7,9 @@ model is taken; editkit converts the packaged ``.gguf`` file once into its cache
 
 from __future__ import annotations
 
-from editkit import ModelSpec, hookimpl
+from collections.abc import Callable
+
+from editkit.api import ModelSpec, hookimpl
 from editkit_models.sources import gemma3_installed, gemma3_path, smollm2_installed, smollm2_path
 
 MODELS = (
@@ -39,6 +41,6 @@ MODELS = (
 
 
 @hookimpl
-def editkit_register_models(register):
+def editkit_register_models(register: Callable[[ModelSpec], None]) -> None:
     for spec in MODELS:
         register(spec)

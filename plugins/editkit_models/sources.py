@@ -52,8 +52,7 @@ def gemma3_installed() -> bool:
 def gemma3_path() -> Path:
     """The assembled ``.gguf`` in ``$EDITKIT_CACHE/models/downloads/`` (assembled once, atomically, by the
     package's own ``assemble()``, which checks the file's published sha256)."""
-    from editkit.atomic import write_atomic
-    from editkit.cachedir import cache_root
+    from editkit.api import cache_root, write_atomic
 
     chunks = gemma3_chunks()
     if chunks is None:  # pragma: no cover - the kernel asks installed() first

@@ -1,4 +1,4 @@
-"""First-party plugin: AlphaEdit's null-space constraint (Fang et al., ICLR 2025; methods.md §6).
+"""First-party plugin: AlphaEdit's null-space constraint (Fang et al. 2025, AlphaEdit, arXiv 2410.02355, §3, ICLR 2025).
 
 Composable with any editor. With an editor that exposes a solver (``solve`` mode, the
 default for MEMIT-family editors) the solve is restricted to the null space of the
@@ -10,7 +10,9 @@ invariants (:mod:`editkit_nullspace.joint`).
 
 from __future__ import annotations
 
-from editkit import ConstraintSpec, hookimpl
+from collections.abc import Callable
+
+from editkit.api import ConstraintSpec, hookimpl
 from editkit_nullspace.hparams import NullspaceHParams
 
 
@@ -34,5 +36,5 @@ CONSTRAINT = ConstraintSpec(
 
 
 @hookimpl
-def editkit_register_constraints(register):
+def editkit_register_constraints(register: Callable[[ConstraintSpec], None]) -> None:
     register(CONSTRAINT)

@@ -14,9 +14,7 @@ from typing import Any
 
 import torch
 
-from editkit import hookimpl
-from editkit.keystats.spectrum import spectrum_profile
-from editkit.updates import DeltaProposal, SolveProblem, Subspace
+from editkit.api import DeltaProposal, Proposal, RunContext, Site, SolveProblem, Subspace, hookimpl, spectrum_profile
 from editkit_nullspace.hparams import NullspaceHParams
 from editkit_nullspace.joint import joint_projection
 from editkit_nullspace.projector import null_mask, null_space
@@ -37,7 +35,7 @@ class NullspaceStages:
         self.empty: dict[str, dict[str, float]] = {}  # site module -> threshold figures, where P = 0
         self.energy_shares: dict[str, float] = {}  # site module -> share of trace(C0) in the null space
 
-    def subspace(self, run: Any, site: Any) -> Subspace:
+    def subspace(self, run: RunContext, site: Site) -> Subspace:
         """P for ``site``, derived once per run from C0 of the unedited model.
 
         Where no eigenvalue of C0 is below the threshold, P = 0 and every update of the layer
@@ -59,7 +57,7 @@ class NullspaceStages:
             run.note(site, "nullspace.empty", self.empty[site.module])
         return self.subspaces[site.module]
 
-    def _warn_empty(self, site: Any, evals: torch.Tensor) -> None:
+    def _warn_empty(self, site: Site, evals: torch.Tensor) -> None:
         hp = self.hparams
         smallest, largest = float(evals.min()), float(evals.max())
         if hp.energy is not None:
@@ -85,18 +83,18 @@ class NullspaceStages:
             stacklevel=2,
         )
 
-    def range_basis(self, run: Any, site: Any) -> torch.Tensor:
+    def range_basis(self, run: RunContext, site: Site) -> torch.Tensor:
         """Orthonormal basis ``[d_in, r]`` (float64) of range(P) for ``site``, for ``joint`` mode."""
         if site.module not in self.range_bases:
             self.range_bases[site.module] = self.subspace(run, site).range_basis(torch.float64)
         return self.range_bases[site.module]
 
-    def _mode(self, run: Any) -> str:
+    def _mode(self, run: RunContext) -> str:
         if self.hparams.mode != "auto":
             return self.hparams.mode
         return "solve" if run.editor_spec.has_solver else "project"
 
-    def note_spectrum(self, run: Any, site: Any) -> None:
+    def note_spectrum(self, run: RunContext, site: Site) -> None:
         """C0's spectrum at ``site`` (128 ranks), the threshold and the null-space size, in the layer notes of
         the first batch this stage plugin sees (``nullspace.spectrum``, for ``editkit report``)."""
         evals, _ = run.require_key_statistics().eigendecomposition(site)  # cached by the key statistics
@@ -105,7 +103,7 @@ class NullspaceStages:
         self.spectrum_noted.add(site.module)
 
     @hookimpl
-    def editkit_constrain_update(self, run: Any, site: Any, proposal: Any) -> Any:
+    def editkit_constrain_update(self, run: RunContext, site: Site, proposal: Proposal) -> Proposal | None:
         sub = self.subspace(run, site)
         if isinstance(proposal, SolveProblem):
             keys = proposal.keys
@@ -137,7 +135,7 @@ class NullspaceStages:
         return None
 
     @hookimpl
-    def editkit_measure_update(self, run: Any, site: Any, delta: torch.Tensor) -> dict[str, Any]:
+    def editkit_measure_update(self, run: RunContext, site: Site, delta: torch.Tensor) -> dict[str, Any]:
         """‖Δ − ΔP‖ / ‖Δ‖ on the update actually written.
 
         It holds when below what rounding the weights to their storage dtype can cause:

@@ -1,4 +1,5 @@
-"""The null-space projector ``P`` from the preserved-key moment ``C0`` (methods.md §6).
+"""The null-space projector ``P`` from the preserved-key moment ``C0`` (AlphaEdit,
+Fang et al. 2025, arXiv 2410.02355, §3).
 
 ``C0 = U Λ Uᵀ``; ``P = Σ_{i ∈ N} u_i u_iᵀ`` over the chosen null set ``N`` of eigen-directions,
 stored as whichever basis is smaller: the null space itself (``P = QQᵀ``) or its complement
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from editkit.updates import Subspace
+from editkit.api import Subspace
 
 
 def energy_count(eigenvalues: torch.Tensor, energy: float) -> int:

@@ -1,4 +1,4 @@
-"""First-party plugin: PRUNE (Ma et al., ICLR 2025; methods.md §7), a constraint and an editor.
+"""First-party plugin: PRUNE (Ma et al. 2025, PRUNE, arXiv 2405.16821, ICLR 2025), a constraint and an editor.
 
 * constraint ``prune`` (``--constraint prune``): on the accumulated perturbation
   ``Δ_n = W_n − W0`` ``[d_out, d_in]`` (math layout), rescale the singular values
@@ -7,7 +7,7 @@
   ``mode``: ``final`` (default, once when the run finishes, as published) or ``every_batch``.
 * editor ``prune`` (``--editor prune``) = MEMIT's stages + the ``prune`` constraint (run last).
 
-Composition (methods.md §11.2c–e): with ``nullspace`` both invariants survive in either order
+Composition (tests/unit/test_composition.py): with ``nullspace`` both invariants survive in either order
 (PRUNE keeps the row space of Δ_n; P cannot raise singular values). After ``rect`` (every_batch)
 PRUNE re-densifies the update and RECT's sparsity is reported broken. In ``final`` mode the
 end-of-run map is measured by ``run.finish()`` (``result.json["final"]``).
@@ -17,9 +17,11 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from editkit_memit import memit_with
 
-from editkit import ConstraintSpec, hookimpl
+from editkit.api import ConstraintSpec, EditorSpec, hookimpl
 from editkit_prune.hparams import PruneHParams
 
 
@@ -42,15 +44,15 @@ CONSTRAINT = ConstraintSpec(
 EDITOR = memit_with(
     "prune",
     "MEMIT + PRUNE: MEMIT's stages, then the accumulated update's large singular values are restrained "
-    "(methods.md §7; once at the end of the run by default)",
+    "(Ma et al. 2025, PRUNE, arXiv 2405.16821; once at the end of the run by default)",
 )
 
 
 @hookimpl
-def editkit_register_constraints(register):
+def editkit_register_constraints(register: Callable[[ConstraintSpec], None]) -> None:
     register(CONSTRAINT)
 
 
 @hookimpl
-def editkit_register_editors(register):
+def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
     register(EDITOR)

@@ -6,7 +6,7 @@ Acts on :class:`~editkit.updates.AccumulatedProposal` only (``Δ_n = W_n − W0`
 the ``stage="final"`` proposal (``run.finish()``), ``mode="every_batch"`` on every ``stage="batch"``
 one (and then not again at the end: F∘F ≠ F).
 
-Invariant (methods.md §7, §11.2 SB): ``σ_1(W_n − W0) ≤ F(σ̄_1)``, σ̄_1 the top singular value of
+Invariant (PRUNE's spectral bound): ``σ_1(W_n − W0) ≤ F(σ̄_1)``, σ̄_1 the top singular value of
 the ``Δ_n`` PRUNE last saw — equivalently ``≤ σ_max + log_α(σ̄_1/σ_max)`` once PRUNE rescaled.
 Measured on the weights actually written, against ``run.initial_weights`` (``W0``).
 """
@@ -18,9 +18,7 @@ from typing import Any
 
 import torch
 
-from editkit import hookimpl
-from editkit.errors import EditkitError
-from editkit.updates import AccumulatedProposal
+from editkit.api import AccumulatedProposal, EditkitError, Proposal, RunContext, Site, hookimpl
 from editkit_prune.hparams import PruneHParams
 from editkit_prune.spectral import prune, spectral_norm
 
@@ -43,7 +41,7 @@ class PruneStages:
         return (stage == "final") if self.hparams.mode == "final" else (stage == "batch")
 
     @hookimpl
-    def editkit_constrain_update(self, run: Any, site: Any, proposal: Any) -> Any:
+    def editkit_constrain_update(self, run: RunContext, site: Site, proposal: Proposal) -> Proposal | None:
         if not isinstance(proposal, AccumulatedProposal):
             return None
         if proposal.stage == "final":
@@ -75,14 +73,13 @@ class PruneStages:
         return proposal.with_delta(result.delta.to(proposal.delta.dtype))
 
     @hookimpl
-    def editkit_measure_update(self, run: Any, site: Any, delta: torch.Tensor) -> dict[str, Any] | None:
+    def editkit_measure_update(self, run: RunContext, site: Site, delta: torch.Tensor) -> dict[str, Any] | None:
         """``σ_1(W_n − W0)`` against the bound PRUNE imposed; None while PRUNE has not acted yet
         (``mode="final"`` before ``run.finish()``). ``delta`` (this batch's write) is not used:
         the invariant is on the accumulated perturbation."""
         if site.module not in self.bound or (self.hparams.mode == "final" and not self.finished):
             return None
-        w0 = run.initial_weights[site.module]
-        w0 = w0.T if site.transposed else w0  # math layout [d_out, d_in]
+        w0 = site.to_math(run.initial_weights[site.module])  # [d_out, d_in]
         current = run.weight(site).detach()
         value = spectral_norm(current.double() - w0.double())
         bound = self.bound[site.module]

@@ -1,4 +1,4 @@
-"""PRUNE hyperparameters (methods.md §7)."""
+"""PRUNE hyperparameters (Ma et al. 2025, PRUNE, arXiv 2405.16821)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _above_one(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 class PruneHParams:
     """``mode``: ``final`` (default; once, on ``Δ_n = W_n − W0`` when the run finishes — the paper and
     both references) or ``every_batch`` (after every batch, ``W_t = W0 + F(W_{t−1} + Δ_t − W0)``; a
-    different algorithm since F is nonlinear, methods.md §11.2e). ``reduce``: ``log``
+    different algorithm since F is nonlinear: ``F(a + b) ≠ F(a) + F(b)``). ``reduce``: ``log``
     (``F(σ) = log_α σ − log_α σ_max + σ_max``) or ``linear`` (``F(σ) = (σ + σ_max)/2``), for singular
     values ``σ ≥ σ_max(W0)``. ``alpha``: the logarithm's base α (e; the PRUNE code's ``log2``,
     ``log1_5``, ``log1_2`` are α = 2, 1.5, 1.2). Qualify ``mode`` as ``prune.mode`` when ``nullspace``

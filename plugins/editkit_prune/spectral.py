@@ -1,4 +1,4 @@
-"""PRUNE's spectral map on the accumulated perturbation (methods.md §7).
+"""PRUNE's spectral map on the accumulated perturbation (Ma et al. 2025, PRUNE, arXiv 2405.16821).
 
 Shapes, math layout: ``Δ_n = W_n − W0`` ``[d_out, d_in]``; singular values ``σ̄`` ``[r]``,
 ``r = min(d_out, d_in)``. With ``Δ_n = U diag(σ̄) Vᵀ`` and ``σ_max = σ_1(W0)``::
@@ -11,7 +11,7 @@ Shapes, math layout: ``Δ_n = W_n − W0`` ``[d_out, d_in]``; singular values ``
 
 F is continuous at σ_max (F(σ_max) = σ_max), so the references' ``≥`` (PRUNE) vs ``>`` (AlphaEdit's
 ``MEMIT_prune``) does not matter. Only the rescaled components are touched, so the rest of
-``Δ_n`` (and its row space, hence ``ΔP = Δ``, methods.md §11.2c) is kept exactly; the references'
+``Δ_n`` (and its row space, hence ``ΔP = Δ``) is kept exactly; the references'
 truncation to rank(Δ_n) is implied (F(0) = 0). Bound: ``σ_1(prune(Δ_n)) = F(σ̄_1)``,
 i.e. ``≤ σ_max + log_α(σ̄_1/σ_max)`` (log) when ``σ̄_1 ≥ σ_max``.
 

@@ -1,4 +1,4 @@
-"""First-party plugin: RECT (Gu et al., EMNLP 2024; methods.md §8), a constraint and an editor.
+"""First-party plugin: RECT (Gu et al. 2024, RECT, arXiv 2401.04700, EMNLP 2024), a constraint and an editor.
 
 * constraint ``rect`` (``--constraint rect``): keep the top-``k`` % entries of each solved update
   ``Δ`` ``[d_out, d_in]`` by relative change ``|Δ_ij| / |W_ij|`` (``W`` the current weight, math
@@ -7,7 +7,7 @@
 * editor ``rect`` (``--editor rect``) = MEMIT's stages + the ``rect`` constraint, run last unless
   the user places it (``--constraint rect --constraint nullspace``).
 
-Composition (methods.md §11.2a/b): ``nullspace`` then ``rect`` (what ``--editor rect --constraint
+Composition (a mask and a projection do not commute): ``nullspace`` then ``rect`` (what ``--editor rect --constraint
 nullspace`` runs) breaks ``ΔP = Δ``: the mask is not a coordinate projector of P's basis. editkit
 measures it on the written update and warns. The exact way out is the other order with the projection
 after the mask, Δ ↦ (M ⊙ Δ) P — the AlphaEdit paper's "+P" plug-in:
@@ -23,9 +23,11 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from editkit_memit import memit_with
 
-from editkit import ConstraintSpec, hookimpl
+from editkit.api import ConstraintSpec, EditorSpec, hookimpl
 from editkit_rect.hparams import RectHParams
 
 
@@ -48,15 +50,15 @@ CONSTRAINT = ConstraintSpec(
 EDITOR = memit_with(
     "rect",
     "MEMIT + RECT: MEMIT's stages, then each layer's update keeps only its top-k% entries by relative "
-    "change (methods.md §8; published behaviour: --constrain-mode posthoc)",
+    "change (Gu et al. 2024, RECT, arXiv 2401.04700; published behaviour: --constrain-mode posthoc)",
 )
 
 
 @hookimpl
-def editkit_register_constraints(register):
+def editkit_register_constraints(register: Callable[[ConstraintSpec], None]) -> None:
     register(CONSTRAINT)
 
 
 @hookimpl
-def editkit_register_editors(register):
+def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
     register(EDITOR)

@@ -8,7 +8,7 @@ math layout) — the weight before this batch's update at this site, in both con
 Invariant ("untouched entries stay untouched"): the update written at a site this batch is zero
 outside the mask RECT chose for it, so at most ``k`` % of the entries (plus ties) change. A later
 constraint that mixes entries (null-space projection, PRUNE's spectral map) breaks it, and the
-measure says so (methods.md §11.2b, §11.2d). When that constraint is the null-space projection, the
+measure says so (tests/unit/test_composition.py). When that constraint is the null-space projection, the
 measure names the exact way out (``way_out``): ``--set nullspace.mode=joint`` projects onto range(P) ∩
 the mask's support instead, which keeps both invariants.
 """
@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from editkit_nullspace.constraint import JOINT_WAY_OUT
 
-from editkit import hookimpl
-from editkit.updates import DeltaProposal
+from editkit.api import DeltaProposal, EditBatch, Proposal, RunContext, Site, hookimpl
 from editkit_rect.hparams import RectHParams
 from editkit_rect.mask import apply_mask, rect_mask
 
@@ -34,7 +33,7 @@ class RectStages:
         self.masks: dict[str, torch.Tensor] = {}  # site module -> mask of the current batch
 
     @hookimpl
-    def editkit_constrain_update(self, run: Any, site: Any, proposal: Any) -> Any:
+    def editkit_constrain_update(self, run: RunContext, site: Site, proposal: Proposal) -> Proposal | None:
         if not isinstance(proposal, DeltaProposal):
             return None
         mask = rect_mask(proposal.delta, run.weight(site), self.hparams.k, self.hparams.eps)
@@ -43,7 +42,7 @@ class RectStages:
         return proposal.with_delta(apply_mask(proposal.delta, mask), note="rect")
 
     @hookimpl
-    def editkit_measure_update(self, run: Any, site: Any, delta: torch.Tensor) -> dict[str, Any] | None:
+    def editkit_measure_update(self, run: RunContext, site: Site, delta: torch.Tensor) -> dict[str, Any] | None:
         """Share of entries the written update changed, and whether all lie inside this batch's mask."""
         mask = self.masks.get(site.module)
         if mask is None:
@@ -63,11 +62,11 @@ class RectStages:
         return figures
 
     @hookimpl
-    def editkit_batch_end(self, run: Any, batch: Any) -> None:
+    def editkit_batch_end(self, run: RunContext, batch: EditBatch) -> None:
         self.masks.clear()  # measured already; do not hold d_out×d_in masks between batches
 
 
-def _projected_later(run: Any) -> bool:
+def _projected_later(run: RunContext) -> bool:
     """Whether the null-space constraint runs after ``rect`` in a mode that refills masked entries."""
     return "nullspace" in run.constraints_after("rect") and run.constraint_hparams["nullspace"].mode != "joint"
 

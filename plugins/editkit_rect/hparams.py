@@ -1,4 +1,4 @@
-"""RECT hyperparameters (methods.md §8)."""
+"""RECT hyperparameters (Gu et al. 2024, RECT, arXiv 2401.04700)."""
 
 from __future__ import annotations
 

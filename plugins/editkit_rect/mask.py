@@ -1,4 +1,4 @@
-"""RECT's mask: keep the top-k% entries of an update by relative change (methods.md §8).
+"""RECT's mask: keep the top-k% entries of an update by relative change (Gu et al. 2024, RECT, arXiv 2401.04700).
 
 Shapes, math layout: ``Δ`` and ``W`` ``[d_out, d_in]`` (GPT-2's ``Conv1D`` stores ``Wᵀ``: pass
 ``run.weight(site)``, already in math layout). The mask is global over the matrix, not per row.

@@ -1,4 +1,4 @@
-"""ROME's stage implementations for one run (methods.md §3).
+"""ROME's stage implementations for one run (Meng et al. 2022, ROME, arXiv 2202.05262, §3).
 
 Per batch, at the one located site (math layout: ``W`` ``[d_out, d_in]``, keys ``[d_in, u]``):
 
@@ -38,12 +38,20 @@ from editkit_memit.keys import collect_keys, subject_prompts
 from editkit_memit.prefixes import run_templates
 from editkit_memit.targets import VStarSettings, optimise_targets
 
-from editkit import hookimpl
-from editkit.activations import fused_activations
-from editkit.context import max_positions
-from editkit.errors import UsageError
-from editkit.tokens import pad_batch
-from editkit.tracing import added_update, capture_inputs, capture_outputs
+from editkit.api import (
+    EditBatch,
+    RunContext,
+    Site,
+    SolveProblem,
+    UsageError,
+    added_update,
+    capture_inputs,
+    capture_outputs,
+    fused_activations,
+    hookimpl,
+    max_positions,
+    pad_batch,
+)
 from editkit_rome.hparams import RomeHParams
 
 
@@ -97,7 +105,7 @@ class RomeStages:
 
     # -- locate ---------------------------------------------------------------------------
     @hookimpl
-    def editkit_locate(self, run: Any) -> list:
+    def editkit_locate(self, run: RunContext) -> list[Site]:
         n = run.layout.n_layers
         layers = self.hparams.layers if self.hparams.layers is not None else default_layers(n)[-1:]
         bad = [layer for layer in layers if not 0 <= layer < n]
@@ -106,35 +114,38 @@ class RomeStages:
         return [run.layout.site(layers[0])]
 
     # -- collect-keys ----------------------------------------------------------------------
-    def _fused(self, run: Any) -> Any:
+    def _fused(self, run: RunContext) -> Any:
         return fused_activations(run.model) if self.hparams.fused_activations else nullcontext()
 
-    def _average_keys(self, run: Any, batch: Any, site: Any) -> torch.Tensor:
+    def _average_keys(self, run: RunContext, batch: EditBatch, site: Site) -> torch.Tensor:
         templates = run_templates(run, self.hparams.prefix_len)
         with self._fused(run):
             return collect_keys(run.model, run.tokenizer, site.module, batch.requests, templates, run.device)
 
     @torch.no_grad()
-    def _bare(self, run: Any, site: Any, requests: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _bare(self, run: RunContext, site: Site, requests: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """At the subject's last token of the bare prompts, current model (and any added update in
         force): the keys ``k_b`` ``[d_in, u]`` and the MLP outputs ``m`` ``[u, d_out]``, float64."""
         ids, positions = subject_prompts(run.tokenizer, requests, ["{}"], limit=max_positions(run.model))
         padded = pad_batch(run.tokenizer, ids, run.device)
         with self._fused(run), capture_inputs(run.model, [site.module]) as ins, \
                 capture_outputs(run.model, [site.module]) as outs:
-            run.model.base_model(**padded.model_inputs(), use_cache=False)
+            model: Any = run.model  # a transformers causal LM: its base_model gives the hidden states
+            model.base_model(**padded.model_inputs(), use_cache=False)
         rows = torch.arange(len(ids))
         cols = torch.tensor([padded.index(r, p) for r, p in enumerate(positions)])
         return ins[site.module][rows, cols].double().T.cpu(), outs[site.module][rows, cols].double().cpu()
 
     @hookimpl
-    def editkit_collect_keys(self, run: Any, batch: Any, site: Any) -> torch.Tensor:
+    def editkit_collect_keys(self, run: RunContext, batch: EditBatch, site: Site) -> torch.Tensor:
         if self.hparams.constraint_key == "bare":
             return self._bare(run, site, batch.requests)[0].float()
         return self._average_keys(run, batch, site)
 
     # -- compute-residual ------------------------------------------------------------------
-    def _shifts(self, run: Any, site: Any, requests: Any, m_init: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+    def _shifts(
+        self, run: RunContext, site: Site, requests: Any, m_init: torch.Tensor
+    ) -> tuple[torch.Tensor, list[float]]:
         """v* shifts ``δ`` ``[u, d_out]`` (float64) optimised on the current model, and final losses."""
         hp = self.hparams
         targets = optimise_targets(
@@ -149,7 +160,7 @@ class RomeStages:
         )
         return (targets.z - targets.h_init).double(), list(targets.final_loss)
 
-    def targets(self, run: Any, batch: Any, site: Any) -> BatchTargets:
+    def targets(self, run: RunContext, batch: EditBatch, site: Site) -> BatchTargets:
         if self._targets is None or self._targets[0] is not batch:
             bare, m_init = self._bare(run, site, batch.requests)
             average = self._average_keys(run, batch, site).double()
@@ -160,13 +171,15 @@ class RomeStages:
         return self._targets[1]
 
     @hookimpl
-    def editkit_compute_residual(self, run: Any, batch: Any, site: Any, keys: torch.Tensor) -> torch.Tensor:
+    def editkit_compute_residual(
+        self, run: RunContext, batch: EditBatch, site: Site, keys: torch.Tensor
+    ) -> torch.Tensor:
         t = self.targets(run, batch, site)
         weight = run.weight(site).detach().double().cpu()
         return t.shift.T + weight @ (t.bare - keys.double())  # [d_out, u], float64
 
     # -- solve -----------------------------------------------------------------------------
-    def _refreshed(self, run: Any, site: Any, request: Any, applied: torch.Tensor, key: torch.Tensor,
+    def _refreshed(self, run: RunContext, site: Site, request: Any, applied: torch.Tensor, key: torch.Tensor,
                    weight: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Request's residual ``[d_out, 1]`` at ``key`` on ``W + applied``, v* re-optimised there."""
         with added_update(run.model, site.module, applied.to(run.device)):
@@ -175,7 +188,7 @@ class RomeStages:
         return shift.T + (weight + applied) @ (bare - key), losses[0]
 
     @hookimpl
-    def editkit_solve(self, run: Any, batch: Any, site: Any, problem: Any) -> torch.Tensor:
+    def editkit_solve(self, run: RunContext, batch: EditBatch, site: Site, problem: SolveProblem) -> torch.Tensor:
         hp = self.hparams
         t = self.targets(run, batch, site)
         terms = []
@@ -203,7 +216,7 @@ class RomeStages:
         self._note(run, batch, site, losses)
         return total
 
-    def _warn_no_component(self, run: Any, batch: Any, site: Any, request: Any, condition: float) -> None:
+    def _warn_no_component(self, run: RunContext, batch: EditBatch, site: Site, request: Any, condition: float) -> None:
         message = (f"rome, batch {batch.index}, layer {site.layer}: case {request.case_id}'s key has no component in "
                    f"the solve's subspace (‖Pk‖/‖k‖ = {condition:.2e} < rcond {self.hparams.rcond:g}), so it gets no "
                    "update")
@@ -212,7 +225,7 @@ class RomeStages:
             self._warned.add("no_component")
             warnings.warn(message, NoComponentWarning, stacklevel=3)
 
-    def _note(self, run: Any, batch: Any, site: Any, losses: list[float]) -> None:
+    def _note(self, run: RunContext, batch: EditBatch, site: Site, losses: list[float]) -> None:
         ordered = sorted(losses)
         run.note(site, "vstar.median_final_loss", round(ordered[len(ordered) // 2], 4))
         run.note(site, "vstar.share_below_0.7", round(sum(x < 0.7 for x in losses) / len(losses), 4))

@@ -1,13 +1,14 @@
-"""ROME hyperparameters and the published presets (methods.md §3, §2.6)."""
+"""ROME hyperparameters and the published presets (Meng et al. 2022, ROME, §3)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-_positive = attrs.validators.gt(0)
-_non_negative = attrs.validators.ge(0)
+_positive: Callable[..., Any] = attrs.validators.gt(0)
+_non_negative: Callable[..., Any] = attrs.validators.ge(0)
 
 
 def _one_layer(instance: Any, attribute: attrs.Attribute, value: tuple[int, ...] | None) -> None:
@@ -63,7 +64,7 @@ class RomeHParams:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # kmeng01/rome hparams/ROME/gpt2-xl.json, EleutherAI_gpt-j-6B.json (methods.md §2.6)
+    # kmeng01/rome hparams/ROME/gpt2-xl.json, EleutherAI_gpt-j-6B.json
     "gpt2-xl": {"layers": (17,), "v_lr": 0.5, "v_steps": 20, "v_weight_decay": 0.5, "clamp_norm_factor": 4.0,
                 "kl_factor": 0.0625},
     "gpt-j": {"layers": (5,), "v_lr": 0.5, "v_steps": 20, "v_weight_decay": 0.5, "clamp_norm_factor": 4.0,

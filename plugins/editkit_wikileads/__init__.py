@@ -8,7 +8,9 @@ package the corpus fails with exit 2 and that command. Importing this module imp
 
 from __future__ import annotations
 
-from editkit import DatasetSpec, hookimpl
+from collections.abc import Callable
+
+from editkit.api import DatasetSpec, hookimpl
 from editkit_wikileads.source import WIKI_LEADS
 
 
@@ -30,5 +32,5 @@ WIKI_LEADS_DATASET = DatasetSpec(
 
 
 @hookimpl
-def editkit_register_datasets(register):
+def editkit_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(WIKI_LEADS_DATASET)

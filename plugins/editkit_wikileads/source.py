@@ -17,8 +17,7 @@ from typing import Any
 
 import attrs
 
-from editkit.errors import InputError
-from editkit.manifest import file_sha256
+from editkit.api import InputError, file_sha256
 
 
 @attrs.frozen(kw_only=True)

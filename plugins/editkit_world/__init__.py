@@ -12,7 +12,7 @@ Importing this package does not import torch; the names that need it load on fir
 
 from __future__ import annotations
 
-from editkit.lazy import lazy_attributes
+from editkit.api import lazy_attributes
 from editkit_world.cache import (
     CorruptCacheError,
     LoadedWorld,

@@ -26,10 +26,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from editkit.atomic import write_directory_atomic
-from editkit.cachedir import CACHE_ENV, cache_root
-from editkit.errors import EditkitError
-from editkit.manifest import file_sha256
+from editkit.api import CACHE_ENV, EditkitError, cache_root, file_sha256, write_directory_atomic
 from editkit_world.config import FORMAT_VERSION, BuildConfig
 from editkit_world.world import World, WorldConfig
 

@@ -31,6 +31,11 @@ def _substrings(word: str) -> set[str]:
     return {word[i:j] for i in range(len(word)) for j in range(i + 1, len(word) + 1)}
 
 
+
+def _frozen(words: Iterable[str]) -> frozenset[str]:
+    return frozenset(words)
+
+
 @attrs.define
 class NameForge:
     """Draws words that are substring-free with respect to each other and to ``reserved``.
@@ -44,7 +49,7 @@ class NameForge:
     """
 
     rng: random.Random
-    reserved: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
+    reserved: frozenset[str] = attrs.field(factory=frozenset, converter=_frozen)
     _accepted: set[str] = attrs.field(init=False, factory=set)
     _covered: set[str] = attrs.field(init=False, factory=set)  # every substring of an accepted word
 

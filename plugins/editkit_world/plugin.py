@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from editkit import CommandSpec, DatasetSpec, hookimpl
+from editkit.api import CommandSpec, DatasetSpec, hookimpl
 from editkit_world.cache import build_cached, verify_cache, world_cache_dir, world_info
 from editkit_world.config import BuildConfig
 from editkit_world.world import World
@@ -119,10 +120,10 @@ WORLD_COMMAND = CommandSpec(name="world", help="build or describe the built-in d
 
 
 @hookimpl
-def editkit_register_datasets(register):
+def editkit_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(DEMO)
 
 
 @hookimpl
-def editkit_register_commands(register):
+def editkit_register_commands(register: Callable[[CommandSpec], None]) -> None:
     register(WORLD_COMMAND)

@@ -36,7 +36,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import torch
@@ -133,13 +133,14 @@ def new_model(config: BuildConfig, tokenizer: Any) -> transformers.GPT2LMHeadMod
     )
     model = transformers.GPT2LMHeadModel(gpt2)
     with torch.no_grad():
-        model.get_input_embeddings().weight.normal_(0.0, m.embedding_std)
+        cast(torch.Tensor, model.get_input_embeddings().weight).normal_(0.0, m.embedding_std)
     return model
 
 
 def new_optimizer(model: torch.nn.Module, config: BuildConfig) -> torch.optim.Optimizer:
     """AdamW; weight decay on weight matrices (embeddings too if ``decay_embeddings``), not on biases and norms."""
-    decay, rest = [], []
+    decay: list[torch.nn.Parameter] = []
+    rest: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         embedding = ".wte." in f".{name}" or ".wpe." in f".{name}"
         decayed = param.dim() >= 2 and (config.train.decay_embeddings or not embedding)

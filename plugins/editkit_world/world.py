@@ -36,6 +36,11 @@ __all__ = ["Fact", "Probe", "Templates", "World", "WorldConfig"]
 _ge = attrs.validators.ge
 
 
+
+def _read_only(objects: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple[str, ...]]:
+    return types.MappingProxyType(objects)
+
+
 @attrs.frozen(kw_only=True)
 class WorldConfig:
     """What a world is generated from; equal configs give equal worlds.
@@ -130,7 +135,7 @@ class World:
     config: WorldConfig
     relations: tuple[Relation, ...]
     subjects: tuple[str, ...]
-    objects: Mapping[str, tuple[str, ...]] = attrs.field(converter=types.MappingProxyType)
+    objects: Mapping[str, tuple[str, ...]] = attrs.field(converter=_read_only)
     facts: tuple[Fact, ...]
     filler: tuple[str, ...] = attrs.field(repr=False)
     _by_key: Mapping[tuple[str, str], str] = attrs.field(init=False, repr=False, eq=False)

@@ -98,7 +98,7 @@ def test_rect_with_nullspace_reports_what_the_deltas_show(saved, tmp_path, form)
     changed = float((delta != 0).double().mean())
     assert rect["holds"] and rect["value"] == pytest.approx(changed, abs=1e-12)
     assert 0 < changed <= rect["bound"] and rect["bound"] == pytest.approx(0.4, abs=0.01)
-    # null space then RECT: ΔP ≠ Δ, measured, reported and warned about (methods.md §11.2a)
+    # null space then RECT: ΔP ≠ Δ, measured, reported and warned about (a mask does not commute with P)
     assert not ns["holds"] and ns["value"] == pytest.approx(null_space_defect(saved, delta), rel=1e-4)
     assert len(messages) == 1 and "'nullspace'" in messages[0] and "rect" in messages[0]
     assert "--constraint rect --constraint nullspace --set nullspace.mode=joint" in messages[0]  # the way out

@@ -1,4 +1,4 @@
-"""Composition and ordering of constraints (methods.md §11.2), measured the way editkit reports it.
+"""Composition and ordering of constraints (which invariant survives which order), measured the way editkit reports it.
 
 Stage objects are driven directly on the section's exact counterexamples, then through the kernel
 (``EditRun`` on a tiny GPT-2, Conv1D storage) with a fake editor that writes fixed updates and a

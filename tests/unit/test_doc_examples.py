@@ -53,3 +53,10 @@ def test_the_constraint_example_measures_with_its_tolerance():
 
     measured = stages.editkit_measure_update(Run(), None, (delta * factor).float())
     assert measured["holds"], measured  # an exact `value <= ratio` would be at the mercy of float32 rounding
+
+
+def test_the_editor_example_is_the_tested_file():
+    """The "Writing an editor" code is docs/examples/editkit_sgdft.py, which tests/integration/test_example_editor.py
+    runs through the conformance suite."""
+    example = (DOC.parent / "examples" / "editkit_sgdft.py").read_text(encoding="utf-8")
+    assert example in BLOCKS, "docs/writing-a-plugin.md must show docs/examples/editkit_sgdft.py unchanged"

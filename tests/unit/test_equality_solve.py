@@ -70,7 +70,7 @@ def test_emmet_meets_its_constraints_and_minimises_the_preservation_cost(g):
     torch.testing.assert_close(got.delta @ k, r, rtol=1e-10, atol=1e-10)
     a = 2.0 * c0 + cp + 0.5 * torch.eye(D_IN, dtype=torch.float64)
     torch.testing.assert_close(got.delta, kkt_reference(a, k, r), rtol=1e-9, atol=1e-10)
-    # closed form of methods.md §5 with explicit inverses
+    # EMMET's closed form (Gupta et al. 2024, arXiv 2403.14236) with explicit inverses
     a_inv = torch.linalg.inv(a)
     torch.testing.assert_close(got.delta, r @ torch.linalg.inv(k.T @ a_inv @ k) @ k.T @ a_inv, rtol=1e-9, atol=1e-10)
 

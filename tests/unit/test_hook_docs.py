@@ -1,8 +1,10 @@
-"""Every hook in editkit.hookspecs has a docstring and a heading with its exact signature in
-docs/writing-a-plugin.md (the hook reference), and the page documents no hook that does not exist."""
+"""The hook reference of docs/writing-a-plugin.md is the hookspec docstrings in full: every hook in editkit.hookspecs
+has a docstring and a heading with its exact signature, the page documents no hook that does not exist, and the
+section is exactly what docs/hook_reference.py generates from the docstrings (one source for the contract)."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import re
 from pathlib import Path
@@ -12,7 +14,8 @@ import pytest
 from editkit import hookspecs
 from editkit.markers import PROJECT_NAME
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "writing-a-plugin.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOC = DOCS / "writing-a-plugin.md"
 HOOKS = {name: fn for name, fn in vars(hookspecs).items()
          if inspect.isfunction(fn) and hasattr(fn, f"{PROJECT_NAME}_spec")}
 
@@ -49,3 +52,40 @@ def test_the_page_documents_no_unknown_hook():
     unknown = sorted(set(documented) - set(HOOKS))
     assert not unknown, f"docs/writing-a-plugin.md documents hooks that editkit.hookspecs does not define: {unknown}"
     assert len(documented) == len(set(documented)), "a hook has more than one heading"
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("hook_reference", DOCS / "hook_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_reference_is_the_docstrings_in_full():
+    generator = _generator()
+    assert generator.current(DOC.read_text(encoding="utf-8")) == generator.reference(), (
+        "docs/writing-a-plugin.md: the hook reference is not the hookspec docstrings; run python docs/hook_reference.py"
+    )
+    assert generator.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_every_word_of_the_docstring_is_on_the_page(name):
+    generator = _generator()
+    section = generator.current(DOC.read_text(encoding="utf-8"))
+    assert generator.markdown(inspect.getdoc(HOOKS[name])) in section
+
+
+def test_a_changed_docstring_makes_the_page_stale(monkeypatch):
+    generator = _generator()
+    monkeypatch.setattr(hookspecs.editkit_batch_end, "__doc__", "After every batch. (A drifted contract.)")
+    assert generator.current(DOC.read_text(encoding="utf-8")) != generator.reference()
+    assert generator.main(["--check"]) == 1
+
+
+def test_the_contract_states_what_the_kernel_does():
+    """Drift the reference once had: collect-keys is also called for Cp; the kernel, not editors, updates Cp."""
+    collect = inspect.getdoc(hookspecs.editkit_collect_keys)
+    assert "once more per site after the batch was written" in collect and "Cp" in collect
+    batch_end = inspect.getdoc(hookspecs.editkit_batch_end)
+    assert "The kernel has already grown ``Cp``" in batch_end and "editors and constraints do not" in batch_end

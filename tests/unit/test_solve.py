@@ -1,4 +1,5 @@
-"""The solves against independent float64 references written from the formulas (methods.md §4, §6).
+"""The solves against independent float64 references written from the formulas (MEMIT, Meng et al. 2023 §4;
+AlphaEdit, Fang et al. 2025 §3).
 
 Tolerances: relative Frobenius error < 1e-6 (float64 throughout).
 """

@@ -1,5 +1,6 @@
 """The v* optimisation: batched equals one-at-a-time, and one-at-a-time equals an independent
-reference written here with torch.optim.Adam and full-model logits (methods.md §2.4).
+reference written here with torch.optim.Adam and full-model logits (v*: ROME §3,
+MEMIT §4).
 
 Tolerances. Where the computations are the same up to round-off they are compared in float64:
 batched and one-at-a-time agree to 1e-10 with either padding side; implementation and reference to

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from editkit import ConstraintSpec, hookimpl
+from editkit.api import ConstraintSpec, hookimpl
 from editkit_normclamp.hparams import NormclampHParams
 
 __version__ = "0.1.0"

@@ -6,8 +6,7 @@ from typing import Any
 
 import torch
 
-from editkit import hookimpl
-from editkit.updates import DeltaProposal
+from editkit.api import DeltaProposal, Proposal, RunContext, Site, hookimpl
 from editkit_normclamp.hparams import NormclampHParams
 
 
@@ -29,7 +28,7 @@ class NormclampStages:
         self.hparams = hparams
 
     @hookimpl
-    def editkit_constrain_update(self, run: Any, site: Any, proposal: Any) -> DeltaProposal | None:
+    def editkit_constrain_update(self, run: RunContext, site: Site, proposal: Proposal) -> DeltaProposal | None:
         """On a solved update: ``Δ ↦ Δ·min(1, ratio·‖W‖_F/‖Δ‖_F)``; other proposals pass unchanged.
 
         ``W`` is ``run.weight(site)``, the site's weight as it is before this update is written (math
@@ -45,7 +44,7 @@ class NormclampStages:
         return proposal.with_delta(proposal.delta * factor, note=f"normclamp ×{factor:.4g}")
 
     @hookimpl
-    def editkit_measure_update(self, run: Any, site: Any, delta: torch.Tensor) -> dict[str, Any]:
+    def editkit_measure_update(self, run: RunContext, site: Site, delta: torch.Tensor) -> dict[str, Any]:
         """``‖Δ‖_F / ‖W_before‖_F`` on the update actually written (``W_before = W − Δ``).
 
         Holds when at most ``ratio`` plus what storing the weight in its dtype can add (``2·eps``).

@@ -1,0 +1,287 @@
+"""The plugin API: everything a method author may import from editkit, in one place.
+
+A plugin (an editor, a constraint, a dataset, a metric, a model source, a command) imports kernel names
+from this module only::
+
+    from editkit.api import ConstraintSpec, DeltaProposal, RunContext, Site, hookimpl
+
+Every other module of the ``editkit`` package is internal: it may change without notice, and
+``tests/unit/test_plugin_api.py`` fails when a first-party plugin (``plugins/``) or the third-party
+example (``plugins/editkit-normclamp``) imports from one. Tests of a plugin may also use
+:mod:`editkit.testing`.
+
+Importing this module does not import torch: the names that need it (proposals, tokenising, tracing,
+scoring, ...) are loaded on first access, as :mod:`editkit` does, so a plugin's catalog module stays
+light (``editkit --help`` and ``editkit plugins`` import it).
+
+What is here, by use:
+
+* **Registering** (catalog hooks): :func:`hookimpl`, the specs :class:`EditorSpec`, :class:`ConstraintSpec`,
+  :class:`ArchitectureSpec`, :class:`DatasetSpec`, :class:`MetricSpec`, :class:`CommandSpec`,
+  :class:`ModelSpec`; the errors :class:`UsageError` (a bad option or setting), :class:`InputError`
+  (a bad input file or record), :class:`NumericalError`, :class:`EditkitError`.
+* **The hook contract** (stage hooks, see :mod:`editkit.hookspecs`): :class:`RunContext` (what a stage
+  hook may use of the run), :class:`EditBatch`, :class:`EditRequest`, :class:`Site`, :class:`ModelLayout`,
+  the proposals :class:`SolveProblem`, :class:`DeltaProposal`, :class:`AccumulatedProposal` (any of them:
+  ``Proposal``), the row :class:`Subspace`, :class:`UndoRecord`, :class:`KeyStatistics` (what
+  ``run.require_key_statistics()`` gives), :class:`Progress` / :class:`Task`.
+* **Tokenising prompts around a subject**: :func:`tokenize` (ids, character offsets, special-token flags),
+  :func:`last_token_before` (e.g. the subject's last token), :func:`first_token_from` (e.g. a target's first
+  token), :func:`pad_batch` (a padded batch with explicit position ids), :func:`max_positions` (the model's
+  context), :func:`clip_left` (cut a context from the left to fit).
+* **Capturing and changing a module's inputs and outputs**: :func:`capture_inputs`, :func:`capture_outputs`,
+  :func:`run_until_stopped` (stop the forward pass after the last captured module), :func:`edit_output`
+  (replace a module's output), :func:`added_update` (the model computes as if ``W + Δ``, nothing written),
+  :func:`fused_activations` (exact fused activations while optimising), :func:`cache_argument` /
+  :func:`cache_of` (a model's key/value cache argument and result).
+* **Scoring and generating** (metrics): :class:`EvalContext`, :func:`metric_options`,
+  :func:`continuation_scores` (log-probabilities of target continuations), :func:`fitting` (which prompts
+  fit the context), :func:`sample_continuations`, :func:`greedy_completions`, :func:`starts_with`,
+  :func:`spectrum_profile` (a compact eigenvalue profile for notes).
+* **Files**: :func:`write_atomic`, :func:`write_json_atomic`, :func:`write_directory_atomic` (never a
+  half-written output), :func:`cache_root` / :data:`CACHE_ENV` (editkit's cache directory),
+  :func:`file_sha256`, :func:`request_from_record` (a CounterFact-style record → :class:`EditRequest`),
+  :func:`lazy_attributes` (keep a plugin package's import torch-free).
+
+Orientation: every matrix handed through the stage hooks is in *math layout*, ``v = W k`` with ``W``
+``[d_out, d_in]``; :meth:`Site.to_math` / :meth:`Site.to_storage` convert a module's stored weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from editkit.atomic import write_atomic, write_directory_atomic, write_json_atomic
+from editkit.cachedir import CACHE_ENV, cache_root
+from editkit.catalog import (
+    ArchitectureSpec,
+    CommandSpec,
+    ConstraintSpec,
+    DatasetSpec,
+    EditorSpec,
+    MetricSpec,
+    ModelSpec,
+)
+from editkit.completions import greedy_completions, starts_with
+from editkit.errors import EditkitError, InputError, NumericalError, UsageError
+from editkit.evaluation import EvalContext
+from editkit.kvcache import cache_argument, cache_of
+from editkit.layout import ModelLayout
+from editkit.lazy import lazy_attributes
+from editkit.manifest import file_sha256
+from editkit.markers import hookimpl
+from editkit.metricoptions import metric_options
+from editkit.progress import Progress, Task
+from editkit.requests import EditRequest, request_from_record
+from editkit.sites import Site
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; at run time these load on first access (_LAZY)
+    import torch
+
+    from editkit.activations import fused_activations
+    from editkit.context import clip_left, fitting, max_positions
+    from editkit.generation import sample_continuations
+    from editkit.keystats.spectrum import spectrum_profile
+    from editkit.run import EditBatch, EditRun
+    from editkit.scoring import continuation_scores
+    from editkit.tokens import PaddedBatch, TokenizedText, first_token_from, last_token_before, pad_batch, tokenize
+    from editkit.tracing import added_update, capture_inputs, capture_outputs, edit_output, run_until_stopped
+    from editkit.updates import AccumulatedProposal, DeltaProposal, Proposal, SolveProblem, Subspace, UndoRecord
+
+
+@runtime_checkable
+class KeyStatistics(Protocol):
+    """The key statistics (``C0``) of the unedited model, as ``run.require_key_statistics()`` returns them."""
+
+    def second_moment(self, site: Site) -> torch.Tensor:
+        """``C0 = (1/N) Σ_t k_t k_tᵀ`` of the site's keys over the background corpus, float64 ``[d_in, d_in]``."""
+        ...
+
+    def eigendecomposition(self, site: Site) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(eigenvalues [d_in] ascending, eigenvectors [d_in, d_in])`` of ``C0``, float64, cached."""
+        ...
+
+
+@runtime_checkable
+class RunContext(Protocol):
+    """What a stage hook may use of the run it is called for (the ``run`` argument of every stage hook).
+
+    The kernel's :class:`editkit.run.EditRun` implements it; a plugin relies on nothing else of the run.
+    Members are read-only for plugins, except the contents of :attr:`state` (per-run plugin state that a
+    resumed run restores).
+    """
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The causal LM being edited, in eval mode, ``requires_grad`` off (a ``transformers`` model)."""
+        ...
+
+    @property
+    def tokenizer(self) -> Any:
+        """Its tokenizer (a ``transformers`` tokenizer)."""
+        ...
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs; put the tensors you compute with on it."""
+        ...
+
+    @property
+    def layout(self) -> ModelLayout:
+        """Where the model's blocks, MLP output projections and final norm are (``layout.site(layer)``)."""
+        ...
+
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        """The located sites, ascending layer (what ``editkit_locate`` returned, sorted)."""
+        ...
+
+    @property
+    def initial_weights(self) -> Mapping[str, torch.Tensor]:
+        """``W0`` per site module, as stored (``site.to_math(...)`` gives ``[d_out, d_in]``); do not modify."""
+        ...
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Per-run plugin state that a resumed run gets back (JSON-serialisable values, e.g. prefix templates)."""
+        ...
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The run's seeded CPU random generator: draw all randomness from it (its state is journaled)."""
+        ...
+
+    @property
+    def progress(self) -> Progress:
+        """Progress display: ``task = run.progress.task(description, total)``, ``task.advance(1)``,
+        ``run.progress.finish(task)``."""
+        ...
+
+    @property
+    def editor_spec(self) -> EditorSpec:
+        """The spec of the run's editor (e.g. ``has_solver``)."""
+        ...
+
+    @property
+    def constraint_hparams(self) -> Mapping[str, Any]:
+        """The run's constraints' hyperparameters by constraint name."""
+        ...
+
+    def weight(self, site: Site) -> torch.Tensor:
+        """The site's current weight in math layout ``[d_out, d_in]`` (a view: do not modify it)."""
+        ...
+
+    def note(self, site: Site, key: str, value: Any) -> None:
+        """Record a per-layer figure for the current batch (it lands in ``result.json``)."""
+        ...
+
+    def constraints_after(self, name: str) -> list[str]:
+        """Names of the run's constraints that apply after ``name``, in order (empty if ``name`` is not run)."""
+        ...
+
+    def require_key_statistics(self) -> KeyStatistics:
+        """The background key statistics (C0); a clear :class:`UsageError` when the run has none."""
+        ...
+
+
+if TYPE_CHECKING:  # pragma: no cover - checked by mypy (`make test`): the kernel's run is a RunContext
+
+    def _edit_run_is_a_run_context(run: EditRun) -> RunContext:
+        return run
+
+
+_LAZY = {
+    "EditBatch": "editkit.run",
+    "AccumulatedProposal": "editkit.updates",
+    "DeltaProposal": "editkit.updates",
+    "Proposal": "editkit.updates",
+    "SolveProblem": "editkit.updates",
+    "Subspace": "editkit.updates",
+    "UndoRecord": "editkit.updates",
+    "PaddedBatch": "editkit.tokens",
+    "TokenizedText": "editkit.tokens",
+    "first_token_from": "editkit.tokens",
+    "last_token_before": "editkit.tokens",
+    "pad_batch": "editkit.tokens",
+    "tokenize": "editkit.tokens",
+    "clip_left": "editkit.context",
+    "fitting": "editkit.context",
+    "max_positions": "editkit.context",
+    "added_update": "editkit.tracing",
+    "capture_inputs": "editkit.tracing",
+    "capture_outputs": "editkit.tracing",
+    "edit_output": "editkit.tracing",
+    "run_until_stopped": "editkit.tracing",
+    "fused_activations": "editkit.activations",
+    "continuation_scores": "editkit.scoring",
+    "sample_continuations": "editkit.generation",
+    "spectrum_profile": "editkit.keystats.spectrum",
+}
+
+__all__ = [
+    "CACHE_ENV",
+    "AccumulatedProposal",
+    "ArchitectureSpec",
+    "CommandSpec",
+    "ConstraintSpec",
+    "DatasetSpec",
+    "DeltaProposal",
+    "EditBatch",
+    "EditRequest",
+    "EditkitError",
+    "EditorSpec",
+    "EvalContext",
+    "InputError",
+    "KeyStatistics",
+    "MetricSpec",
+    "ModelLayout",
+    "ModelSpec",
+    "NumericalError",
+    "PaddedBatch",
+    "Progress",
+    "Proposal",
+    "RunContext",
+    "Site",
+    "SolveProblem",
+    "Subspace",
+    "Task",
+    "TokenizedText",
+    "UndoRecord",
+    "UsageError",
+    "added_update",
+    "cache_argument",
+    "cache_of",
+    "cache_root",
+    "capture_inputs",
+    "capture_outputs",
+    "clip_left",
+    "continuation_scores",
+    "edit_output",
+    "file_sha256",
+    "first_token_from",
+    "fitting",
+    "fused_activations",
+    "greedy_completions",
+    "hookimpl",
+    "last_token_before",
+    "lazy_attributes",
+    "max_positions",
+    "metric_options",
+    "pad_batch",
+    "request_from_record",
+    "run_until_stopped",
+    "sample_continuations",
+    "spectrum_profile",
+    "starts_with",
+    "tokenize",
+    "write_atomic",
+    "write_directory_atomic",
+    "write_json_atomic",
+]
+
+__getattr__ = lazy_attributes(__name__, _LAZY)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
