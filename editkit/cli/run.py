@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from editkit.keystats.defaults import DEFAULT_MAX_TOKENS, token_budget
 from editkit.launch import DEFAULT_DATASET
+
+if TYPE_CHECKING:
+    from editkit.job import RunJob
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -77,6 +81,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output (default: bars on a terminal, plain "
                    "lines otherwise)")
     return p
+
+
+def job_from_argv(argv: Sequence[str]) -> RunJob:
+    """The job of ``editkit run ARGV`` (the options alone, without ``run``), e.g. for a script that runs
+    configurations given as options; bad options exit 2 with argparse's message, as the CLI does."""
+    from editkit.job import RunJob
+
+    parser = argparse.ArgumentParser(prog="editkit")
+    add_parser(parser.add_subparsers())
+    return RunJob.from_args(parser.parse_args(["run", *argv]))
 
 
 def main(args: argparse.Namespace) -> int:
