@@ -165,12 +165,7 @@ def execute(inputs: RunInputs, evaluation: Evaluation = Evaluation(), *, progres
     else:
         before = _evaluated_before(run, inputs, measure, probes, base_hash, len(batches))
     edit_seconds = _edit_batches(run, journal, batches, before, measure)
-    eval_task = run.progress.task("evaluate (post)", None)
-    after = score_requests(inputs.model, inputs.tokenizer, inputs.requests, run.device)
-    post_metrics = measure(inputs.requests, "post")
-    completions_after = greedy_completions(inputs.model, inputs.tokenizer, [p.prompt for p in probes],
-                                           device=run.device)
-    run.progress.finish(eval_task)
+    after, post_metrics, completions_after = _evaluated_after(run, inputs, measure, probes)
     if evaluation.metrics and evaluation.every:
         before.curve.append({"batches": len(batches), "edits": len(inputs.requests), **post_metrics})
     result = _result(run, inputs, before, after, edit_seconds, len(batches), measure.timings, post_metrics,
@@ -234,6 +229,17 @@ def _evaluated_before(run: EditRun, inputs: RunInputs, measure: _Evaluator, prob
         "run_state": {},
     }
     return _Before(scores=scores, metrics=pre_metrics, completions=completions, manifest=manifest_data, curve=[])
+
+
+def _evaluated_after(run: EditRun, inputs: RunInputs, measure: _Evaluator,
+                     probes: Sequence[Any]) -> tuple[list[EditScore], dict[str, float], list[str]]:
+    """Scores, metrics and completions of the edited model."""
+    eval_task = run.progress.task("evaluate (post)", None)
+    after = score_requests(inputs.model, inputs.tokenizer, inputs.requests, run.device)
+    post_metrics = measure(inputs.requests, "post")
+    completions = greedy_completions(inputs.model, inputs.tokenizer, [p.prompt for p in probes], device=run.device)
+    run.progress.finish(eval_task)
+    return after, post_metrics, completions
 
 
 def _edit_batches(run: EditRun, journal: Journal, batches: Sequence[Sequence[EditRequest]], before: _Before,

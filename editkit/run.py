@@ -101,6 +101,21 @@ class _KernelStages:
         return UndoRecord(site=site, parameter=parameter, previous=previous)
 
 
+def _stage_plugins(methods: RunMethods) -> tuple[pluggy.PluginManager, object, list[tuple[ConstraintSpec, object]]]:
+    """A plugin manager with the kernel's stages, the editor and the constraints (in order) made for one run."""
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    pm.register(_KernelStages(), name="kernel")
+    editor = methods.editor_spec.factory(methods.editor_hparams)
+    pm.register(editor, name=f"editor:{methods.editor_spec.name}")
+    constraints: list[tuple[ConstraintSpec, object]] = []
+    for spec in methods.constraint_specs:
+        plugin = spec.factory(methods.constraint_hparams[spec.name])
+        pm.register(plugin, name=f"constraint:{spec.name}")
+        constraints.append((spec, plugin))
+    return pm, editor, constraints
+
+
 class EditRun:
     """One editing run on one model.
 
@@ -137,16 +152,7 @@ class EditRun:
         self.layout: ModelLayout = resolve_layout(model, self.catalog.entries["architectures"])
 
         self.methods = RunMethods.resolve(self.catalog, config)  # specs and hyperparameters (editkit.methods)
-        self.pm = pluggy.PluginManager(PROJECT_NAME)  # this run's stage plugins, nothing else
-        self.pm.add_hookspecs(hookspecs)
-        self.pm.register(_KernelStages(), name="kernel")
-        self.editor = self.editor_spec.factory(self.editor_hparams)
-        self.pm.register(self.editor, name=f"editor:{self.editor_spec.name}")
-        self.constraints: list[tuple[ConstraintSpec, object]] = []
-        for spec in self.constraint_specs:
-            plugin = spec.factory(self.constraint_hparams[spec.name])
-            self.pm.register(plugin, name=f"constraint:{spec.name}")
-            self.constraints.append((spec, plugin))
+        self.pm, self.editor, self.constraints = _stage_plugins(self.methods)  # this run's own manager
         self._chain = ConstraintChain(self.pm, self.constraints)
 
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -227,9 +233,6 @@ class EditRun:
 
     # ------------------------------------------------------------------ the stage loop
 
-    def _constrain(self, site: Site, proposal: Any) -> Any:
-        return self._chain.constrain(self, site, proposal)
-
     def edit(self, requests: Sequence[EditRequest]) -> BatchReport:
         """Edit one batch; on any failure the batch's writes are undone before raising.
 
@@ -282,12 +285,12 @@ class EditRun:
         """The site's update from the (constrained) solve problem; constrained again here when inline."""
         problem = SolveProblem(keys=keys.double(), residual=residual.double(), past=self.ledger.past.get(site.module),
                                past_batches=self.ledger.past_batches(site.module))
-        problem = self._constrain(site, problem)
+        problem = self._chain.constrain(self, site, problem)
         delta = self.pm.hook.editkit_solve(run=self, batch=batch, site=site, problem=problem)
         self._check(site, "update", delta, (site.d_out, site.d_in))
         proposal = DeltaProposal(site=site, delta=delta)
         if self.constrain_mode == "inline":
-            proposal = self._constrain(site, proposal)
+            proposal = self._chain.constrain(self, site, proposal)
             self._check(site, "constrained update", proposal.delta, (site.d_out, site.d_in))
         return proposal
 
@@ -301,7 +304,7 @@ class EditRun:
                     record.undo()
                 undo.clear()
                 for site, proposal in solved:
-                    final = self._constrain(site, proposal)
+                    final = self._chain.constrain(self, site, proposal)
                     self._check(site, "constrained update", final.delta, (site.d_out, site.d_in))
                     undo.append(self.pm.hook.editkit_apply(run=self, site=site, delta=final.delta))
         if self.constraints:
@@ -317,7 +320,7 @@ class EditRun:
             w0 = (w0.T if site.transposed else w0).double()  # [d_out, d_in]
             current = self.weight(site).detach().double()
             proposal = AccumulatedProposal(site=site, delta=current - w0, initial=w0, stage=stage)
-            final = self._constrain(site, proposal)
+            final = self._chain.constrain(self, site, proposal)
             if final is not proposal:
                 self._check(site, "accumulated update", final.delta, (site.d_out, site.d_in))
                 records.append(self.pm.hook.editkit_apply(run=self, site=site, delta=(w0 + final.delta) - current))
