@@ -21,16 +21,16 @@ it is not installed. ``--model M --requests R.json --corpus C`` runs the same ta
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
 import warnings
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from editkit.cli.main import main as editkit_main
+from editkit import run_job
+from editkit.cli.run import job_from_argv
+from editkit.errors import EditkitError
 
 CONFIGURATIONS: dict[str, list[str]] = {
     "memit": ["--editor", "memit"],
@@ -61,10 +61,12 @@ def invariants_held(result: dict[str, Any]) -> dict[str, bool]:
     return held
 
 
-def run_one(name: str, method: list[str], args: argparse.Namespace) -> dict[str, Any]:
+def run_one(name: str, method: list[str], args: argparse.Namespace, host: Any = None) -> dict[str, Any]:
+    """One configuration as ``editkit run`` options, run as a job in this process (``host``: the plugin
+    host to share; a fresh one by default); its row of the table."""
     out = args.out / name.replace("→", "-then-")
     metrics = getattr(args, "metrics", "counterfact,fluency,retention")
-    argv = ["run", "--num-edits", str(args.num_edits), "--batch-size", str(args.batch_size),
+    argv = ["--num-edits", str(args.num_edits), "--batch-size", str(args.batch_size),
             "--metrics", metrics, "--seed", str(args.seed), "--device", args.device,
             "--constrain-mode", args.constrain_mode, "--out", str(out), "--quiet", *args.source, *method]
     present = {method[i + 1] for i, flag in enumerate(method[:-1]) if flag in ("--editor", "--constraint")}
@@ -73,13 +75,15 @@ def run_one(name: str, method: list[str], args: argparse.Namespace) -> dict[str,
         if not dot or owner in present:
             argv += ["--set", assignment]
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught, redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        code = editkit_main(argv)
+        try:
+            result = run_job(job_from_argv(argv), host=host)
+        except EditkitError as error:
+            print(f"{name}: error: {error}", file=sys.stderr)
+            return {"name": name, "error": f"exit {error.exit_code} (see stderr)",
+                    "seconds": time.perf_counter() - started}
     seconds = time.perf_counter() - started
-    if code != 0:
-        return {"name": name, "error": f"exit {code} (see stderr)", "seconds": seconds}
-    result = json.loads((out / "result.json").read_text())
     return {
         "name": name,
         "pre": result["metrics"]["pre"],
@@ -133,7 +137,8 @@ def main() -> int:
 
     from editkit.plugins import PluginHost
 
-    catalog = PluginHost().catalog
+    host = PluginHost()  # one for every configuration
+    catalog = host.catalog
     if args.model is None and "demo" not in catalog.entries["datasets"]:
         print("bench_baselines: the demo world (dataset 'demo') is not installed yet; nothing to run", file=sys.stderr)
         return 2
@@ -144,7 +149,7 @@ def main() -> int:
     rows = []
     for name in chosen:
         print(f"[{len(rows) + 1}/{len(chosen)}] {name}: editkit run {' '.join(CONFIGURATIONS[name])}", file=sys.stderr)
-        rows.append(run_one(name, CONFIGURATIONS[name], args))
+        rows.append(run_one(name, CONFIGURATIONS[name], args, host))
     print(f"{args.num_edits} edits in batches of {args.batch_size}, constrain mode {args.constrain_mode}, "
           f"seed {args.seed}")
     print(table(rows))

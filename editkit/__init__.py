@@ -37,6 +37,8 @@ _LAZY = {
     "ModelLayout": "editkit.layout",
     "resolve_layout": "editkit.layout",
     "PluginHost": "editkit.plugins",
+    "RunJob": "editkit.job",
+    "run_job": "editkit.launch",
 }
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "NumericalError",
     "PluginHost",
     "RunConfig",
+    "RunJob",
     "Site",
     "SolveProblem",
     "Subspace",
@@ -70,6 +73,7 @@ __all__ = [
     "load_requests",
     "requests_from_records",
     "resolve_layout",
+    "run_job",
 ]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from editkit.converters import to_tuple
 from editkit.errors import UsageError
 
 
@@ -43,9 +44,9 @@ class RunConfig:
     """
 
     editor: str = attrs.field(default="memit", validator=_name)
-    constraints: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    constraints: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     layers: tuple[int, ...] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(tuple), validator=_layers
+        default=None, converter=attrs.converters.optional(to_tuple), validator=_layers
     )
     batch_size: int = attrs.field(default=100, validator=_positive)
     seed: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))

@@ -206,7 +206,7 @@ class Journal:
 
     def entries(self) -> list[JournalEntry]:
         """Complete batches in order, each verified; they must be numbered 0..n-1 without gaps."""
-        out = []
+        out: list[JournalEntry] = []
         for directory in sorted(self.root.glob("batch-*")):
             entry = self._verified(directory)
             if entry is None:

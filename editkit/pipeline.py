@@ -19,6 +19,7 @@ import torch
 from editkit.atomic import write_json_atomic, write_safetensors_atomic
 from editkit.completions import completion_probes, completion_records, greedy_completions
 from editkit.config import RunConfig
+from editkit.converters import to_tuple
 from editkit.errors import InputError
 from editkit.evaluation import EvalContext, run_metrics
 from editkit.journal import AFTER_HASH, BASE_HASH, Journal, recorded_hash, tensor_sha256
@@ -50,7 +51,7 @@ def score_requests(model: Any, tokenizer: Any, requests: Sequence[EditRequest], 
     new = continuation_scores(model, tokenizer, prompts, [r.target_new for r in requests], device=device)
     with_true = [(i, r) for i, r in enumerate(requests) if r.target_true is not None]
     true = continuation_scores(model, tokenizer, [prompts[i] for i, _ in with_true],
-                               [r.target_true for _, r in with_true], device=device)
+                               [str(r.target_true) for _, r in with_true], device=device)
     true_by_index = {i: float(lp.mean()) for (i, _), (lp, _) in zip(with_true, true)}
     return [
         EditScore(new_logprob=float(lp.mean()), true_logprob=true_by_index.get(i), new_argmax=bool(hit.all()))
@@ -76,96 +77,177 @@ def evaluate(
     return {k: round(v, 4) for k, v in run_metrics(metrics, names, context, timings).items()}
 
 
-def execute(
-    *,
-    model: Any,
-    tokenizer: Any,
-    requests: Sequence[EditRequest],
-    config: RunConfig,
-    out_dir: Path,
-    model_id: str,
-    key_statistics: Any = None,
-    progress: Progress | None = None,
-    extra_manifest: dict[str, Any] | None = None,
-    metrics: Sequence[str] = (),
-    eval_extras: Mapping[str, Any] | None = None,
-    eval_every: int = 0,
-    invocation: Mapping[str, Any] | None = None,
-    resume: bool = False,
-    completions: int = 0,
-) -> dict[str, Any]:
-    """Edit ``requests`` sequentially in batches of ``config.batch_size`` on one model (never
-    restored), evaluate before and after (and every ``eval_every`` batches on the requests edited
+@attrs.frozen(kw_only=True)
+class RunInputs:
+    """What one run edits, decided and loaded: the model (and its ``model_id``), the requests, the config,
+    the output directory, the key statistics (C0 provider, or None), the ``invocation`` journaled for
+    ``--resume``, the bad records skipped (listed in ``result.json``), and whether the run resumes
+    ``out_dir``'s journal."""
+
+    model: Any
+    tokenizer: Any
+    model_id: str
+    requests: tuple[EditRequest, ...] = attrs.field(converter=to_tuple)
+    config: RunConfig
+    out_dir: Path
+    key_statistics: Any = None
+    invocation: Mapping[str, Any] = attrs.field(factory=dict)
+    skipped_records: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
+    resume: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Evaluation:
+    """What a run measures besides edit success: the named ``metrics`` (with ``extras``: the dataset's
+    and the metric options) before and after, and every ``every`` batches on the requests edited so far;
+    greedy ``completions`` of the first N requests before and after (:mod:`editkit.completions`)."""
+
+    metrics: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
+    extras: Mapping[str, Any] = attrs.field(factory=dict)
+    every: int = 0
+    completions: int = 0
+
+
+class _Evaluator:
+    """The run's metrics on a subset of its requests; seconds per metric of the pre/post phases."""
+
+    def __init__(self, inputs: RunInputs, evaluation: Evaluation, catalog: Mapping[str, Any]) -> None:
+        self.inputs, self.evaluation, self.catalog = inputs, evaluation, catalog
+        self.extras = dict(evaluation.extras)
+        self.timings: dict[str, dict[str, float]] = {"pre": {}, "post": {}}
+
+    def __call__(self, subset: Sequence[EditRequest], phase: str | None = None) -> dict[str, float]:
+        if not self.evaluation.metrics:
+            return {}
+        return evaluate(model=self.inputs.model, tokenizer=self.inputs.tokenizer, requests=subset,
+                        metrics=self.catalog, names=self.evaluation.metrics, extras=self.extras,
+                        config=self.inputs.config, timings=self.timings[phase] if phase else None)
+
+
+@attrs.define(kw_only=True)
+class _Before:
+    """The run before its first new batch: scores, metrics and completions before editing, the journal
+    manifest, the curve so far (all from the journal when resumed)."""
+
+    scores: list[EditScore]
+    metrics: dict[str, float]
+    completions: list[str]
+    manifest: dict[str, Any]
+    curve: list[dict[str, Any]]
+
+
+def execute(inputs: RunInputs, evaluation: Evaluation = Evaluation(), *, progress: Progress | None = None,
+            host: Any = None) -> dict[str, Any]:
+    """Edit ``inputs.requests`` sequentially in batches of ``config.batch_size`` on one model (never
+    restored), evaluate before and after (and every ``evaluation.every`` batches on the requests edited
     so far), and write the results.
 
-    Every batch is journaled in ``out_dir/journal`` (see :mod:`editkit.journal`). With ``resume``
+    Every batch is journaled in ``out_dir/journal`` (see :mod:`editkit.journal`). With ``inputs.resume``
     the journal's complete batches are replayed exactly and the run continues after them.
-    ``invocation`` (JSON) is stored in the journal so that ``editkit run --resume`` can rebuild it.
-    ``completions``: record greedy completions before and after for the first N requests
-    (:mod:`editkit.completions`).
+    ``inputs.invocation`` (JSON) is stored in the journal so that ``editkit run --resume`` can rebuild
+    the job. ``host``: the plugin host whose catalog names the methods (a fresh one by default).
     """
+    config = inputs.config
     torch.manual_seed(config.seed)
-    journal = Journal(out_dir)
-    if resume:
-        manifest_data = journal.check_resumable(out_dir)
-        journal.discard_incomplete()
-    else:
-        journal.claim_for_new_run(out_dir)
-    run = EditRun(model=model, tokenizer=tokenizer, config=config, key_statistics=key_statistics,
-                  progress=progress, model_id=model_id)
-    device = run.device
+    journal, journaled = _open_journal(inputs)
+    run = EditRun(model=inputs.model, tokenizer=inputs.tokenizer, config=config, host=host,
+                  key_statistics=inputs.key_statistics, progress=progress, model_id=inputs.model_id)
     base_hash = tensor_sha256(run.initial_weights)
-    if resume and recorded_hash(manifest_data, BASE_HASH) != base_hash:
-        raise InputError(f"{out_dir}: the model's edited weights differ from the journal's base model "
-                         f"({model_id}); refusing to resume on another model")
-    catalog = run.catalog.entries["metrics"]
-    for name in metrics:
+    if journaled is not None and recorded_hash(journaled, BASE_HASH) != base_hash:
+        raise InputError(f"{inputs.out_dir}: the model's edited weights differ from the journal's base model "
+                         f"({inputs.model_id}); refusing to resume on another model")
+    for name in evaluation.metrics:
         run.catalog.get("metrics", name)
-    extras = dict(eval_extras or {})
-
-    eval_timings: dict[str, dict[str, float]] = {"pre": {}, "post": {}}
-
-    def measure(subset: Sequence[EditRequest], phase: str | None = None) -> dict[str, float]:
-        return evaluate(model=model, tokenizer=tokenizer, requests=subset, metrics=catalog, names=metrics,
-                        extras=extras, config=config, timings=eval_timings[phase] if phase else None)
-
-    batches = list(batched(list(requests), config.batch_size))
-    probes = completion_probes(requests, completions)
-    curve: list[dict[str, Any]] = []
-    if resume:
-        before = [EditScore(**s) for s in manifest_data["pre_scores"]]
-        pre_metrics = manifest_data["pre_metrics"]
-        completions_before = manifest_data.get("pre_completions") or []
-        run.state.update(manifest_data.get("run_state", {}))
-        entries = journal.entries()
-        if len(entries) > len(batches):
-            raise InputError(f"{out_dir}: the journal holds {len(entries)} batches, more than this run has")
-        for entry, chunk in zip(entries, batches):
-            if [str(r["case_id"]) for r in entry.requests] != [r.case_id for r in chunk]:
-                raise InputError(f"{entry.directory}: the journaled requests differ from the run's batch {entry.index}")
-            record = json.loads((entry.directory / "entry.json").read_text())
-            run.replay(entry.deltas(), entry.state(), record.get("report", {}))
-            curve.extend(record.get("curve", []))
+    measure = _Evaluator(inputs, evaluation, run.catalog.entries["metrics"])
+    batches = list(batched(list(inputs.requests), config.batch_size))
+    probes = completion_probes(inputs.requests, evaluation.completions)
+    if journaled is not None:
+        before = _replayed(run, inputs.out_dir, journal, journaled, batches)
     else:
-        eval_task = run.progress.task("evaluate (pre)", None)
-        before = score_requests(model, tokenizer, requests, device)
-        pre_metrics = measure(requests, "pre") if metrics else {}
-        completions_before = greedy_completions(model, tokenizer, [p.prompt for p in probes], device=device)
-        run.progress.finish(eval_task)
-        # written with the first batch (below): a run that fails before then leaves no journal
-        manifest_data = {
-            "invocation": dict(invocation or {}),
-            "config": config.to_json(),
-            "model": model_id,
-            "edited_modules": sorted(run.initial_weights),
-            BASE_HASH: base_hash,
-            "batches": len(batches),
-            "requests": [r.to_record() for r in requests],
-            "pre_scores": [attrs.asdict(b) for b in before],
-            "pre_metrics": pre_metrics,
-            "pre_completions": completions_before,
-            "run_state": {},
-        }
+        before = _evaluated_before(run, inputs, measure, probes, base_hash, len(batches))
+    edit_seconds = _edit_batches(run, journal, batches, before, measure)
+    after, post_metrics, completions_after = _evaluated_after(run, inputs, measure, probes)
+    if evaluation.metrics and evaluation.every:
+        before.curve.append({"batches": len(batches), "edits": len(inputs.requests), **post_metrics})
+    result = _result(run, inputs, before, after, edit_seconds, len(batches), measure.timings, post_metrics,
+                     completion_records(probes, before.completions, completions_after))
+    inputs.out_dir.mkdir(parents=True, exist_ok=True)
+    write_safetensors_atomic(inputs.out_dir / "deltas.safetensors", run.accumulated_deltas(),
+                             metadata={"layout": "storage", "model": inputs.model_id})
+    write_json_atomic(inputs.out_dir / "result.json", result)
+    return result
+
+
+def _open_journal(inputs: RunInputs) -> tuple[Journal, dict[str, Any] | None]:
+    """The run's journal, and its manifest when resuming (incomplete batches discarded); a new run
+    claims the directory."""
+    journal = Journal(inputs.out_dir)
+    if not inputs.resume:
+        journal.claim_for_new_run(inputs.out_dir)
+        return journal, None
+    journaled = journal.check_resumable(inputs.out_dir)
+    journal.discard_incomplete()
+    return journal, journaled
+
+
+def _replayed(run: EditRun, out_dir: Path, journal: Journal, journaled: dict[str, Any],
+              batches: Sequence[Sequence[EditRequest]]) -> _Before:
+    """Replay the journal's complete batches exactly; what it recorded from before the edits."""
+    run.state.update(journaled.get("run_state", {}))
+    entries = journal.entries()
+    if len(entries) > len(batches):
+        raise InputError(f"{out_dir}: the journal holds {len(entries)} batches, more than this run has")
+    curve: list[dict[str, Any]] = []
+    for entry, chunk in zip(entries, batches):
+        if [str(r["case_id"]) for r in entry.requests] != [r.case_id for r in chunk]:
+            raise InputError(f"{entry.directory}: the journaled requests differ from the run's batch {entry.index}")
+        record = json.loads((entry.directory / "entry.json").read_text())
+        run.replay(entry.deltas(), entry.state(), record.get("report", {}))
+        curve.extend(record.get("curve", []))
+    return _Before(scores=[EditScore(**s) for s in journaled["pre_scores"]], metrics=journaled["pre_metrics"],
+                   completions=journaled.get("pre_completions") or [], manifest=journaled, curve=curve)
+
+
+def _evaluated_before(run: EditRun, inputs: RunInputs, measure: _Evaluator, probes: Sequence[Any],
+                      base_hash: str, n_batches: int) -> _Before:
+    """Scores, metrics and completions of the unedited model, and the journal manifest of a new run."""
+    eval_task = run.progress.task("evaluate (pre)", None)
+    scores = score_requests(inputs.model, inputs.tokenizer, inputs.requests, run.device)
+    pre_metrics = measure(inputs.requests, "pre")
+    completions = greedy_completions(inputs.model, inputs.tokenizer, [p.prompt for p in probes], device=run.device)
+    run.progress.finish(eval_task)
+    manifest_data = {  # written with the first batch (below): a run that fails before then leaves no journal
+        "invocation": dict(inputs.invocation),
+        "config": inputs.config.to_json(),
+        "model": inputs.model_id,
+        "edited_modules": sorted(run.initial_weights),
+        BASE_HASH: base_hash,
+        "batches": n_batches,
+        "requests": [r.to_record() for r in inputs.requests],
+        "pre_scores": [attrs.asdict(b) for b in scores],
+        "pre_metrics": pre_metrics,
+        "pre_completions": completions,
+        "run_state": {},
+    }
+    return _Before(scores=scores, metrics=pre_metrics, completions=completions, manifest=manifest_data, curve=[])
+
+
+def _evaluated_after(run: EditRun, inputs: RunInputs, measure: _Evaluator,
+                     probes: Sequence[Any]) -> tuple[list[EditScore], dict[str, float], list[str]]:
+    """Scores, metrics and completions of the edited model."""
+    eval_task = run.progress.task("evaluate (post)", None)
+    after = score_requests(inputs.model, inputs.tokenizer, inputs.requests, run.device)
+    post_metrics = measure(inputs.requests, "post")
+    completions = greedy_completions(inputs.model, inputs.tokenizer, [p.prompt for p in probes], device=run.device)
+    run.progress.finish(eval_task)
+    return after, post_metrics, completions
+
+
+def _edit_batches(run: EditRun, journal: Journal, batches: Sequence[Sequence[EditRequest]], before: _Before,
+                  measure: _Evaluator) -> float:
+    """Edit and journal every batch not replayed (``run.finish()`` after the last); the edit seconds
+    (evaluations along the way not counted). Curve points go to ``before.curve``."""
+    every = measure.evaluation.every
     task = run.progress.task("edit batches", len(batches), completed=len(run.reports))
     started = time.perf_counter()
     eval_seconds = 0.0
@@ -178,33 +260,59 @@ def execute(
             run.finish()
         done += len(chunk)
         point = []
-        if metrics and eval_every and number % eval_every == 0 and number < len(batches):
+        if measure.evaluation.metrics and every and number % every == 0 and number < len(batches):
             t = time.perf_counter()
             curve_task = run.progress.task(f"evaluate (after batch {number})", None)
-            point = [{"batches": number, "edits": done, **measure(requests[:done])}]
+            point = [{"batches": number, "edits": done, **measure(measure.inputs.requests[:done])}]
             run.progress.finish(curve_task)
-            curve.extend(point)
+            before.curve.extend(point)
             eval_seconds += time.perf_counter() - t
         if number == 1:
-            journal.write_manifest({**manifest_data, "run_state": dict(run.state)})
+            journal.write_manifest({**before.manifest, "run_state": dict(run.state)})
         deltas, state = run.batch_artifacts()
         journal.append(number - 1, [r.to_record() for r in chunk], deltas, state,
                        extra={"report": report.to_json(), "curve": point,
                               AFTER_HASH: tensor_sha256(run.current_weights())})
         task.advance(1)
-    edit_seconds = time.perf_counter() - started - eval_seconds
-    eval_task = run.progress.task("evaluate (post)", None)
-    after = score_requests(model, tokenizer, requests, device)
-    post_metrics = measure(requests, "post") if metrics else {}
-    completions_after = greedy_completions(model, tokenizer, [p.prompt for p in probes], device=device)
-    run.progress.finish(eval_task)
-    if metrics and eval_every:
-        curve.append({"batches": len(batches), "edits": done, **post_metrics})
+    return time.perf_counter() - started - eval_seconds
 
-    per_request = [
+
+def _result(run: EditRun, inputs: RunInputs, before: _Before, after: Sequence[EditScore], edit_seconds: float,
+            n_batches: int, eval_timings: dict[str, dict[str, float]], post_metrics: dict[str, float],
+            completions: list[dict[str, Any]]) -> dict[str, Any]:
+    """``result.json`` (see the module docstring)."""
+    config, requests = inputs.config, inputs.requests
+    n = len(requests)
+    extra_manifest = {"skipped_records": list(inputs.skipped_records)} if inputs.skipped_records else {}
+    return {
+        "summary": {
+            "requests": n,
+            "batches": n_batches,
+            "edit_seconds": round(edit_seconds, 3),
+            "efficacy_pre": sum(b.success for b in before.scores) / n,
+            "efficacy_post": sum(a.success for a in after) / n,
+            "target_logprob_rose": sum(a.new_logprob > b.new_logprob for a, b in zip(after, before.scores)) / n,
+            "skipped_records": len(inputs.skipped_records),
+        },
+        "metrics": {"pre": before.metrics, "post": post_metrics, "seconds": eval_timings},
+        "final": run.final_report.to_json() if run.final_report is not None else None,
+        "curve": before.curve,
+        "completions": completions,
+        "run": run.describe(),
+        "batches": [r.to_json() for r in run.reports],
+        "requests": _per_request(requests, before.scores, after, config.batch_size),
+        "state": {"prefix_templates": run.state.get("prefix_templates")},
+        "manifest": manifest(config=config.to_json(), seed=config.seed, model=model_identity(inputs.model_id),
+                             key_statistics=_stats_identity(inputs.key_statistics, run), **extra_manifest),
+    }
+
+
+def _per_request(requests: Sequence[EditRequest], before: Sequence[EditScore], after: Sequence[EditScore],
+                 batch_size: int) -> list[dict[str, Any]]:
+    return [
         {
             "case_id": record_case_id(r),
-            "batch": i // config.batch_size,
+            "batch": i // batch_size,
             "target_new": r.target_new,
             "target_true": r.target_true,
             "pre": attrs.asdict(b) | {"success": b.success},
@@ -212,38 +320,6 @@ def execute(
         }
         for i, (r, b, a) in enumerate(zip(requests, before, after))
     ]
-    n = len(requests)
-    result = {
-        "summary": {
-            "requests": n,
-            "batches": len(batches),
-            "edit_seconds": round(edit_seconds, 3),
-            "efficacy_pre": sum(b.success for b in before) / n,
-            "efficacy_post": sum(a.success for a in after) / n,
-            "target_logprob_rose": sum(a.new_logprob > b.new_logprob for a, b in zip(after, before)) / n,
-            "skipped_records": len((extra_manifest or {}).get("skipped_records", [])),
-        },
-        "metrics": {"pre": pre_metrics, "post": post_metrics, "seconds": eval_timings},
-        "final": run.final_report.to_json() if run.final_report is not None else None,
-        "curve": curve,
-        "completions": completion_records(probes, completions_before, completions_after),
-        "run": run.describe(),
-        "batches": [r.to_json() for r in run.reports],
-        "requests": per_request,
-        "state": {"prefix_templates": run.state.get("prefix_templates")},
-        "manifest": manifest(
-            config=config.to_json(),
-            seed=config.seed,
-            model=model_identity(model_id),
-            key_statistics=_stats_identity(key_statistics, run),
-            **(extra_manifest or {}),
-        ),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_safetensors_atomic(out_dir / "deltas.safetensors", run.accumulated_deltas(),
-                             metadata={"layout": "storage", "model": model_id})
-    write_json_atomic(out_dir / "result.json", result)
-    return result
 
 
 def record_case_id(request: EditRequest) -> Any:

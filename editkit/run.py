@@ -9,9 +9,9 @@ or on the run.
 from __future__ import annotations
 
 import time
-import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, cast
 
 import attrs
 import pluggy
@@ -20,11 +20,16 @@ import torch
 from editkit import hookspecs
 from editkit.catalog import ConstraintSpec, EditorSpec
 from editkit.config import RunConfig
+from editkit.constraintchain import ConstraintChain
+from editkit.constraintchain import ConstraintWarning as ConstraintWarning  # its home before the chain had one
+from editkit.converters import to_tuple
 from editkit.errors import EditkitError, NumericalError, UsageError
-from editkit.hparams import applicable, build, split_overrides, to_json
+from editkit.hparams import to_json
 from editkit.layout import ModelLayout, resolve_layout
+from editkit.ledger import KeyLedger
 from editkit.markers import PROJECT_NAME, hookimpl
 from editkit.memory import peak_bytes, reset_peak
+from editkit.methods import RunMethods
 from editkit.plugins import PluginHost
 from editkit.progress import NullProgress, Progress
 from editkit.requests import EditRequest
@@ -32,16 +37,12 @@ from editkit.sites import Site
 from editkit.updates import AccumulatedProposal, DeltaProposal, SolveProblem, UndoRecord
 
 
-class ConstraintWarning(UserWarning):
-    """A constraint's invariant does not hold on the update actually written."""
-
-
 @attrs.frozen(kw_only=True)
 class EditBatch:
     """One batch of requests (``u`` = ``len(requests)``), numbered from 0 within the run."""
 
     index: int
-    requests: tuple[EditRequest, ...] = attrs.field(converter=tuple)
+    requests: tuple[EditRequest, ...] = attrs.field(converter=to_tuple)
 
     def __attrs_post_init__(self) -> None:
         if not self.requests:
@@ -60,6 +61,16 @@ class BatchReport:
     peak_memory: dict[str, int] = attrs.field(factory=dict)  # bytes, per stage (see editkit.memory)
     replayed: bool = False  # restored from the journal by a resumed run, not edited in this process
 
+    @contextmanager
+    def stage(self, name: str, device: torch.device) -> Iterator[None]:
+        """Time the stage ``name`` (seconds add up over the batch's sites) and its peak memory on ``device``;
+        nothing is recorded when the stage raises (the batch is undone)."""
+        started = time.perf_counter()
+        yield
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
+        self.peak_memory[name] = max(self.peak_memory.get(name, 0), peak_bytes(device))
+        reset_peak(device)
+
     def to_json(self) -> dict[str, Any]:
         data = {
             "index": self.index,
@@ -74,12 +85,17 @@ class BatchReport:
         return data
 
 
+def weight_parameter(model: torch.nn.Module, module: str) -> torch.nn.Parameter:
+    """The ``weight`` parameter of ``model``'s submodule ``module`` (storage layout)."""
+    return cast(torch.nn.Parameter, model.get_submodule(module).weight)
+
+
 class _KernelStages:
     """The kernel's default stage implementations (registered last, overridable)."""
 
     @hookimpl(trylast=True)
     def editkit_apply(self, run: EditRun, site: Site, delta: torch.Tensor) -> UndoRecord:
-        parameter = run.model.get_submodule(site.module).weight
+        parameter = weight_parameter(run.model, site.module)
         previous = parameter.detach().clone()
         update = site.to_storage(delta)
         if tuple(update.shape) != tuple(parameter.shape):
@@ -89,6 +105,21 @@ class _KernelStages:
         with torch.no_grad():
             parameter.add_(update.to(device=parameter.device, dtype=parameter.dtype))
         return UndoRecord(site=site, parameter=parameter, previous=previous)
+
+
+def _stage_plugins(methods: RunMethods) -> tuple[pluggy.PluginManager, object, list[tuple[ConstraintSpec, object]]]:
+    """A plugin manager with the kernel's stages, the editor and the constraints (in order) made for one run."""
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    pm.register(_KernelStages(), name="kernel")
+    editor = methods.editor_spec.factory(methods.editor_hparams)
+    pm.register(editor, name=f"editor:{methods.editor_spec.name}")
+    constraints: list[tuple[ConstraintSpec, object]] = []
+    for spec in methods.constraint_specs:
+        plugin = spec.factory(methods.constraint_hparams[spec.name])
+        pm.register(plugin, name=f"constraint:{spec.name}")
+        constraints.append((spec, plugin))
+    return pm, editor, constraints
 
 
 class EditRun:
@@ -126,52 +157,9 @@ class EditRun:
         self.device = torch.device(config.device)
         self.layout: ModelLayout = resolve_layout(model, self.catalog.entries["architectures"])
 
-        self.editor_spec: EditorSpec = self.catalog.get("editors", config.editor)
-        self.constrain_mode: str = config.constrain_mode or self.editor_spec.default_constrain_mode or "inline"
-        names = list(config.constraints)
-        for implied in self.editor_spec.implied_constraints:
-            if implied not in names:
-                names.append(implied)
-        self.constraint_specs: list[ConstraintSpec] = [self.catalog.get("constraints", n) for n in names]
-        if len(set(names)) != len(names):
-            raise UsageError(f"a constraint is given twice: {names}")
-
-        owners = [(self.editor_spec.name, self.editor_spec.hparams)]
-        owners += [(c.name, c.hparams) for c in self.constraint_specs]
-        editor_overrides, *constraint_overrides = split_overrides(dict(config.overrides), owners)
-        editor_defaults, *constraint_defaults = split_overrides(applicable(dict(config.defaults), owners), owners)
-        editor_values: dict[str, Any] = dict(editor_defaults)
-        if config.preset is not None:
-            if config.preset not in self.editor_spec.presets:
-                known = ", ".join(sorted(self.editor_spec.presets)) or "none"
-                raise UsageError(f"editor {self.editor_spec.name!r} has no preset {config.preset!r}; presets: {known}")
-            editor_values.update(self.editor_spec.presets[config.preset])
-        if config.layers is not None:
-            if "layers" not in {f.name for f in attrs.fields(self.editor_spec.hparams)}:
-                raise UsageError(f"editor {self.editor_spec.name!r} takes no --layers")
-            editor_values["layers"] = config.layers
-        editor_values.update(editor_overrides)
-        self.editor_hparams = build(self.editor_spec.name, self.editor_spec.hparams, editor_values)
-        self.constraint_hparams = {
-            spec.name: build(spec.name, spec.hparams, {**defaults, **values})
-            for spec, defaults, values in zip(self.constraint_specs, constraint_defaults, constraint_overrides)
-        }
-        others = {name: h for name, h in self.constraint_hparams.items() if name != self.editor_spec.name}
-        self.hparams: dict[str, Any] = {self.editor_spec.name: self.editor_hparams, **others}
-
-        self.pm = pluggy.PluginManager(PROJECT_NAME)
-        self.pm.add_hookspecs(hookspecs)
-        self.pm.register(_KernelStages(), name="kernel")
-        self.editor = self.editor_spec.factory(self.editor_hparams)
-        self.pm.register(self.editor, name=f"editor:{self.editor_spec.name}")
-        self.constraints: list[tuple[ConstraintSpec, object]] = []
-        for spec in self.constraint_specs:
-            plugin = spec.factory(self.constraint_hparams[spec.name])
-            self.pm.register(plugin, name=f"constraint:{spec.name}")
-            self.constraints.append((spec, plugin))
-        self._constraint_callers = [self._only(plugin, "editkit_constrain_update") for _, plugin in self.constraints]
-        self._measure_callers = [self._only(plugin, "editkit_measure_update") for _, plugin in self.constraints]
-        self._warned: set[str] = set()
+        self.methods = RunMethods.resolve(self.catalog, config)  # specs and hyperparameters (editkit.methods)
+        self.pm, self.editor, self.constraints = _stage_plugins(self.methods)  # this run's own manager
+        self._chain = ConstraintChain(self.pm, self.constraints)
 
         self.generator = torch.Generator().manual_seed(config.seed)
         self.state: dict[str, Any] = {}
@@ -180,10 +168,9 @@ class EditRun:
             raise EditkitError(f"editor {self.editor_spec.name!r} located no sites")
         self.sites: tuple[Site, ...] = tuple(sorted(sites, key=lambda s: s.layer))
         self.initial_weights = {
-            s.module: self.model.get_submodule(s.module).weight.detach().clone() for s in self.sites
+            s.module: weight_parameter(self.model, s.module).detach().clone() for s in self.sites
         }
-        self.past_keys: dict[str, torch.Tensor] = {}  # Cp per site module, float64 [d_in, d_in]
-        self._batch_keys: list[dict[str, torch.Tensor]] = []
+        self.ledger = KeyLedger()  # Cp per site module (float64 [d_in, d_in]) and each batch's keys
         if self.key_statistics is not None and hasattr(self.key_statistics, "prepare"):
             self.key_statistics.prepare(self.sites)  # C0 of the *unedited* model, one pass for all sites
         self.reports: list[BatchReport] = []
@@ -191,10 +178,34 @@ class EditRun:
         self.undo_log: list[list[UndoRecord]] = []
         self._current: BatchReport | None = None
 
-    def _only(self, plugin: object, hook_name: str) -> Any:
-        """A caller of ``hook_name`` that reaches ``plugin`` alone."""
-        others = [p for _, p in self.pm.list_name_plugin() if p is not plugin]
-        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+    # ------------------------------------------------------------------ the methods (editkit.methods)
+
+    @property
+    def editor_spec(self) -> EditorSpec:
+        return self.methods.editor_spec
+
+    @property
+    def constraint_specs(self) -> list[ConstraintSpec]:
+        """The run's constraints in order: the user's, then those the editor implies."""
+        return list(self.methods.constraint_specs)
+
+    @property
+    def constrain_mode(self) -> str:
+        """Where delta-transforming constraints act: ``inline`` or ``posthoc``."""
+        return self.methods.constrain_mode
+
+    @property
+    def editor_hparams(self) -> Any:
+        return self.methods.editor_hparams
+
+    @property
+    def constraint_hparams(self) -> dict[str, Any]:
+        return self.methods.constraint_hparams
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """Every method's hyperparameters by name."""
+        return self.methods.hparams
 
     # ------------------------------------------------------------------ helpers for plugins
 
@@ -205,13 +216,17 @@ class EditRun:
 
     def constraints_after(self, name: str) -> list[str]:
         """Names of the run's constraints that apply after ``name``, in order (empty if ``name`` is not run)."""
-        names = [spec.name for spec in self.constraint_specs]
-        return names[names.index(name) + 1 :] if name in names else []
+        return self._chain.after(name)
 
     def weight(self, site: Site) -> torch.Tensor:
         """The site's current weight in math layout ``[d_out, d_in]`` (a view)."""
-        w = self.model.get_submodule(site.module).weight
+        w = weight_parameter(self.model, site.module)
         return site.to_math(w)
+
+    @property
+    def past_keys(self) -> dict[str, torch.Tensor]:
+        """Cp per site module, float64 ``[d_in, d_in]``, from the batches edited so far (:mod:`editkit.ledger`)."""
+        return self.ledger.past
 
     def require_key_statistics(self) -> Any:
         if self.key_statistics is None:
@@ -224,96 +239,86 @@ class EditRun:
 
     # ------------------------------------------------------------------ the stage loop
 
-    def _constrain(self, site: Site, proposal: Any) -> Any:
-        kind = type(proposal)
-        for (spec, _), caller in zip(self.constraints, self._constraint_callers):
-            results = [r for r in caller(run=self, site=site, proposal=proposal) if r is not None]
-            if results:
-                if not isinstance(results[0], kind):
-                    raise EditkitError(
-                        f"constraint {spec.name!r} returned {type(results[0]).__name__} for a {kind.__name__}"
-                    )
-                proposal = results[0]
-        return proposal
-
-    def _timed(self, report: BatchReport, stage: str, started: float) -> None:
-        report.timings[stage] = report.timings.get(stage, 0.0) + time.perf_counter() - started
-        report.peak_memory[stage] = max(report.peak_memory.get(stage, 0), peak_bytes(self.device))
-        reset_peak(self.device)
-
     def edit(self, requests: Sequence[EditRequest]) -> BatchReport:
-        """Edit one batch; on any failure the batch's writes are undone before raising."""
+        """Edit one batch; on any failure the batch's writes are undone before raising.
+
+        Per site: collect keys, compute the residual, solve (with the constraints inline), apply; then,
+        for the whole batch, the post-hoc constraints, the constraints on the accumulated update and their
+        measures, Cp grown by the batch's keys, and the editor's batch end."""
         batch = EditBatch(index=len(self.reports), requests=tuple(requests))
         report = BatchReport(index=batch.index, size=len(batch.requests))
         self._current = report
-        hook = self.pm.hook
         undo: list[UndoRecord] = []
-        solved: list[tuple[Site, DeltaProposal]] = []
         start = time.perf_counter()
         try:
-            for site in self.sites:
-                t = time.perf_counter()
-                keys = hook.editkit_collect_keys(run=self, batch=batch, site=site)
-                self._check(site, "keys", keys, (site.d_in, len(batch.requests)))
-                self._timed(report, "collect_keys", t)
-                t = time.perf_counter()
-                residual = hook.editkit_compute_residual(run=self, batch=batch, site=site, keys=keys)
-                self._check(site, "residual", residual, (site.d_out, len(batch.requests)))
-                self._timed(report, "compute_residual", t)
-                t = time.perf_counter()
-                problem = SolveProblem(
-                    keys=keys.double(), residual=residual.double(), past=self.past_keys.get(site.module),
-                    past_batches=[b[site.module] for b in self._batch_keys if site.module in b],
-                )
-                problem = self._constrain(site, problem)
-                delta = hook.editkit_solve(run=self, batch=batch, site=site, problem=problem)
-                self._check(site, "update", delta, (site.d_out, site.d_in))
-                proposal = DeltaProposal(site=site, delta=delta)
-                if self.constrain_mode == "inline":
-                    proposal = self._constrain(site, proposal)
-                    self._check(site, "constrained update", proposal.delta, (site.d_out, site.d_in))
-                self._timed(report, "solve", t)
-                t = time.perf_counter()
-                undo.append(hook.editkit_apply(run=self, site=site, delta=proposal.delta))
-                solved.append((site, proposal))
-                self._timed(report, "apply", t)
-            if self.constrain_mode == "posthoc":
-                t = time.perf_counter()
-                for record in reversed(undo):
-                    record.undo()
-                undo.clear()
-                for site, proposal in solved:
-                    final = self._constrain(site, proposal)
-                    self._check(site, "constrained update", final.delta, (site.d_out, site.d_in))
-                    undo.append(hook.editkit_apply(run=self, site=site, delta=final.delta))
-                self._timed(report, "posthoc", t)
-            if self.constraints:
-                t = time.perf_counter()
-                undo.extend(self._constrain_accumulated("batch"))
-                self._measure(batch_start={r.site.module: r.previous for r in reversed(undo)})
-                self._timed(report, "constraints", t)
+            solved = [self._edit_site(batch, site, report, undo) for site in self.sites]
+            self._constrain_batch(solved, report, undo)
             self._note_update_norms({r.site.module: r.previous for r in reversed(undo)})
-            t = time.perf_counter()
-            past = self._grown_past_keys(batch)
-            self._timed(report, "update_cp", t)
-            t = time.perf_counter()
-            hook.editkit_batch_end(run=self, batch=batch)
-            self._timed(report, "batch_end", t)
+            with report.stage("update_cp", self.device):
+                self.ledger.stage(self._keys_after(batch))
+            with report.stage("batch_end", self.device):
+                self.pm.hook.editkit_batch_end(run=self, batch=batch)
         except BaseException:
-            if len(self._batch_keys) > len(self.reports):
-                self._batch_keys.pop()
+            self.ledger.discard()
             for record in reversed(undo):
                 record.undo()
             self._current = None
             raise
         report.seconds = time.perf_counter() - start
-        self.past_keys = past
+        self.ledger.commit()
         self.reports.append(report)
         self.undo_log.append(undo)
         self._current = None
         return report
 
-    def _constrain_accumulated(self, stage: str) -> list[UndoRecord]:
+    def _edit_site(self, batch: EditBatch, site: Site, report: BatchReport,
+                   undo: list[UndoRecord]) -> tuple[Site, DeltaProposal]:
+        """The stages of one site: keys, residual, solve (constrained inline), apply (its undo record to ``undo``)."""
+        hook, u = self.pm.hook, len(batch.requests)
+        with report.stage("collect_keys", self.device):
+            keys = hook.editkit_collect_keys(run=self, batch=batch, site=site)
+            self._check(site, "keys", keys, (site.d_in, u))
+        with report.stage("compute_residual", self.device):
+            residual = hook.editkit_compute_residual(run=self, batch=batch, site=site, keys=keys)
+            self._check(site, "residual", residual, (site.d_out, u))
+        with report.stage("solve", self.device):
+            proposal = self._solve(batch, site, keys, residual)
+        with report.stage("apply", self.device):
+            undo.append(hook.editkit_apply(run=self, site=site, delta=proposal.delta))
+        return site, proposal
+
+    def _solve(self, batch: EditBatch, site: Site, keys: torch.Tensor, residual: torch.Tensor) -> DeltaProposal:
+        """The site's update from the (constrained) solve problem; constrained again here when inline."""
+        problem = SolveProblem(keys=keys.double(), residual=residual.double(), past=self.ledger.past.get(site.module),
+                               past_batches=self.ledger.past_batches(site.module))
+        problem = self._chain.constrain(self, site, problem)
+        delta = self.pm.hook.editkit_solve(run=self, batch=batch, site=site, problem=problem)
+        self._check(site, "update", delta, (site.d_out, site.d_in))
+        proposal = DeltaProposal(site=site, delta=delta)
+        if self.constrain_mode == "inline":
+            proposal = self._chain.constrain(self, site, proposal)
+            self._check(site, "constrained update", proposal.delta, (site.d_out, site.d_in))
+        return proposal
+
+    def _constrain_batch(self, solved: list[tuple[Site, DeltaProposal]], report: BatchReport,
+                         undo: list[UndoRecord]) -> None:
+        """Post hoc: undo the batch's writes and write the constrained updates instead; then the
+        constraints on the accumulated update, and their measures of what the batch wrote."""
+        if self.constrain_mode == "posthoc":
+            with report.stage("posthoc", self.device):
+                for record in reversed(undo):
+                    record.undo()
+                undo.clear()
+                for site, proposal in solved:
+                    final = self._chain.constrain(self, site, proposal)
+                    self._check(site, "constrained update", final.delta, (site.d_out, site.d_in))
+                    undo.append(self.pm.hook.editkit_apply(run=self, site=site, delta=final.delta))
+        if self.constraints:
+            with report.stage("constraints", self.device):
+                undo.extend(self._constrain_accumulated("batch"))
+                self._measure(batch_start={r.site.module: r.previous for r in reversed(undo)})
+
+    def _constrain_accumulated(self, stage: Literal["batch", "final"]) -> list[UndoRecord]:
         """Offer ``Δ_n = W_n − W0`` to the constraints; write ``W0 + F(Δ_n)`` where one changed it."""
         records = []
         for site in self.sites:
@@ -321,7 +326,7 @@ class EditRun:
             w0 = site.to_math(w0).double()  # [d_out, d_in]
             current = self.weight(site).detach().double()
             proposal = AccumulatedProposal(site=site, delta=current - w0, initial=w0, stage=stage)
-            final = self._constrain(site, proposal)
+            final = self._chain.constrain(self, site, proposal)
             if final is not proposal:
                 self._check(site, "accumulated update", final.delta, (site.d_out, site.d_in))
                 records.append(self.pm.hook.editkit_apply(run=self, site=site, delta=(w0 + final.delta) - current))
@@ -333,44 +338,21 @@ class EditRun:
             before = batch_start.get(site.module)
             if before is None:
                 continue
-            now = self.model.get_submodule(site.module).weight.detach()
+            now = weight_parameter(self.model, site.module).detach()
             norm = float((now.double() - before.double()).norm())
             reference = float(before.double().norm())
             self.note(site, "update.norm", float(f"{norm:.6g}"))
             self.note(site, "update.relative", float(f"{norm / reference:.6g}") if reference > 0 else None)
 
     def _measure(self, batch_start: dict[str, torch.Tensor]) -> None:
-        """Each constraint measures its invariant on what this batch wrote; warn once if broken.
-
-        A broken measure may carry ``"way_out"``: in words, the exact way to keep its invariant and the
-        later constraints' together (e.g. ``--set nullspace.mode=joint`` for RECT with the null space).
-        The warning ends with it; it is not recorded in ``result.json``.
-        """
+        """Each constraint measures its invariant on what this batch wrote (:class:`ConstraintChain`)."""
         for site in self.sites:
             before = batch_start.get(site.module)
             if before is None:
                 continue
-            written = self.model.get_submodule(site.module).weight.detach().double() - before.double()
+            written = weight_parameter(self.model, site.module).detach().double() - before.double()
             written = site.to_math(written)  # [d_out, d_in]
-            for (spec, _), caller in zip(self.constraints, self._measure_callers):
-                for figures in caller(run=self, site=site, delta=written):
-                    if not figures:
-                        continue
-                    figures = dict(figures)
-                    way_out = figures.pop("way_out", None)
-                    self.note(site, f"{spec.name}.invariant", figures)
-                    if not figures.get("holds", True) and spec.name not in self._warned:
-                        self._warned.add(spec.name)
-                        later = self.constraints_after(spec.name)
-                        warnings.warn(
-                            f"constraint {spec.name!r}: its invariant ({spec.invariant}) does not hold on the "
-                            f"update written at layer {site.layer} ({figures.get('invariant')} = "
-                            f"{figures.get('value'):.3g})" + (f"; a later constraint changed it: {', '.join(later)}"
-                                                             if later else "")
-                            + (f"; {way_out}" if way_out else ""),
-                            ConstraintWarning,
-                            stacklevel=2,
-                        )
+            self._chain.measure(self, site, written)
 
     # ------------------------------------------------------------------ durable state (journal)
 
@@ -387,10 +369,10 @@ class EditRun:
         for record in self.undo_log[-1]:
             first_previous.setdefault(record.site.module, record.previous)
         deltas = {
-            module: self.model.get_submodule(module).weight.detach().double().cpu() - previous.double().cpu()
+            module: weight_parameter(self.model, module).detach().double().cpu() - previous.double().cpu()
             for module, previous in first_previous.items()
         }
-        state = {f"keys/{module}": keys for module, keys in self._batch_keys[-1].items()}
+        state = {f"keys/{module}": keys for module, keys in self.ledger.batches[-1].items()}
         state["rng"] = self.generator.get_state()
         return deltas, state
 
@@ -401,7 +383,7 @@ class EditRun:
         for module, delta in deltas.items():
             if module not in by_module:
                 raise EditkitError(f"journal batch edits {module!r}, which this run does not locate")
-            parameter = self.model.get_submodule(module).weight
+            parameter = weight_parameter(self.model, module)
             if tuple(delta.shape) != tuple(parameter.shape):
                 raise EditkitError(f"journal delta for {module} has shape {tuple(delta.shape)}, "
                                    f"weight has {tuple(parameter.shape)}")
@@ -409,12 +391,7 @@ class EditRun:
             with torch.no_grad():
                 parameter.copy_((previous.double() + delta.to(previous.device)).to(parameter.dtype))
             undo.append(UndoRecord(site=by_module[module], parameter=parameter, previous=previous))
-        keys = {name.removeprefix("keys/"): t for name, t in state.items() if name.startswith("keys/")}
-        for module, k in keys.items():
-            previous = self.past_keys.get(module)
-            outer = k @ k.T
-            self.past_keys[module] = outer if previous is None else previous + outer
-        self._batch_keys.append(keys)
+        self.ledger.replay({name.removeprefix("keys/"): t for name, t in state.items() if name.startswith("keys/")})
         self.generator.set_state(state["rng"])
         self.undo_log.append(undo)
         self.reports.append(BatchReport(index=len(self.reports), size=int(report.get("size", 0)),
@@ -444,19 +421,12 @@ class EditRun:
         self.final_report = report
         return report
 
-    def _grown_past_keys(self, batch: EditBatch) -> dict[str, torch.Tensor]:
-        """``Cp + K1 K1ᵀ`` per site, with K1 recomputed on the edited model (methods.md §4, §11.2g)."""
-        grown = {}
-        keys_of_batch = {}
+    def _keys_after(self, batch: EditBatch) -> dict[str, torch.Tensor]:
+        """The batch's keys per site recomputed on the edited model (K1, float64 ``[d_in, u]``, on the CPU),
+        which grow Cp (Fang et al. 2025, AlphaEdit, arXiv 2410.02355, §3: Cp holds the keys of earlier edits)."""
         with torch.no_grad():
-            for site in self.sites:
-                keys = self.pm.hook.editkit_collect_keys(run=self, batch=batch, site=site).double().cpu()
-                previous = self.past_keys.get(site.module)
-                outer = keys @ keys.T  # [d_in, d_in]
-                grown[site.module] = outer if previous is None else previous + outer
-                keys_of_batch[site.module] = keys  # [d_in, u], to undo this batch's Cp share
-        self._batch_keys.append(keys_of_batch)
-        return grown
+            return {site.module: self.pm.hook.editkit_collect_keys(run=self, batch=batch, site=site).double().cpu()
+                    for site in self.sites}
 
     @staticmethod
     def _check(site: Site, what: str, value: Any, shape: tuple[int, int]) -> None:
@@ -475,17 +445,16 @@ class EditRun:
             for record in reversed(self.undo_log.pop()):
                 record.undo()
             self.reports.pop()
-            for module, keys in self._batch_keys.pop().items():
-                self.past_keys[module] = self.past_keys[module] - keys @ keys.T
+            self.ledger.undo_last()
 
     def current_weights(self) -> dict[str, torch.Tensor]:
         """The edited modules' weights now (storage layout, views)."""
-        return {s.module: self.model.get_submodule(s.module).weight.detach() for s in self.sites}
+        return {s.module: weight_parameter(self.model, s.module).detach() for s in self.sites}
 
     def accumulated_deltas(self) -> dict[str, torch.Tensor]:
         """``W_now − W0`` per edited module, in the module's storage layout (float32)."""
         return {
-            name: (self.model.get_submodule(name).weight.detach().float() - w0.float()).contiguous()
+            name: (weight_parameter(self.model, name).detach().float() - w0.float()).contiguous()
             for name, w0 in self.initial_weights.items()
         }
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
+from editkit.converters import to_tuple
 from editkit.sites import Site
 
 
@@ -78,7 +79,7 @@ class SolveProblem:
     keys: torch.Tensor = attrs.field(eq=False, repr=False)
     residual: torch.Tensor = attrs.field(eq=False, repr=False)
     past: torch.Tensor | None = attrs.field(default=None, eq=False, repr=False)
-    past_batches: tuple[torch.Tensor, ...] = attrs.field(default=(), converter=tuple, eq=False, repr=False)
+    past_batches: tuple[torch.Tensor, ...] = attrs.field(default=(), converter=to_tuple, eq=False, repr=False)
     use_background: bool = True
     use_past: bool = False
     ridge: float = 0.0

@@ -13,6 +13,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from editkit.plugins import PluginHost
 
 SUBCOMMANDS = ("run", "plugins", "models", "inspect", "stats", "edits", "report", "trace")
 
@@ -39,12 +43,12 @@ def build_parser(*, warn: bool = False) -> argparse.ArgumentParser:
             continue
         sub_parser = module.add_parser(sub)
         sub_parser.set_defaults(_main=module.main)
-    _plugin_commands(sub, warn=warn)
+    parser.set_defaults(_plugin_host=_plugin_commands(sub, warn=warn))  # the command's one plugin host
     return parser
 
 
-def _plugin_commands(sub: argparse._SubParsersAction, *, warn: bool) -> None:
-    """Subcommands that plugins register through ``editkit_register_commands``."""
+def _plugin_commands(sub: argparse._SubParsersAction, *, warn: bool) -> PluginHost:
+    """Subcommands that plugins register through ``editkit_register_commands``; the host that found them."""
     from editkit.plugins import PluginHost
 
     host = PluginHost()
@@ -57,6 +61,7 @@ def _plugin_commands(sub: argparse._SubParsersAction, *, warn: bool) -> None:
         parser = sub.add_parser(name, help=spec.help, description=spec.help)
         spec.add_arguments(parser)
         parser.set_defaults(_main=spec.main)
+    return host
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-import random
-import sys
-import time
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from editkit.keystats.defaults import DEFAULT_MAX_TOKENS, token_budget
+from editkit.launch import DEFAULT_DATASET
 
-DEFAULT_DATASET = "smollm2-facts"  # SmolLM2-135M and well-known facts it gets right (plugins/editkit_facts)
-DEFAULT_DATASET_EDITS = 300  # sequential edits on a dataset when --num-edits is not given
+if TYPE_CHECKING:
+    from editkit.job import RunJob
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -86,232 +83,40 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def job_from_argv(argv: Sequence[str]) -> RunJob:
+    """The job of ``editkit run ARGV`` (the options alone, without ``run``), e.g. for a script that runs
+    configurations given as options; bad options exit 2 with argparse's message, as the CLI does."""
+    from editkit.job import RunJob
+
+    parser = argparse.ArgumentParser(prog="editkit")
+    add_parser(parser.add_subparsers())
+    return RunJob.from_args(parser.parse_args(["run", *argv]))
+
+
 def main(args: argparse.Namespace) -> int:
-    import attrs
+    from editkit.job import RunJob
+    from editkit.launch import run_job
 
-    from editkit.cli.completions import print_completions, shown_completions
-    from editkit.config import RunConfig, parse_layers
-    from editkit.context import screen_requests
-    from editkit.datasetdefaults import default_dataset_name, run_defaults
-    from editkit.devices import check_device
-    from editkit.errors import InputError, UsageError
-    from editkit.hparams import parse_assignments
-    from editkit.journal import Journal
-    from editkit.metricoptions import EXTRAS_KEY as METRIC_OPTIONS
-    from editkit.metricoptions import build_metric_options, parse_metric_options
-    from editkit.models import load_model, resolve_model
-    from editkit.outputs import check_output_dir, check_run_directory
-    from editkit.pipeline import execute
-    from editkit.plugins import PluginHost
-    from editkit.progress import model_loading, progress_display
-    from editkit.requests import parse_records, read_json_records, requests_from_records
+    job = RunJob.from_args(args)
+    result = run_job(job, host=getattr(args, "_plugin_host", None))  # the host the CLI's entry point built
+    print_outcome(result, job.resume or job.out or Path("."), report=job.report)
+    return 0
 
-    host = PluginHost()  # plugin failures were reported by the CLI's entry point
 
-    if args.resume is not None:
-        check_run_directory(args.resume, "--resume")
-        manifest = Journal(args.resume).check_resumable(args.resume)
-        invocation = manifest["invocation"]
-        saved = manifest["config"]
-        config = RunConfig(**{**saved, "constraints": tuple(saved["constraints"]),
-                              "layers": tuple(saved["layers"]) if saved["layers"] is not None else None,
-                              "overrides": saved["overrides"].items(),
-                              "defaults": saved.get("defaults", {}).items()})
-        requests = requests_from_records(manifest["requests"], source=f"{args.resume}/journal/manifest.json")
-        out_dir = Path(args.resume)
-        check_device(config.device)  # the journal's device may not exist on this machine
-    else:
-        if args.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-        layers = parse_layers(args.layers) if args.layers is not None else None
-        check_device(args.device)
-        config = RunConfig(
-            editor=args.editor, constraints=tuple(args.constraints), layers=layers, batch_size=args.batch_size,
-            seed=args.seed, device=args.device, preset=args.preset,
-            overrides=parse_assignments(args.overrides).items(), constrain_mode=args.constrain_mode,
-        )
-        invocation = {
-            "dataset": None if args.requests is not None else (
-                args.dataset or default_dataset_name(host.catalog.entries["datasets"], args.model, DEFAULT_DATASET)),
-            "model": args.model,
-            "corpus": args.corpus,
-            "stats_dir": stats_store_dir(args),
-            "stats_max_length": args.stats_max_length,
-            "stats_max_tokens": args.stats_max_tokens,
-            "metrics": args.metrics,
-            "eval_every": args.eval_every,
-            "generation_records": args.generation_records,
-            "metric_options": list(args.metric_options),
-            "completions": args.completions,
-            "retention_probes": str(args.retention_probes) if args.retention_probes else None,
-            "skip_invalid": args.skip_invalid,
-        }
-        requests = None
-        out_dir = check_output_dir(args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
-        Journal(out_dir).check_new_run(out_dir)  # before any work (a journal without a complete batch is replaced)
+def print_outcome(result: dict[str, Any], out_dir: Path, *, report: bool) -> None:
+    """The completions and metrics tables, one summary line, and the report written (``--report``)."""
+    from editkit.cli.completions import print_completions
 
-    dataset = None
-    dataset_file = None
-    if invocation["dataset"] is not None:
-        if Path(invocation["dataset"]).is_file():
-            dataset_file = invocation["dataset"]
-            dataset = next((d for name, d in sorted(host.catalog.entries["datasets"].items())
-                            if d.load is not None and d.model is None and d.model_name is None), None)
-            if dataset is None:
-                raise UsageError("no installed dataset plugin reads dataset files")
-        else:
-            dataset = host.catalog.get("datasets", invocation["dataset"])
-        if dataset.load is None:
-            raise UsageError(f"dataset {dataset.name!r} provides no edit requests")
-    # validate names before any heavy work
-    host.catalog.get("editors", config.editor)
-    for name in config.constraints:
-        host.catalog.get("constraints", name)
-    metrics = invocation["metrics"]
-    if metrics is None:
-        metric_names = ["counterfact", "fluency", "retention"] if dataset is not None else ["counterfact"]
-    elif metrics.strip().lower() == "none":
-        metric_names = []
-    else:
-        metric_names = [m.strip() for m in metrics.split(",") if m.strip()]
-    for name in metric_names:
-        host.catalog.get("metrics", name)
-    metric_options = parse_metric_options(invocation.get("metric_options") or [], host.catalog.entries["metrics"],
-                                          metric_names)
-    if invocation["eval_every"] < 0:
-        raise UsageError("--eval-every must be >= 0")
-    if (invocation.get("generation_records") or 0) < 0:
-        raise UsageError("--generation-records must be >= 0")
-    if (invocation.get("completions") or 0) < 0:
-        raise UsageError("--completions must be >= 0")
-
-    skipped: list[str] = []
-    if requests is None:
-        if args.requests is not None:
-            records = read_json_records(args.requests)
-            source = str(args.requests)
-        else:
-            options = parse_assignments(args.dataset_option)
-            records = dataset.load(source=dataset_file, **options) if dataset_file else dataset.load(**options)
-            source = dataset_file or f"dataset {dataset.name}"
-        requests, skipped = parse_records(records)
-        if skipped and not args.skip_invalid:
-            shown = "\n  ".join(skipped[:50])
-            more = f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
-            raise InputError(f"{source}: {len(skipped)} bad record(s) (--skip-invalid skips them):\n  {shown}{more}")
-        if skipped:
-            warnings.warn(f"{source}: skipped {len(skipped)} bad record(s); they are listed in result.json",
-                          stacklevel=1)
-        if args.offset < 0 or (args.num_edits is not None and args.num_edits < 1):
-            raise UsageError("--offset must be >= 0 and --num-edits >= 1")
-        if args.shuffle:
-            order = torch_free_permutation(len(requests), config.seed)
-            requests = [requests[i] for i in order]
-        requests = requests[args.offset :]
-        if args.num_edits is not None:
-            requests = requests[: args.num_edits]
-        elif dataset is not None and args.requests is None:
-            requests = requests[:DEFAULT_DATASET_EDITS]
-        if not requests:
-            raise InputError("no requests left after --offset/--num-edits")
-
-    defaults = run_defaults(host.catalog.entries["datasets"], dataset, model=invocation["model"],
-                            corpus=invocation["corpus"])
-    model_id = invocation["model"] = defaults.model
-    if args.resume is None:  # a resumed run keeps its journaled config
-        config = attrs.evolve(config, defaults=defaults.settings)  # calibrated for this model
-    corpus = defaults.corpus
-    if corpus is not None:
-        from editkit.keystats import CorpusSpec
-
-        CorpusSpec.parse(corpus).identity(host)  # a missing corpus file or package: exit 2 before loading anything
-        if invocation["stats_dir"] is not None:
-            from editkit.keystats.store import StatsStore
-
-            StatsStore(root=invocation["stats_dir"]).check_writable(  # a file, a read-only folder: exit 2 before work
-                "; give another with --stats-dir, or --no-stats-store to keep statistics in memory")
-    model_source = resolve_model(model_id, catalog=host.catalog, progress=not args.quiet and sys.stderr.isatty())
-    model_id = model_source.location  # a registered name or .gguf: its converted directory, the weights' identity
-    with model_loading(model_id, enabled=not args.quiet):
-        model, tokenizer = load_model(model_source, device=config.device)
-    if args.resume is None:  # now that the tokenizer and the model's context length are known
-        requests, skipped = screen_requests(requests, records, skipped, tokenizer, model, source=source,
-                                            skip_invalid=args.skip_invalid)
-    extras = dict(dataset.extras()) if dataset is not None and dataset.extras is not None else {}
-    if invocation.get("generation_records") is not None:
-        extras["generation_records"] = invocation["generation_records"]
-    if invocation.get("retention_probes"):
-        extras["fact_probes"] = read_retention_probes(Path(invocation["retention_probes"]))
-    if metric_options:
-        extras[METRIC_OPTIONS] = build_metric_options(metric_options, host.catalog.entries["metrics"])
-
-    show = not args.quiet  # bars on a terminal, plain lines otherwise (editkit.progress)
-    with progress_display(enabled=show) as progress:
-        key_statistics = None
-        if corpus is not None:
-            from editkit.keystats import KeyStatistics
-            from editkit.keystats.defaults import corpus_selection
-            from editkit.layout import resolve_layout
-
-            key_statistics = KeyStatistics(
-                model=model, tokenizer=tokenizer,
-                layout=resolve_layout(model, host.catalog.entries["architectures"]),
-                corpus=corpus_selection(corpus, max_tokens=invocation["stats_max_tokens"]),
-                stats_dir=invocation["stats_dir"], max_length=invocation["stats_max_length"],
-                max_tokens=invocation["stats_max_tokens"], model_id=model_id, progress=show,
-                report=lambda line: print(line, file=sys.stderr),
-            )
-        result = execute(
-            model=model, tokenizer=tokenizer, requests=requests, config=config, out_dir=out_dir,
-            model_id=model_id, key_statistics=key_statistics, progress=progress,
-            metrics=metric_names, eval_extras=extras, eval_every=invocation["eval_every"],
-            invocation=invocation, resume=args.resume is not None,
-            completions=shown_completions(invocation.get("completions"), extras),
-            extra_manifest={"skipped_records": skipped} if skipped else None,
-        )
-    print_completions(result.get("completions", []), len(requests))
-    print_table(result)
     summary = result["summary"]
+    print_completions(result.get("completions", []), summary["requests"])
+    print_table(result)
     print(
         f"edited {summary['requests']} requests in {summary['batches']} batch(es), {summary['edit_seconds']:.1f} s; "
         f"efficacy {summary['efficacy_pre']:.3f} -> {summary['efficacy_post']:.3f}; wrote {out_dir}/result.json, "
         f"{out_dir}/deltas.safetensors and the journal {out_dir}/journal"
     )
-    if args.report:
-        from editkit.cli.report import report_run
-
-        report_run(out_dir)
-    return 0
-
-
-def stats_store_dir(args: argparse.Namespace) -> str | None:
-    """The statistics store of a new run: --stats-dir, else the default one editkit stats writes; None: in memory."""
-    from editkit.errors import UsageError
-    from editkit.keystats.defaults import default_stats_dir
-
-    if args.no_stats_store and args.stats_dir is not None:
-        raise UsageError("--no-stats-store and --stats-dir contradict each other: give one")
-    if args.no_stats_store:
-        return None
-    return str(args.stats_dir if args.stats_dir is not None else default_stats_dir())
-
-
-def read_retention_probes(path: Path) -> list[tuple[str, str, str]]:
-    """``[subject, prompt, object]`` triples from a JSON file; a bad entry stops the run (exit 2) naming it."""
-    from editkit.errors import InputError
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"--retention-probes {path}: cannot read a JSON list ({error})") from None
-    if not isinstance(data, list) or not data:
-        raise InputError(f"--retention-probes {path}: expected a non-empty JSON list of [subject, prompt, object]")
-    bad = [i for i, p in enumerate(data)
-           if not (isinstance(p, list) and len(p) == 3 and all(isinstance(x, str) for x in p) and p[1] and p[2])]
-    if bad:
-        raise InputError(f"--retention-probes {path}: entries {bad[:20]}{' ...' if len(bad) > 20 else ''} are not "
-                         "[subject, prompt, object] with a non-empty prompt and object")
-    return [(s, p, o) for s, p, o in data]
+    if report:
+        print(f"wrote {out_dir / 'report.html'}")
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -330,10 +135,3 @@ def print_table(result: dict[str, Any]) -> None:
     for key in post:
         table.add_row(key, f"{pre.get(key, float('nan')):.2f}", f"{post[key]:.2f}")
     Console().print(table)
-
-
-def torch_free_permutation(n: int, seed: int) -> list[int]:
-    """A permutation of ``range(n)`` determined by the run's seed."""
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    return order

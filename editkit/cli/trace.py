@@ -148,8 +148,8 @@ def main(args: argparse.Namespace) -> int:
     scale = settings.noise * sigma
     started = time.monotonic()
     traces = []
-    for i, fact in enumerate(chosen, start=1):
-        traces.append(trace_fact(model, layout, fact, scale, settings))
+    for i, prepared_fact in enumerate(chosen, start=1):
+        traces.append(trace_fact(model, layout, prepared_fact, scale, settings))
         if not args.quiet:
             print(f"trace: {i}/{len(chosen)} facts, {clock_text(time.monotonic() - started)}", file=sys.stderr,
                   flush=True)

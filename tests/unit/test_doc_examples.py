@@ -60,3 +60,31 @@ def test_the_editor_example_is_the_tested_file():
     runs through the conformance suite."""
     example = (DOC.parent / "examples" / "editkit_sgdft.py").read_text(encoding="utf-8")
     assert example in BLOCKS, "docs/writing-a-plugin.md must show docs/examples/editkit_sgdft.py unchanged"
+
+
+README = DOC.parents[1] / "README.md"
+
+
+def test_the_readme_python_example_runs_a_job(tmp_path, monkeypatch):
+    """README "From Python": the block runs as written, on a tiny model and requests saved under the names it uses."""
+    import json
+
+    from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### From Python"):]
+    [block] = re.findall(r"```python\n(.*?)```", section[: section.index("\n### ", 1)], re.S)
+    tok = tiny_tokenizer()
+    tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=64, d_mlp=256).save_pretrained(tmp_path / "my-model")
+    tok.save_pretrained(tmp_path / "my-model")
+    (tmp_path / "wiki.txt").write_text("\n".join(s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()))
+    records = [{"case_id": i, "requested_rewrite": {"prompt": "The mother tongue of {}", "subject": s,
+                "target_new": {"str": "English"}, "target_true": {"str": "French"}}}
+               for i, s in enumerate(["Danielle Darrieux", "Edwin Hubble"])]
+    (tmp_path / "edits.json").write_text(json.dumps(records))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme_example"}
+    exec(compile(block, "README.md[From Python]", "exec"), namespace)
+    result = namespace["result"]
+    assert result == json.loads((tmp_path / "runs" / "py" / "result.json").read_text())
+    assert result["run"]["constraints"] == ["nullspace"] and result["summary"]["requests"] == 2
