@@ -245,8 +245,9 @@ def _evaluated_after(run: EditRun, inputs: RunInputs, measure: _Evaluator,
 
 def _edit_batches(run: EditRun, journal: Journal, batches: Sequence[Sequence[EditRequest]], before: _Before,
                   measure: _Evaluator) -> float:
-    """Edit and journal every batch not replayed (``run.finish()`` after the last); the edit seconds
-    (evaluations along the way not counted). Curve points go to ``before.curve``."""
+    """Edit and journal every batch not replayed (``run.finish()`` after the last); the edit seconds of the
+    whole run: this process's (evaluations along the way not counted) plus the replayed batches' own, as
+    journaled. Curve points go to ``before.curve``."""
     every = measure.evaluation.every
     task = run.progress.task("edit batches", len(batches), completed=len(run.reports))
     started = time.perf_counter()
@@ -274,7 +275,8 @@ def _edit_batches(run: EditRun, journal: Journal, batches: Sequence[Sequence[Edi
                        extra={"report": report.to_json(), "curve": point,
                               AFTER_HASH: tensor_sha256(run.current_weights())})
         task.advance(1)
-    return time.perf_counter() - started - eval_seconds
+    replayed = sum(r.seconds for r in run.reports if r.replayed)
+    return time.perf_counter() - started - eval_seconds + replayed
 
 
 def _result(run: EditRun, inputs: RunInputs, before: _Before, after: Sequence[EditScore], edit_seconds: float,

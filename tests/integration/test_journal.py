@@ -82,6 +82,10 @@ def test_kill_mid_batch_then_resume_equals_uninterrupted(setup, uninterrupted):
     replayed = len(complete)
     assert [bool(x.get("replayed")) for x in a["batches"]] == [True] * replayed + [False] * (4 - replayed)
     assert all(x["peak_memory_mib"] and x["timings"] and x["layers"] for x in a["batches"])
+    # the run's edit seconds count the replayed batches' own seconds too (a resumed run did not edit in 0 s)
+    # (each batch's seconds are measured inside the wall time this process counts; 1 ms of rounding per batch)
+    assert a["summary"]["edit_seconds"] >= sum(x["seconds"] for x in a["batches"]) - 4e-3
+    assert sum(x["seconds"] for x in a["batches"][:replayed]) > 0
     # the same figures as the uninterrupted run, within the float32 agreement the deltas are checked with above
     # (the killed run was another process; exact equality would test the CPU's kernels, not the journal)
     assert same_figures([x["layers"] for x in a["batches"][:replayed]], [x["layers"] for x in b["batches"][:replayed]])
