@@ -1,7 +1,8 @@
 """The published baselines side by side on the built-in demo world: MEMIT, PRUNE and RECT, each
 without and with AlphaEdit's null-space constraint, RECT followed by the projection (the
-AlphaEdit paper's "RECT + P" plug-in, the order that keeps ΔP = Δ, methods.md §11.2b), and RECT followed
-by the null space's ``joint`` mode (the projection onto range(P) ∩ RECT's support, which keeps both).
+AlphaEdit paper's "RECT + P" plug-in, the order that keeps ΔP = Δ: Fang et al. 2025, AlphaEdit,
+arXiv 2410.02355, its results for existing methods with P added), and RECT followed by the null space's
+``joint`` mode (the projection onto range(P) ∩ RECT's support, which keeps both).
 
 Each configuration is one ``editkit run`` (in this process, one after another, same seed, same
 requests, a fresh copy of the model each time) with ``--num-edits N --batch-size B --metrics
