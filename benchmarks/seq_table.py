@@ -60,6 +60,7 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--curve", action="store_true", help="also print each run's metrics per evaluated batch")
     args = parser.parse_args()
+    args.runs = [run for run in args.runs if run.is_dir()]  # a shell glob also matches the runs' log files
     results = {run: json.loads((run / "result.json").read_text()) for run in args.runs
                if (run / "result.json").exists()}
     if not results:
