@@ -10,10 +10,8 @@ import torch
 from editkit import hookimpl
 from editkit.activations import fused_activations
 from editkit.errors import UsageError
-from editkit.tokens import pad_batch
-from editkit.tracing import capture_outputs
 from editkit_memit.hparams import MemitHParams, default_layers
-from editkit_memit.keys import collect_keys, subject_prompts
+from editkit_memit.keys import BatchKeys, subject_hidden
 from editkit_memit.prefixes import run_templates
 from editkit_memit.solve import PastProducts, solve_update
 from editkit_memit.targets import Targets, VStarSettings, optimise_targets
@@ -29,6 +27,7 @@ class MemitStages:
         # failed edit the next batch has the same index (a strong reference, so the identity is never reused)
         self._targets: tuple[Any, Targets] | None = None
         self._past_products: dict[str, PastProducts] = {}  # per edited module
+        self._keys: tuple[Any, BatchKeys] | None = None  # (the batch object, its keys), as _targets
 
     # -- locate ---------------------------------------------------------------------------
     @hookimpl
@@ -51,8 +50,11 @@ class MemitStages:
     @hookimpl
     def editkit_collect_keys(self, run: Any, batch: Any, site: Any) -> torch.Tensor:
         templates = self.prefix_templates(run)
+        if self._keys is None or self._keys[0] is not batch:  # one per batch: kept keys, recorded block inputs
+            self._keys = (batch, BatchKeys(run.model, run.tokenizer, run.layout.blocks, run.sites[-1].layer,
+                                           batch.requests, templates, run.device))
         with fused_activations(run.model) if self.hparams.fused_activations else nullcontext():
-            return collect_keys(run.model, run.tokenizer, site.module, batch.requests, templates, run.device)
+            return self._keys[1](site.layer, site.module)
 
     # -- compute-residual ------------------------------------------------------------------
     def targets(self, run: Any, batch: Any) -> Targets:
@@ -90,17 +92,9 @@ class MemitStages:
             run.note(run.sites[-1], "vstar.mean_steps", round(mean_steps, 2))
         return self._targets[1]
 
-    @torch.no_grad()
     def current_hidden(self, run: Any, batch: Any) -> torch.Tensor:
         """``h^L`` ``[u, d_model]`` at the subject's last token of the bare prompts, current model."""
-        block = run.sites[-1].block
-        ids, positions = subject_prompts(run.tokenizer, batch.requests, ["{}"])
-        padded = pad_batch(run.tokenizer, ids, run.device)
-        with capture_outputs(run.model, [block]) as out:
-            run.model.base_model(**padded.model_inputs(), use_cache=False)
-        rows = torch.arange(len(ids))
-        cols = torch.tensor([padded.index(r, p) for r, p in enumerate(positions)])
-        return out[block][rows, cols].float().cpu()
+        return subject_hidden(run.model, run.tokenizer, run.sites[-1].block, batch.requests, run.device)
 
     @hookimpl
     def editkit_compute_residual(self, run: Any, batch: Any, site: Any, keys: torch.Tensor) -> torch.Tensor:
