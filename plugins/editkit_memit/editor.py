@@ -71,7 +71,7 @@ class MemitStages:
                 settings=VStarSettings(
                     lr=hp.v_lr, steps=hp.v_steps, weight_decay=hp.v_weight_decay, clamp_norm=hp.clamp_norm,
                     kl_factor=hp.kl_factor, early_stop_loss=hp.early_stop_loss, forward=hp.vstar_forward,
-                    fused=hp.fused_activations,
+                    fused=hp.fused_activations, autocast=hp.vstar_autocast,
                 ),
                 layout=run.layout,
                 device=run.device,

@@ -16,7 +16,10 @@
 Each forward returns ``(h^L before the shift, final hidden states)`` for the columns
 ``offset..T`` (``offset`` = 0, or ``s``). A self-check against the full model at δ = 0
 decides whether a strategy reproduces the family exactly; if not, ``auto`` falls back
-(suffix → upper → full).
+(suffix → upper → full). The check runs on a few rows (:func:`check_rows`: the first, the
+most and the least padded), through the same row selection a step uses: whether a family's
+blocks or cache can be re-run is a property of the family, and the full-batch check cost as
+much as several steps of a real model.
 """
 
 from __future__ import annotations
@@ -141,9 +144,10 @@ class UpperForward:
         self.later, reference = _LaterBlocks.record(
             model, layout, layer, lambda: model.base_model(**inputs, use_cache=False).last_hidden_state  # [N, T, d]
         )
-        everything = torch.arange(self.later.n, device=reference.device)
+        rows = check_rows(inputs["attention_mask"]) if "attention_mask" in inputs else torch.arange(self.later.n)
+        reference = reference[rows]
         with torch.no_grad():
-            _, again = self(everything, lambda h: h)
+            _, again = self(rows, lambda h: h)
         if float((again - reference).norm()) > 1e-4 * max(float(reference.norm()), 1e-12):
             raise Unsupported("recomputing the later blocks does not reproduce the model's hidden states")
 
@@ -182,13 +186,15 @@ class SuffixForward:
         self._cache: Any = None
         self.upper: _LaterBlocks | None = None  # recorded on the suffix columns
         everything = torch.arange(self.n, device=inputs["input_ids"].device)
+        checked = check_rows(inputs["attention_mask"])
         with torch.no_grad():
-            reference = model.base_model(**inputs, use_cache=False).last_hidden_state[:, self.offset :]
+            reference = model.base_model(**{k: v[checked] for k, v in inputs.items()},
+                                         use_cache=False).last_hidden_state[:, self.offset :]
             scale = max(float(reference.norm()), 1e-12)
 
             def reproduces() -> bool:
                 for _ in range(2):  # twice: each step must start again from the prefix
-                    _, again = self(everything, lambda h: h)
+                    _, again = self(checked, lambda h: h)
                     if not bool(torch.isfinite(again).all()) or float((again - reference).norm()) > 1e-4 * scale:
                         return False
                 return True
@@ -236,6 +242,13 @@ class SuffixForward:
 
 
 Forward = FullForward | UpperForward | SuffixForward
+
+
+def check_rows(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Rows the self-checks run on: the first, the most padded and the least padded (sorted, distinct)."""
+    lengths = attention_mask.sum(dim=1)
+    picked = {0, int(lengths.argmin()), int(lengths.argmax())}
+    return torch.tensor(sorted(picked), device=attention_mask.device)
 
 
 def make_forward(
