@@ -29,7 +29,7 @@ from editkit.layout import ModelLayout
 from editkit.requests import EditRequest
 from editkit.tokens import first_token_from, last_token_before, pad_batch, tokenize
 from editkit_memit.keys import clip_to_context
-from editkit_memit.upper import make_forward
+from editkit_memit.upper import SuffixForward, make_forward
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -289,8 +289,9 @@ def _optimise_group(
     for indices in width_segments(all_rows, SEGMENT_COLUMNS) if suffix else [list(range(len(all_rows)))]:
         prompts = _pad(tokenizer, [all_rows[i] for i in indices], device, left=suffix)
         split = int(prompts.lookup.min()) if suffix else None
+        like = next((f for _, f in segments if isinstance(f, SuffixForward)), None)  # checked on earlier rows
         segments.append((prompts, make_forward(model, layout, layer, block, prompts.batch.model_inputs(), s.forward,
-                                               split)))
+                                               split, like)))
     unembed = model.get_output_embeddings()
     u = len(requests)
     d_model = _width(model)

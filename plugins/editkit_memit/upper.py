@@ -140,10 +140,13 @@ class UpperForward:
 
     offset = 0
 
-    def __init__(self, model: torch.nn.Module, layout: ModelLayout, layer: int, inputs: dict[str, torch.Tensor]):
+    def __init__(self, model: torch.nn.Module, layout: ModelLayout, layer: int, inputs: dict[str, torch.Tensor],
+                 check: bool = True):
         self.later, reference = _LaterBlocks.record(
             model, layout, layer, lambda: model.base_model(**inputs, use_cache=False).last_hidden_state  # [N, T, d]
         )
+        if not check:
+            return
         rows = check_rows(inputs["attention_mask"]) if "attention_mask" in inputs else torch.arange(self.later.n)
         reference = reference[rows]
         with torch.no_grad():
@@ -167,7 +170,10 @@ class SuffixForward:
     """
 
     def __init__(self, model: torch.nn.Module, block: str, inputs: dict[str, torch.Tensor], split: int,
-                 layout: ModelLayout | None = None, layer: int = -1):
+                 layout: ModelLayout | None = None, layer: int = -1, trusted: bool | None = None):
+        """``trusted``: None checks what reproduces the model (blocks after L alone, else the whole suffix);
+        True / False uses the blocks after L alone / the whole suffix unchecked (as a checked forward of the
+        same model and layer found)."""
         if split < 1:
             raise Unsupported("no prefix to cache")
         self.model, self.block, self.inputs, self.offset = model, block, inputs, int(split)
@@ -186,6 +192,10 @@ class SuffixForward:
         self._cache: Any = None
         self.upper: _LaterBlocks | None = None  # recorded on the suffix columns
         everything = torch.arange(self.n, device=inputs["input_ids"].device)
+        if trusted is not None:
+            if trusted:
+                self.upper, _ = _LaterBlocks.record(model, layout, layer, lambda: self._forward(everything))
+            return
         checked = check_rows(inputs["attention_mask"])
         with torch.no_grad():
             reference = model.base_model(**{k: v[checked] for k, v in inputs.items()},
@@ -253,10 +263,21 @@ def check_rows(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def make_forward(
     model: torch.nn.Module, layout: ModelLayout | None, layer: int, block: str, inputs: dict[str, torch.Tensor],
-    mode: str, split: int | None = None,
+    mode: str, split: int | None = None, like: Forward | None = None,
 ) -> Forward:
     """``mode``: ``full``, ``upper`` or ``suffix`` (error if unsupported), or ``auto`` (suffix,
-    else upper, else full). ``suffix`` needs left-padded ``inputs`` and ``split``."""
+    else upper, else full). ``suffix`` needs left-padded ``inputs`` and ``split``.
+
+    ``like``: a forward that :func:`make_forward` built for the same model, layer and mode on other rows of
+    the same step; the same strategy is used again without its self-check (when it applies to these rows:
+    a suffix needs a prefix to cache)."""
+    if like is not None and not isinstance(like, FullForward):
+        if isinstance(like, SuffixForward) and split is not None and split >= 1:
+            return SuffixForward(model, block, inputs, split, layout, layer, trusted=like.upper is not None)
+        if isinstance(like, UpperForward) and layout is not None:
+            return UpperForward(model, layout, layer, inputs, check=False)
+    elif isinstance(like, FullForward):
+        return FullForward(model, block, inputs)
     if mode == "full":
         return FullForward(model, block, inputs)
     if mode in ("suffix", "auto") and split is not None:

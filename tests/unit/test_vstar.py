@@ -20,6 +20,7 @@ measured here in float64 (weights perturbed by u relative, three draws, the larg
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 import torch
@@ -348,8 +349,9 @@ def test_width_segments_partition_rows_narrowest_first_and_merge_small_ones():
     merged = width_segments(rows, merge_columns=10**6)
     assert merged == [sorted(range(len(rows)), key=lambda i: (rows[i].width, i))]  # one segment, narrowest first
     some = width_segments(rows, merge_columns=3)
-    for seg, following in zip(some, some[1:]):  # a segment that was kept would have paid more than 3 columns
-        assert sum(rows[following[0]].width - rows[i].width for i in seg) > 3 or len(seg) == 0
+    assert 1 < len(some) < len(exact)
+    for seg, following in itertools.pairwise(some):  # a segment kept apart would have paid more than 3 columns
+        assert sum(rows[following[0]].width - rows[i].width for i in seg) > 3
 
 
 def test_suffix_steps_run_each_row_on_its_own_columns(setup, monkeypatch):
@@ -401,3 +403,25 @@ def test_bfloat16_autocast_stays_close_to_float32(setup):
     assert not torch.equal(out["bfloat16"].z, out["none"].z)  # bf16 did run
     with pytest.raises(ValueError):
         VStarSettings(lr=0.5, steps=1, weight_decay=0, clamp_norm=1, kl_factor=0, early_stop_loss=0, autocast="fp8")
+
+
+def test_the_suffix_self_check_runs_once_per_call(setup, monkeypatch):
+    """Segments of one call share the model and layer: the first suffix forward's self-check decides for all."""
+    import editkit_memit.targets as targets
+    import editkit_memit.upper as upper
+
+    from editkit.layout import resolve_layout
+    from editkit.plugins import PluginHost
+
+    model, tok, requests = setup
+    layout = resolve_layout(model, PluginHost().catalog.entries["architectures"])
+    monkeypatch.setattr(targets, "SEGMENT_COLUMNS", 0)
+    checks = []
+    original = upper.check_rows
+    monkeypatch.setattr(upper, "check_rows", lambda mask: checks.append(1) or original(mask))
+    settings = VStarSettings(lr=0.5, steps=2, weight_decay=0.5, clamp_norm=0.75, kl_factor=0.0625,
+                             early_stop_loss=5e-2, forward="suffix")
+    optimise_targets(model, tok, block=layout.blocks[1], requests=requests, templates=TEMPLATES, settings=settings,
+                     device=torch.device("cpu"), layout=layout, min_group=100)
+    assert len(targets.width_segments(targets._rows(tok, requests, TEMPLATES), 0)) > 2
+    assert checks == [1]
