@@ -12,6 +12,14 @@ iteration), then clamp ``‖δ_i‖ ≤ c·‖h_i‖``. All requests of a group 
 in one batched forward per step; each request has its own Adam state and stops on its own,
 and stopped requests leave the batch. Because the losses are independent and Adam is
 elementwise, this equals optimising one request at a time (tested).
+
+What a step computes is the floor of the algorithm: with suffix-only steps every row runs on its
+own columns only, from the subject's last token (where δ enters) to its end: the rows are split
+into *segments* of one width (:func:`width_segments`; a segment's forward and backward run on
+``rows × width`` columns of blocks ``L+1..end``), and the KL prompt ``"{s} is a"`` ends at the
+subject's last token, where its loss is taken (attention is causal, so the tokens after it never
+mattered). The unembedding runs only at the positions where a loss is taken, and no gradient
+reaches a weight (the model's parameters do not require one).
 """
 
 from __future__ import annotations
@@ -204,7 +212,8 @@ def optimise_targets(
     ``block`` is the name of block ``L``. With ``layout`` the steps may run from block ``L`` up
     (``settings.forward``: ``auto``/``upper``); without it every step runs the full model.
     With ``group_size`` 0 and suffix-only steps (``auto``/``suffix``), requests are grouped by
-    how many columns follow their subject (:func:`suffix_groups`), so that no row pays for a
+    how many columns follow their subject (:func:`suffix_groups`; ``min_group`` requests at least), and
+    within a group the rows by their own width (:func:`width_segments`), so that no row pays for a
     longer suffix than its own; requests are independent, so grouping does not change ``z``.
     ``on_step(advance, active)`` is called after every step of every group; the ``advance``
     values of a whole call add up to ``settings.steps`` when no group stops early (one per step
