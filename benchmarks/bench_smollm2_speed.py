@@ -12,8 +12,9 @@ One command, every ratio measured in this one process:
    alone, the whole model every step, the model's own activation modules) on the first
    ``--reference-requests`` (20) requests, as the first batches of (1): the speed-up is the reference's
    seconds per edit over editkit's on those same batches; z and efficacy are compared.
-3. **Options**, each on the first batch against the default (float32) run: ``vstar_autocast=bfloat16`` and
-   ``--threads``-independent ones; per option: seconds, max / median relative z difference, efficacy.
+3. **Options** on the first batch against the default (float32) run of that batch: ``vstar_autocast=bfloat16``
+   (the blocks of each v* step under bf16 autocast); seconds per edit, max / median relative z difference,
+   efficacy. Thread counts: run the command with another ``--threads``.
 4. **The demo's v* setting** (lr 0.5, 25 steps) on all N requests (``--no-demo-setting`` skips it).
 5. **Key statistics** (``--stats-tokens``, default 20,000; 0 skips): collecting C0 of the five layers in one
    pass against a bare forward of the model truncated after the last edited layer on the same padded batches,
@@ -175,8 +176,9 @@ def main() -> None:
     parser.add_argument("--stats-repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    if args.reference_requests % args.batch_size and args.reference_requests > args.batch_size:
-        parser.error("--reference-requests must be a multiple of --batch-size (or smaller than one batch)")
+    if args.reference_requests % args.batch_size or not args.batch_size <= args.reference_requests <= args.requests:
+        parser.error("--reference-requests must be a multiple of --batch-size, at most --requests: the speed-up "
+                     "compares the same batches")
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     model, tokenizer, model_id = load()
@@ -190,8 +192,8 @@ def main() -> None:
     results: dict[str, Any] = {"default": edit_all(model, tokenizer, stats, model_id, chunk, args.batch_size, issue)}
     stage_table("editkit, default settings (v* lr 0.1, 25 steps)", results["default"])
 
-    m = min(args.reference_requests, args.requests)
-    ref_batches = -(-m // args.batch_size)
+    m = args.reference_requests
+    ref_batches = m // args.batch_size
     results["reference"] = edit_all(model, tokenizer, stats, model_id, chunk[:m], args.batch_size,
                                     {**issue, **MODES[REFERENCE]})
     stage_table(f"reference algorithm ({REFERENCE})", results["reference"])
