@@ -30,7 +30,8 @@ What is here, by use:
   token), :func:`pad_batch` (a padded batch with explicit position ids), :func:`max_positions` (the model's
   context), :func:`clip_left` (cut a context from the left to fit).
 * **Capturing and changing a module's inputs and outputs**: :func:`capture_inputs`, :func:`capture_outputs`,
-  :func:`run_until_stopped` (stop the forward pass after the last captured module), :func:`edit_output`
+  :func:`run_until_stopped` (stop the forward pass after the last captured module; a hook may raise
+  :class:`StopForward` to end it), :func:`edit_output`
   (replace a module's output), :func:`added_update` (the model computes as if ``W + Δ``, nothing written),
   :func:`fused_activations` (exact fused activations while optimising), :func:`cache_argument` /
   :func:`cache_of` (a model's key/value cache argument and result).
@@ -86,7 +87,14 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; at run time these load on f
     from editkit.run import EditBatch, EditRun
     from editkit.scoring import continuation_scores
     from editkit.tokens import PaddedBatch, TokenizedText, first_token_from, last_token_before, pad_batch, tokenize
-    from editkit.tracing import added_update, capture_inputs, capture_outputs, edit_output, run_until_stopped
+    from editkit.tracing import (
+        StopForward,
+        added_update,
+        capture_inputs,
+        capture_outputs,
+        edit_output,
+        run_until_stopped,
+    )
     from editkit.updates import AccumulatedProposal, DeltaProposal, Proposal, SolveProblem, Subspace, UndoRecord
 
 
@@ -213,6 +221,7 @@ _LAZY = {
     "capture_outputs": "editkit.tracing",
     "edit_output": "editkit.tracing",
     "run_until_stopped": "editkit.tracing",
+    "StopForward": "editkit.tracing",
     "fused_activations": "editkit.activations",
     "continuation_scores": "editkit.scoring",
     "sample_continuations": "editkit.generation",
@@ -244,6 +253,7 @@ __all__ = [
     "RunContext",
     "Site",
     "SolveProblem",
+    "StopForward",
     "Subspace",
     "Task",
     "TokenizedText",

@@ -13,13 +13,11 @@ from editkit.api import (
     Site,
     SolveProblem,
     UsageError,
-    capture_outputs,
     fused_activations,
     hookimpl,
-    pad_batch,
 )
 from editkit_memit.hparams import MemitHParams, default_layers
-from editkit_memit.keys import collect_keys, subject_prompts
+from editkit_memit.keys import BatchKeys, subject_hidden
 from editkit_memit.prefixes import run_templates
 from editkit_memit.solve import PastProducts, solve_update
 from editkit_memit.targets import Targets, VStarSettings, optimise_targets
@@ -35,6 +33,7 @@ class MemitStages:
         # failed edit the next batch has the same index (a strong reference, so the identity is never reused)
         self._targets: tuple[Any, Targets] | None = None
         self._past_products: dict[str, PastProducts] = {}  # per edited module
+        self._keys: tuple[Any, BatchKeys] | None = None  # (the batch object, its keys), as _targets
 
     # -- locate ---------------------------------------------------------------------------
     @hookimpl
@@ -57,8 +56,11 @@ class MemitStages:
     @hookimpl
     def editkit_collect_keys(self, run: RunContext, batch: EditBatch, site: Site) -> torch.Tensor:
         templates = self.prefix_templates(run)
+        if self._keys is None or self._keys[0] is not batch:  # one per batch: kept keys, recorded block inputs
+            self._keys = (batch, BatchKeys(run.model, run.tokenizer, run.layout.blocks, run.sites[-1].layer,
+                                           batch.requests, templates, run.device))
         with fused_activations(run.model) if self.hparams.fused_activations else nullcontext():
-            return collect_keys(run.model, run.tokenizer, site.module, batch.requests, templates, run.device)
+            return self._keys[1](site.layer, site.module)
 
     # -- compute-residual ------------------------------------------------------------------
     def targets(self, run: RunContext, batch: EditBatch) -> Targets:
@@ -75,7 +77,7 @@ class MemitStages:
                 settings=VStarSettings(
                     lr=hp.v_lr, steps=hp.v_steps, weight_decay=hp.v_weight_decay, clamp_norm=hp.clamp_norm,
                     kl_factor=hp.kl_factor, early_stop_loss=hp.early_stop_loss, forward=hp.vstar_forward,
-                    fused=hp.fused_activations,
+                    fused=hp.fused_activations, autocast=hp.vstar_autocast,
                 ),
                 layout=run.layout,
                 device=run.device,
@@ -96,18 +98,9 @@ class MemitStages:
             run.note(run.sites[-1], "vstar.mean_steps", round(mean_steps, 2))
         return self._targets[1]
 
-    @torch.no_grad()
     def current_hidden(self, run: RunContext, batch: EditBatch) -> torch.Tensor:
         """``h^L`` ``[u, d_model]`` at the subject's last token of the bare prompts, current model."""
-        block = run.sites[-1].block
-        ids, positions = subject_prompts(run.tokenizer, batch.requests, ["{}"])
-        padded = pad_batch(run.tokenizer, ids, run.device)
-        model: Any = run.model  # a transformers causal LM: its base_model gives the hidden states
-        with capture_outputs(model, [block]) as out:
-            model.base_model(**padded.model_inputs(), use_cache=False)
-        rows = torch.arange(len(ids))
-        cols = torch.tensor([padded.index(r, p) for r, p in enumerate(positions)])
-        return out[block][rows, cols].float().cpu()
+        return subject_hidden(run.model, run.tokenizer, run.sites[-1].block, batch.requests, run.device)
 
     @hookimpl
     def editkit_compute_residual(

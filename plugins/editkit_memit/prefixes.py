@@ -1,4 +1,4 @@
-"""Prefix (context) templates, sampled once per run from the unedited model (methods.md §2.1).
+"""Prefix (context) templates, sampled once per run from the unedited model (MEMIT: Meng et al. 2023, arXiv 2210.07229).
 
 Templates are ``["{}"] + [g_j + ". {}"]`` with one short sample ``g_j`` per seed word; the
 run's seeded generator makes them reproducible, and they are stored in the run's state.
@@ -35,7 +35,7 @@ def sample_prefixes(
             logits = model(input_ids=inputs).logits[0, -1].float().cpu()  # [vocab]
             top = torch.topk(logits, k=min(top_k, logits.shape[-1]))
             probs = torch.softmax(top.values, dim=-1)
-            choice = torch.multinomial(probs, 1, generator=generator).item()
+            choice = int(torch.multinomial(probs, 1, generator=generator).item())
             ids.append(int(top.indices[choice]))
         text = tokenizer.decode(ids, skip_special_tokens=True).replace("{", " ").replace("}", " ").strip()
         templates.append(f"{text}. {{}}")

@@ -1,4 +1,4 @@
-"""compute-residual, part 1: target hidden states ``z`` (the v* optimisation, methods.md §2.4).
+"""compute-residual, part 1: target hidden states ``z`` (v*: MEMIT, Meng et al. 2023, arXiv 2210.07229).
 
 One vector ``δ_i`` per request is added to the output of block ``L`` (the last edited layer)
 at the subject's last token of every prompt of that request, and optimised with Adam::
@@ -12,13 +12,21 @@ iteration), then clamp ``‖δ_i‖ ≤ c·‖h_i‖``. All requests of a group 
 in one batched forward per step; each request has its own Adam state and stops on its own,
 and stopped requests leave the batch. Because the losses are independent and Adam is
 elementwise, this equals optimising one request at a time (tested).
+
+What a step computes is the floor of the algorithm: with suffix-only steps every row runs on its
+own columns only, from the subject's last token (where δ enters) to its end: the rows are split
+into *segments* of one width (:func:`width_segments`; a segment's forward and backward run on
+``rows × width`` columns of blocks ``L+1..end``), and the KL prompt ``"{s} is a"`` ends at the
+subject's last token, where its loss is taken (attention is causal, so the tokens after it never
+mattered). The unembedding runs only at the positions where a loss is taken, and no gradient
+reaches a weight (the model's parameters do not require one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import torch
@@ -34,7 +42,7 @@ from editkit.api import (
     tokenize,
 )
 from editkit_memit.keys import clip_to_context
-from editkit_memit.upper import make_forward
+from editkit_memit.upper import SuffixForward, make_forward
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -50,6 +58,9 @@ class VStarSettings:
     early_stop_loss: float
     forward: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "suffix", "upper", "full")))
     fused: bool = True  # fused equivalents of unfused activation modules during the steps
+    # the blocks of each step under torch.autocast in bfloat16 (δ, Adam, the unembedding and the loss stay in
+    # the model's precision); off by default: z moves by ~1e-2 relative (benchmarks/bench_smollm2_speed.py)
+    autocast: str = attrs.field(default="none", validator=attrs.validators.in_(("none", "bfloat16")))
 
 
 @attrs.frozen(kw_only=True)
@@ -76,13 +87,28 @@ class _Prompts:
     tok_id: torch.Tensor  # [n_tok] the target token id
 
 
-def _build_prompts(
-    tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str], device: torch.device,
-    left: bool = False, limit: int | None = None,
-) -> _Prompts:
-    ids: list[list[int]] = []
-    row_request, lookup, is_kl, is_bare = [], [], [], []
-    targets: list[tuple[int, int, int]] = []  # (row, unpadded predicting column, token id)
+@attrs.frozen(kw_only=True)
+class _Row:
+    """One prompt row of a request before padding; ``lookup`` and ``targets`` columns are unpadded."""
+
+    ids: tuple[int, ...]
+    request: int  # index within the group
+    lookup: int  # the subject's last token (where δ enters)
+    is_kl: bool
+    is_bare: bool
+    targets: tuple[tuple[int, int], ...]  # (column whose logits predict the token, token id)
+
+    @property
+    def width(self) -> int:
+        """Columns from the subject's last token to the row's end: all that δ reaches."""
+        return len(self.ids) - self.lookup
+
+
+def _rows(tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str],
+          limit: int | None = None) -> list[_Row]:
+    """Every row of every request, request-major: the rewriting prompts (one per template), then the KL
+    prompt ``"{s} is a"`` cut after the subject's last token (its loss is taken there; attention is causal)."""
+    rows: list[_Row] = []
     for r, request in enumerate(requests):
         for j, template in enumerate(templates):
             before, _, after = template.replace("{}", request.prompt).partition("{}")
@@ -97,39 +123,75 @@ def _build_prompts(
             # the model reads all but the last token: a prefixed row loses prefix tokens beyond limit + 1
             kept, dropped = clip_to_context(tokenizer, full, tok, template, None if limit is None else limit + 1,
                                             request)
-            row = len(ids)
-            ids.append(kept[:-1])  # teacher forcing: the last target token is only predicted
-            for t in range(first, len(tok.ids)):
-                targets.append((row, t - 1 - dropped, tok.ids[t]))
-            row_request.append(r)
-            lookup.append(last_token_before(tokenizer, full, len(before) + len(request.subject), tok) - dropped)
-            is_kl.append(False)
-            is_bare.append(j == 0)
+            rows.append(_Row(
+                ids=tuple(kept[:-1]),  # teacher forcing: the last target token is only predicted
+                request=r,
+                lookup=last_token_before(tokenizer, full, len(before) + len(request.subject), tok) - dropped,
+                is_kl=False, is_bare=j == 0,
+                targets=tuple((t - 1 - dropped, tok.ids[t]) for t in range(first, len(tok.ids))),
+            ))
         kl_text = f"{request.subject} is a"
         tok = tokenize(tokenizer, kl_text)
-        ids.append(list(tok.ids))
-        row_request.append(r)
-        lookup.append(last_token_before(tokenizer, kl_text, len(request.subject), tok))
-        is_kl.append(True)
-        is_bare.append(False)
+        lookup = last_token_before(tokenizer, kl_text, len(request.subject), tok)
+        rows.append(_Row(ids=tuple(tok.ids[: lookup + 1]), request=r, lookup=lookup, is_kl=True, is_bare=False,
+                         targets=()))
+    return rows
+
+
+def _pad(tokenizer: Any, rows: Sequence[_Row], device: torch.device, left: bool = False) -> _Prompts:
     side = getattr(tokenizer, "padding_side", "right")
     try:
         if left:
             tokenizer.padding_side = "left"
-        batch = pad_batch(tokenizer, ids, device)
+        batch = pad_batch(tokenizer, [row.ids for row in rows], device)
     finally:
         tokenizer.padding_side = side
-    lookup_padded = [batch.index(row, col) for row, col in enumerate(lookup)]
+    targets = [(i, col, token) for i, row in enumerate(rows) for col, token in row.targets]
     return _Prompts(
         batch=batch,
-        row_request=torch.tensor(row_request, device=device),
-        lookup=torch.tensor(lookup_padded, device=device),
-        is_kl=torch.tensor(is_kl, device=device),
-        is_bare=torch.tensor(is_bare, device=device),
-        tok_row=torch.tensor([t[0] for t in targets], device=device),
-        tok_col=torch.tensor([batch.index(t[0], t[1]) for t in targets], device=device),
-        tok_id=torch.tensor([t[2] for t in targets], device=device),
+        row_request=torch.tensor([row.request for row in rows], device=device),
+        lookup=torch.tensor([batch.index(i, row.lookup) for i, row in enumerate(rows)], device=device),
+        is_kl=torch.tensor([row.is_kl for row in rows], device=device),
+        is_bare=torch.tensor([row.is_bare for row in rows], device=device),
+        tok_row=torch.tensor([t[0] for t in targets], device=device, dtype=torch.long),
+        tok_col=torch.tensor([batch.index(t[0], t[1]) for t in targets], device=device, dtype=torch.long),
+        tok_id=torch.tensor([t[2] for t in targets], device=device, dtype=torch.long),
     )
+
+
+def _build_prompts(
+    tokenizer: Any, requests: Sequence[EditRequest], templates: Sequence[str], device: torch.device,
+    left: bool = False, limit: int | None = None,
+) -> _Prompts:
+    """All rows of ``requests`` in one padded batch."""
+    return _pad(tokenizer, _rows(tokenizer, requests, templates, limit), device, left)
+
+
+SEGMENT_COLUMNS = 30
+"""A segment of rows costs one more forward and backward per step, a fixed overhead (operator dispatch, the
+cache copy) of roughly this many token-columns' work: :func:`width_segments` merges a segment into the next
+wider one when that adds at most this many columns. Measured on SmolLM2-135M, 20 requests, one CPU thread:
+6, 15 and 30 (7, 5 and 4 segments; 572, 596 and 628 columns) took 3.17, 3.08 and 2.99 s a step."""
+
+
+def width_segments(rows: Sequence[_Row], merge_columns: int = SEGMENT_COLUMNS) -> list[list[int]]:
+    """Row indices grouped by width (:attr:`_Row.width`), narrowest first, so that a suffix-only step runs
+    each row on its own columns only; a segment whose rows would pay at most ``merge_columns`` extra
+    columns in the next wider one joins it."""
+    by_width: dict[int, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_width.setdefault(row.width, []).append(index)
+    segments: list[tuple[int, list[int]]] = []
+    pending: list[int] = []
+    widths = sorted(by_width)
+    for i, w in enumerate(widths):
+        pending += by_width[w]
+        following = widths[i + 1] if i + 1 < len(widths) else None
+        extra = sum(following - rows[j].width for j in pending) if following is not None else None
+        if extra is None or extra > merge_columns:
+            segments.append((w, pending))
+            pending = []
+    return [indices for _, indices in segments]
 
 
 def optimise_targets(
@@ -156,7 +218,8 @@ def optimise_targets(
     ``block`` is the name of block ``L``. With ``layout`` the steps may run from block ``L`` up
     (``settings.forward``: ``auto``/``upper``); without it every step runs the full model.
     With ``group_size`` 0 and suffix-only steps (``auto``/``suffix``), requests are grouped by
-    how many columns follow their subject (:func:`suffix_groups`), so that no row pays for a
+    how many columns follow their subject (:func:`suffix_groups`; ``min_group`` requests at least), and
+    within a group the rows by their own width (:func:`width_segments`), so that no row pays for a
     longer suffix than its own; requests are independent, so grouping does not change ``z``.
     ``on_step(advance, active)`` is called after every step of every group; the ``advance``
     values of a whole call add up to ``settings.steps`` when no group stops early (one per step
@@ -234,13 +297,18 @@ def _optimise_group(
     norm_reference: Sequence[float] | None = None,
 ) -> Targets:
     block, layout = placement
-    prompts = _build_prompts(tokenizer, requests, templates, device, left=s.forward in ("auto", "suffix"),
-                             limit=max_positions(model))
+    suffix = s.forward in ("auto", "suffix")
+    all_rows = _rows(tokenizer, requests, templates, limit=max_positions(model))
     layer = layout.blocks.index(block) if layout is not None else -1
-    split = int(prompts.lookup.min()) if s.forward in ("auto", "suffix") else None
-    forward = make_forward(model, layout, layer, block, prompts.batch.model_inputs(), s.forward, split)
-    offset = forward.offset  # the forward returns columns offset..T
-    unembed = model.get_output_embeddings()
+    # (prompts, forward) per segment of rows; suffix-only steps: rows of one width together
+    segments: list[tuple[Any, Any]] = []
+    for indices in width_segments(all_rows, SEGMENT_COLUMNS) if suffix else [list(range(len(all_rows)))]:
+        prompts = _pad(tokenizer, [all_rows[i] for i in indices], device, left=suffix)
+        split = int(prompts.lookup.min()) if suffix else None
+        like = next((f for _, f in segments if isinstance(f, SuffixForward)), None)  # checked on earlier rows
+        segments.append((prompts, make_forward(model, layout, layer, block, prompts.batch.model_inputs(), s.forward,
+                                               split, like)))
+    unembed: Any = cast(Any, model).get_output_embeddings()
     u = len(requests)
     d_model = _width(model)
     param_dtype = next(model.parameters()).dtype
@@ -254,56 +322,64 @@ def _optimise_group(
     active = torch.ones(u, dtype=torch.bool, device=device)
     steps_taken = [0] * u
     final_loss = [float("nan")] * u
-    n_rows_per_request = torch.bincount(prompts.row_request, minlength=u)
-    n_rewrite = n_rows_per_request - 1  # one KL row per request
+    n_rewrite = torch.bincount(torch.tensor([row.request for row in all_rows if not row.is_kl], device=device),
+                               minlength=u)
 
     for it in range(s.steps):
         req_idx = active.nonzero().flatten()  # [a] requests still optimised
-        row_mask = active[prompts.row_request]
-        rows = row_mask.nonzero().flatten()  # [n] rows of active requests
         local = torch.full((u,), -1, dtype=torch.long, device=device)
         local[req_idx] = torch.arange(len(req_idx), device=device)
-        row_req_local = local[prompts.row_request[rows]]  # [n] in 0..a-1
-        row_of = torch.full((len(prompts.row_request),), -1, dtype=torch.long, device=device)
-        row_of[rows] = torch.arange(len(rows), device=device)
-        lookup = prompts.lookup[rows] - offset
+        nll = torch.zeros(len(req_idx), device=device, dtype=dtype)
+        kl = torch.zeros(len(req_idx), device=device, dtype=dtype)
+        for prompts, forward in segments:
+            offset = forward.offset  # the forward returns columns offset..T
+            rows = active[prompts.row_request].nonzero().flatten()  # [n] rows of active requests
+            if not len(rows):
+                continue
+            row_req_local = local[prompts.row_request[rows]]  # [n] in 0..a-1
+            row_of = torch.full((len(prompts.row_request),), -1, dtype=torch.long, device=device)
+            row_of[rows] = torch.arange(len(rows), device=device)
+            lookup = prompts.lookup[rows] - offset
 
-        def add_delta(
-            h: torch.Tensor, lookup: torch.Tensor = lookup, shift_rows: torch.Tensor = req_idx[row_req_local]
-        ) -> torch.Tensor:  # h [n, T, d_model]
-            shift = torch.zeros_like(h).index_put(
-                (torch.arange(h.shape[0], device=h.device), lookup), delta[shift_rows].to(h.dtype)
-            )
-            return h + shift
+            def add_delta(
+                h: torch.Tensor, lookup: torch.Tensor = lookup, shift_rows: torch.Tensor = req_idx[row_req_local]
+            ) -> torch.Tensor:  # h [n, T, d_model]
+                shift = torch.zeros_like(h).index_put(
+                    (torch.arange(h.shape[0], device=h.device), lookup), delta[shift_rows].to(h.dtype)
+                )
+                return h + shift
 
-        h_base, hidden = forward(rows, add_delta)  # [n, T, d_model] each
+            with _autocast(s.autocast, device):
+                h_base, hidden = forward(rows, add_delta)  # [n, T, d_model] each
+            hidden = hidden.to(param_dtype)
 
+            if it == 0:
+                bare = prompts.is_bare[rows]
+                h_init[row_req_local[bare]] = h_base[bare.nonzero().flatten(), lookup[bare]].detach().to(dtype)
+
+            tok_keep = row_of[prompts.tok_row] >= 0
+            if bool(tok_keep.any()):
+                tok_rows = row_of[prompts.tok_row[tok_keep]]
+                tok_logits = unembed(hidden[tok_rows, prompts.tok_col[tok_keep] - offset]).to(dtype)  # [n_tok, V]
+                tok_nll = -torch.log_softmax(tok_logits, dim=-1).gather(1, prompts.tok_id[tok_keep, None])[:, 0]
+                per_row = torch.zeros(len(rows), device=device, dtype=dtype).index_add(0, tok_rows, tok_nll)
+                per_row = per_row / torch.bincount(tok_rows, minlength=len(rows)).clamp(min=1)
+                rewrite = ~prompts.is_kl[rows]
+                nll = nll.index_add(0, row_req_local[rewrite], per_row[rewrite])
+
+            kl_rows = prompts.is_kl[rows].nonzero().flatten()
+            if len(kl_rows):
+                kl_logp = torch.log_softmax(unembed(hidden[kl_rows, lookup[kl_rows]]).to(dtype), dim=-1)  # [k, V]
+                kl_req = row_req_local[kl_rows]
+                if kl_init is None:
+                    kl_init = torch.zeros(u, kl_logp.shape[-1], device=device, dtype=dtype)
+                if it == 0:
+                    kl_init[req_idx[kl_req]] = kl_logp.detach()
+                kl = kl.index_add(0, kl_req, (kl_logp.exp() * (kl_logp - kl_init[req_idx[kl_req]])).sum(-1))
         if it == 0:
-            bare = prompts.is_bare[rows]
-            h_init[row_req_local[bare]] = h_base[bare.nonzero().flatten(), lookup[bare]].detach().to(dtype)
             reference = (h_init.norm(dim=-1) if norm_reference is None
                          else torch.tensor(norm_reference, device=device, dtype=dtype))  # [u]
-
-        tok_keep = row_of[prompts.tok_row] >= 0
-        tok_rows = row_of[prompts.tok_row[tok_keep]]
-        tok_logits = unembed(hidden[tok_rows, prompts.tok_col[tok_keep] - offset]).to(dtype)  # [n_tok, vocab]
-        tok_nll = -torch.log_softmax(tok_logits, dim=-1).gather(1, prompts.tok_id[tok_keep, None])[:, 0]
-        per_row = torch.zeros(len(rows), device=device, dtype=dtype).index_add(0, tok_rows, tok_nll)
-        per_row = per_row / torch.bincount(tok_rows, minlength=len(rows)).clamp(min=1)
-        rewrite = ~prompts.is_kl[rows]
-        nll = torch.zeros(len(req_idx), device=device, dtype=dtype)
-        nll = nll.index_add(0, row_req_local[rewrite], per_row[rewrite])
         nll = nll / n_rewrite[req_idx]
-
-        kl_rows = prompts.is_kl[rows].nonzero().flatten()
-        kl_logp = torch.log_softmax(unembed(hidden[kl_rows, lookup[kl_rows]]).to(dtype), dim=-1)  # [a, vocab]
-        kl_req = row_req_local[kl_rows]
-        if kl_init is None:
-            kl_init = torch.zeros(u, kl_logp.shape[-1], device=device, dtype=dtype)
-            kl_init[req_idx[kl_req]] = kl_logp.detach()
-        kl = torch.zeros(len(req_idx), device=device, dtype=dtype).index_add(
-            0, kl_req, (kl_logp.exp() * (kl_logp - kl_init[req_idx[kl_req]])).sum(-1)
-        )
         d = delta[req_idx]
         decay = s.weight_decay * d.norm(dim=-1) / reference[req_idx] ** 2
         loss = nll + s.kl_factor * kl + decay  # [a]
@@ -318,6 +394,7 @@ def _optimise_group(
         if len(stepping):
             (loss[~finished].sum()).backward()
             with torch.no_grad():
+                assert delta.grad is not None
                 grad = delta.grad[stepping]
                 adam_t[stepping] += 1
                 adam_m[stepping] = ADAM_BETAS[0] * adam_m[stepping] + (1 - ADAM_BETAS[0]) * grad
@@ -341,6 +418,12 @@ def _optimise_group(
     return Targets(z=z.cpu(), h_init=h_init.cpu(), steps=tuple(steps_taken), final_loss=tuple(final_loss))
 
 
+def _autocast(mode: str, device: torch.device) -> Any:
+    if mode == "none":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, mode))
+
+
 def _width(model: torch.nn.Module) -> int:
-    config = model.config
+    config: Any = model.config
     return int(getattr(config, "hidden_size", None) or config.n_embd)

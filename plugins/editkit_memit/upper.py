@@ -16,7 +16,10 @@
 Each forward returns ``(h^L before the shift, final hidden states)`` for the columns
 ``offset..T`` (``offset`` = 0, or ``s``). A self-check against the full model at δ = 0
 decides whether a strategy reproduces the family exactly; if not, ``auto`` falls back
-(suffix → upper → full).
+(suffix → upper → full). The check runs on a few rows (:func:`check_rows`: the first, the
+most and the least padded), through the same row selection a step uses: whether a family's
+blocks or cache can be re-run is a property of the family, and the full-batch check cost as
+much as several steps of a real model.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def _shifted_forward(
         return add(h)
 
     with edit_output(model, block, shifted):
-        hidden = model.base_model(**inputs).last_hidden_state
+        hidden = _base(model)(**inputs).last_hidden_state
     return seen["h"], hidden
 
 
@@ -135,13 +138,17 @@ class UpperForward:
 
     offset = 0
 
-    def __init__(self, model: torch.nn.Module, layout: ModelLayout, layer: int, inputs: dict[str, torch.Tensor]):
+    def __init__(self, model: torch.nn.Module, layout: ModelLayout, layer: int, inputs: dict[str, torch.Tensor],
+                 check: bool = True):
         self.later, reference = _LaterBlocks.record(
-            model, layout, layer, lambda: model.base_model(**inputs, use_cache=False).last_hidden_state  # [N, T, d]
+            model, layout, layer, lambda: _base(model)(**inputs, use_cache=False).last_hidden_state  # [N, T, d]
         )
-        everything = torch.arange(self.later.n, device=reference.device)
+        if not check:
+            return
+        rows = check_rows(inputs["attention_mask"]) if "attention_mask" in inputs else torch.arange(self.later.n)
+        reference = reference[rows]
         with torch.no_grad():
-            _, again = self(everything, lambda h: h)
+            _, again = self(rows, lambda h: h)
         if float((again - reference).norm()) > 1e-4 * max(float(reference.norm()), 1e-12):
             raise Unsupported("recomputing the later blocks does not reproduce the model's hidden states")
 
@@ -161,7 +168,10 @@ class SuffixForward:
     """
 
     def __init__(self, model: torch.nn.Module, block: str, inputs: dict[str, torch.Tensor], split: int,
-                 layout: ModelLayout | None = None, layer: int = -1):
+                 layout: ModelLayout | None = None, layer: int = -1, trusted: bool | None = None):
+        """``trusted``: None checks what reproduces the model (blocks after L alone, else the whole suffix);
+        True / False uses the blocks after L alone / the whole suffix unchecked (as a checked forward of the
+        same model and layer found)."""
         if split < 1:
             raise Unsupported("no prefix to cache")
         self.model, self.block, self.inputs, self.offset = model, block, inputs, int(split)
@@ -169,24 +179,31 @@ class SuffixForward:
         prefix = {k: v[:, : self.offset] for k, v in inputs.items()}
         try:
             with torch.no_grad():
-                output = model.base_model(**prefix, use_cache=True)
+                output = _base(model)(**prefix, use_cache=True)
         except (TypeError, ValueError) as error:
             raise Unsupported(f"the model's forward takes no key/value cache: {error}") from error
         self.cache = cache_of(output)
         if self.cache is None or not hasattr(self.cache, "batch_select_indices"):
             raise Unsupported("the model returned no selectable key/value cache")
-        self.cache_argument = cache_argument(model.base_model)
+        self.cache_argument = cache_argument(_base(model))
         self._rows: torch.Tensor | None = None
         self._cache: Any = None
         self.upper: _LaterBlocks | None = None  # recorded on the suffix columns
         everything = torch.arange(self.n, device=inputs["input_ids"].device)
+        if trusted is not None:
+            if trusted:
+                assert layout is not None, "a trusted upper-blocks forward needs the layout"
+                self.upper, _ = _LaterBlocks.record(model, layout, layer, lambda: self._forward(everything))
+            return
+        checked = check_rows(inputs["attention_mask"])
         with torch.no_grad():
-            reference = model.base_model(**inputs, use_cache=False).last_hidden_state[:, self.offset :]
+            reference = _base(model)(**{k: v[checked] for k, v in inputs.items()},
+                                         use_cache=False).last_hidden_state[:, self.offset :]
             scale = max(float(reference.norm()), 1e-12)
 
             def reproduces() -> bool:
                 for _ in range(2):  # twice: each step must start again from the prefix
-                    _, again = self(everything, lambda h: h)
+                    _, again = self(checked, lambda h: h)
                     if not bool(torch.isfinite(again).all()) or float((again - reference).norm()) > 1e-4 * scale:
                         return False
                 return True
@@ -219,7 +236,7 @@ class SuffixForward:
 
     def _forward(self, rows: torch.Tensor) -> torch.Tensor:
         """The model on the suffix columns of ``rows`` (no shift), on its own copy of the cache."""
-        return self.model.base_model(**self._suffix_inputs(rows), use_cache=True,
+        return _base(self.model)(**self._suffix_inputs(rows), use_cache=True,
                                      **{self.cache_argument: self._cache_for(rows)}).last_hidden_state
 
     def _cache_for(self, rows: torch.Tensor) -> Any:
@@ -236,12 +253,30 @@ class SuffixForward:
 Forward = FullForward | UpperForward | SuffixForward
 
 
+def check_rows(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Rows the self-checks run on: the first, the most padded and the least padded (sorted, distinct)."""
+    lengths = attention_mask.sum(dim=1)
+    picked = {0, int(lengths.argmin()), int(lengths.argmax())}
+    return torch.tensor(sorted(picked), device=attention_mask.device)
+
+
 def make_forward(
     model: torch.nn.Module, layout: ModelLayout | None, layer: int, block: str, inputs: dict[str, torch.Tensor],
-    mode: str, split: int | None = None,
+    mode: str, split: int | None = None, like: Forward | None = None,
 ) -> Forward:
     """``mode``: ``full``, ``upper`` or ``suffix`` (error if unsupported), or ``auto`` (suffix,
-    else upper, else full). ``suffix`` needs left-padded ``inputs`` and ``split``."""
+    else upper, else full). ``suffix`` needs left-padded ``inputs`` and ``split``.
+
+    ``like``: a forward that :func:`make_forward` built for the same model, layer and mode on other rows of
+    the same step; the same strategy is used again without its self-check (when it applies to these rows:
+    a suffix needs a prefix to cache)."""
+    if like is not None and not isinstance(like, FullForward):
+        if isinstance(like, SuffixForward) and split is not None and split >= 1:
+            return SuffixForward(model, block, inputs, split, layout, layer, trusted=like.upper is not None)
+        if isinstance(like, UpperForward) and layout is not None:
+            return UpperForward(model, layout, layer, inputs, check=False)
+    elif isinstance(like, FullForward):
+        return FullForward(model, block, inputs)
     if mode == "full":
         return FullForward(model, block, inputs)
     if mode in ("suffix", "auto") and split is not None:
@@ -262,3 +297,8 @@ def make_forward(
         if mode == "upper":
             raise
         return FullForward(model, block, inputs)
+
+
+def _base(model: torch.nn.Module) -> Any:
+    """A transformers causal LM's decoder without its head (``base_model``)."""
+    return model.base_model

@@ -55,3 +55,70 @@ def test_subject_last_token_is_the_subjects_end(bos):
     assert tok.decode(t.ids[: pos + 1], skip_special_tokens=True).endswith("Darrieux")
     assert not tok.decode(t.ids[: pos], skip_special_tokens=True).endswith("Darrieux")
     assert (t.ids[0] == tok.bos_token_id) == bos
+
+
+def _edit(model, module, seed):
+    """Write a random update into ``module``'s weight in place, as ``editkit_apply`` does."""
+    weight = model.get_submodule(module).weight
+    with torch.no_grad():
+        weight.add_(0.3 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed)))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_batch_keys_follow_edits_in_layer_order(family):
+    """The edit loop's pattern: keys at layer 1, edit it, keys at layer 2, edit it, then keys again for Cp.
+    Each equals a fresh full-forward collection on the model as it is at that moment; the keys of a site
+    whose lower layers are unchanged are the kept ones, and a stale site restarts from a recorded block."""
+    from editkit_memit.keys import BatchKeys
+
+    from editkit.layout import resolve_layout
+
+    tok = tiny_tokenizer()
+    model = tiny_model(family, vocab_size=len(tok), n_layers=4)
+    layout = resolve_layout(model)
+    sites = [layout.site(1), layout.site(2)]
+    keys = BatchKeys(model, tok, layout.blocks, sites[-1].layer, REQUESTS, TEMPLATES, torch.device("cpu"))
+    embeddings = []
+
+    def counted(site):  # the keys, and whether that call ran the embeddings (a forward from the start)
+        handle = model.get_input_embeddings().register_forward_hook(lambda *a: embeddings.append(site.layer))
+        try:
+            return keys(site.layer, site.module)
+        finally:
+            handle.remove()
+
+    seen = []
+    for i, site in enumerate(sites):
+        k = counted(site)
+        fresh = collect_keys(model, tok, site.module, REQUESTS, TEMPLATES, torch.device("cpu"))
+        assert torch.allclose(k, fresh, rtol=1e-5, atol=1e-6)
+        seen.append(k)
+        _edit(model, site.module, i)
+    assert embeddings == [1]  # layer 2's keys started from the recorded input of block 1
+    for site, k in zip(sites, seen):  # Cp's keys on the edited model: kept, and still right
+        again = counted(site)
+        assert again is k
+        fresh = collect_keys(model, tok, site.module, REQUESTS, TEMPLATES, torch.device("cpu"))
+        assert torch.allclose(again, fresh, rtol=1e-5, atol=1e-6)
+    assert embeddings == [1]
+    _edit(model, layout.blocks[0] + (".mlp.c_proj" if family == "gpt2" else ".mlp.down_proj"), 7)
+    for site in sites:  # an edit below every site: each is recomputed (from block 0's recorded input on)
+        fresh = collect_keys(model, tok, site.module, REQUESTS, TEMPLATES, torch.device("cpu"))
+        assert torch.allclose(counted(site), fresh, rtol=1e-5, atol=1e-6)
+    assert embeddings == [1]
+    with torch.no_grad():  # below every block: everything recorded is stale, the forward starts again
+        model.get_input_embeddings().weight.mul_(1.5)
+    for site in sites:
+        fresh = collect_keys(model, tok, site.module, REQUESTS, TEMPLATES, torch.device("cpu"))
+        assert torch.allclose(counted(site), fresh, rtol=1e-5, atol=1e-6)
+    assert embeddings == [1, 1]  # layer 1 from the embeddings; layer 2 from block 1's input recorded then
+
+
+def test_keys_are_cut_after_the_subject():
+    """Tokens after the subject cannot change its key (attention is causal): the prompts end there."""
+    from editkit_memit.keys import KeyPrompts
+
+    tok = tiny_tokenizer()
+    prompts = KeyPrompts.build(tok, REQUESTS, TEMPLATES, torch.device("cpu"))
+    lengths = prompts.batch.attention_mask.sum(dim=1)
+    assert torch.equal(prompts.cols + 1, lengths)  # right-padded: the subject's last token ends every row
