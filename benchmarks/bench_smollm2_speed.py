@@ -175,6 +175,9 @@ def main() -> None:
     parser.add_argument("--stats-tokens", type=int, default=20_000, help="tokens of the C0 rate measurement (0: skip)")
     parser.add_argument("--stats-repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--only-lr", type=float, default=None, metavar="LR",
+                        help="only editkit's run with v* at this learning rate (25 steps, the rest as the default "
+                             "run): whether early stopping fires, e.g. at the calibrated lr 1.0")
     args = parser.parse_args()
     if args.reference_requests % args.batch_size or not args.batch_size <= args.reference_requests <= args.requests:
         parser.error("--reference-requests must be a multiple of --batch-size, at most --requests: the speed-up "
@@ -189,6 +192,10 @@ def main() -> None:
           f"{args.requests} CounterFact requests in batches of {args.batch_size}; C0 {STATS_TOKENS:,} tokens; "
           f"efficacy before {100 * sum(p.success for p in pre) / len(pre):.1f}%")
     issue = {**COMMON, **ISSUE}
+    if args.only_lr is not None:
+        only = edit_all(model, tokenizer, stats, model_id, chunk, args.batch_size, {**issue, "v_lr": str(args.only_lr)})
+        stage_table(f"editkit, v* lr {args.only_lr:g}, 25 steps", only)
+        return 0
     results: dict[str, Any] = {"default": edit_all(model, tokenizer, stats, model_id, chunk, args.batch_size, issue)}
     stage_table("editkit, default settings (v* lr 0.1, 25 steps)", results["default"])
 
