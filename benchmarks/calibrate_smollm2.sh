@@ -11,7 +11,7 @@
 # sequential batches of 50 with the chosen v* (VSTAR below, set after stage vstar): MEMIT's λ, the null-space
 # threshold (absolute 2e-2 as published, or a share of C0's energy) and its L2, with retention of the facts the
 # model knows (benchmarks/known_probes.py).
-# Usage: benchmarks/calibrate_smollm2.sh [OUT]   (about 1.5 h on one CPU core)
+# Usage: benchmarks/calibrate_smollm2.sh [OUT]   (about 2 h on one CPU core)
 set -uo pipefail
 OUT=${1:-runs/calib-smollm2}
 DATA=${DATA:-../shared/data/real}
@@ -51,6 +51,7 @@ mkdir -p "$OUT/seq"
 S=(--num-edits 100 --batch-size 50 --metrics counterfact,retention --retention-probes "$OUT/known_probes.json")
 run "$OUT/seq/memit-lambda15000" "${S[@]}" --editor memit "${VSTAR[@]}"
 run "$OUT/seq/memit-lambda5000" "${S[@]}" --editor memit "${VSTAR[@]}" --set mom2_weight=5000
+run "$OUT/seq/memit-lambda1000" "${S[@]}" --editor memit "${VSTAR[@]}" --set mom2_weight=1000
 run "$OUT/seq/nullspace-t2e-2-l2-10" "${S[@]}" --editor memit --constraint nullspace "${VSTAR[@]}"
 run "$OUT/seq/nullspace-t2e-2-l2-1" "${S[@]}" --editor memit --constraint nullspace "${VSTAR[@]}" \
     --set nullspace.l2=1
