@@ -49,9 +49,9 @@ class EditScore:
 def score_requests(model: Any, tokenizer: Any, requests: Sequence[EditRequest], device: Any = "cpu") -> list[EditScore]:
     prompts = [r.filled_prompt for r in requests]
     new = continuation_scores(model, tokenizer, prompts, [r.target_new for r in requests], device=device)
-    with_true = [(i, r) for i, r in enumerate(requests) if r.target_true is not None]
+    with_true = [(i, r.target_true) for i, r in enumerate(requests) if r.target_true is not None]
     true = continuation_scores(model, tokenizer, [prompts[i] for i, _ in with_true],
-                               [str(r.target_true) for _, r in with_true], device=device)
+                               [target for _, target in with_true], device=device)
     true_by_index = {i: float(lp.mean()) for (i, _), (lp, _) in zip(with_true, true)}
     return [
         EditScore(new_logprob=float(lp.mean()), true_logprob=true_by_index.get(i), new_argmax=bool(hit.all()))
