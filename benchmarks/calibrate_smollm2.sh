@@ -12,6 +12,7 @@
 # threshold (absolute 2e-2 as published, or a share of C0's energy) and its L2, with retention of the facts the
 # model knows (benchmarks/known_probes.py).
 # Usage: benchmarks/calibrate_smollm2.sh [OUT]   (about 2 h on one CPU core)
+# ONLY="name ..." runs only the named configurations (e.g. two instances, one per core, on disjoint sets).
 set -uo pipefail
 OUT=${1:-runs/calib-smollm2}
 DATA=${DATA:-../shared/data/real}
@@ -23,17 +24,8 @@ CF="$DATA/counterfact_portability_gpt4.json"
 COMMON=(--model smollm2-135m --requests "$CF" --offset 931 --layers 4-8
         --corpus "$DATA/wikipedia_vital_leads_en.jsonl:text" --stats-max-tokens 100000 --quiet)
 
-run() {  # OUT_DIR, args...
-  local dir=$1; shift
-  if [ -f "$dir/result.json" ]; then echo "skip $dir (done)"; return 0; fi
-  echo "=== $dir $(date +%T)"
-  if [ -f "$dir/journal/manifest.json" ]; then
-    "$EDITKIT" run --resume "$dir" --quiet > "$dir.log" 2>&1
-  else
-    "$EDITKIT" run "${COMMON[@]}" --out "$dir" "$@" > "$dir.log" 2>&1
-  fi
-  echo "    exit $? $(tail -1 "$dir.log")"
-}
+source "$(dirname "$0")/run_or_resume.sh"
+run() { run_or_resume "$@"; }
 
 [ -f "$OUT/known_probes.json" ] || "$PY" benchmarks/known_probes.py --facts "$DATA/known_1000.json" \
     --out "$OUT/known_probes.json"

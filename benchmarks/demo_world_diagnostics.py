@@ -11,8 +11,13 @@ Prints, for the built demo model and its background corpus (C0 as `editkit run` 
 
 Usage: ``python benchmarks/demo_world_diagnostics.py [--layers 1,2] [--threshold 2e-2] [--subjects 600]
 [--runs runs/a runs/b]``. Needs the demo world (built on first use, ~4 minutes). Another model:
-``--model DIR --requests RECORDS.json --corpus SPEC`` (e.g. CounterFact-small's directory, its
-``requests.json`` and ``stats_corpus.jsonl:text``; C0 then computed in memory).
+``--model NAME_OR_DIR --requests RECORDS.json --corpus SPEC`` (e.g. CounterFact-small's directory, its
+``requests.json`` and ``stats_corpus.jsonl:text``: C0 computed in memory; or a registered model such as
+``smollm2-135m`` with ``--store``: C0 read from, or written to, the statistics store that ``editkit run``
+uses, so give the same ``--max-tokens`` as the runs' ``--stats-max-tokens``). ``--energy 0.01,0.05`` also
+reports the null spaces chosen by a share of C0's energy (``--set nullspace.energy=...``). Each layer also
+shows the RMS of the unedited MLP output over corpus tokens, ``sqrt(tr(W C0 Wᵀ))``, the scale against which
+a written update's RMS change reads.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from editkit_world.plugin import DEMO
 from safetensors.torch import load_file
 
 from editkit.cachedir import cache_root
-from editkit.keystats import CorpusSpec, KeyStatistics
+from editkit.keystats import KeyStatistics
+from editkit.keystats.defaults import corpus_selection, default_stats_dir
 from editkit.layout import resolve_layout
-from editkit.models import load_model
+from editkit.models import load_resolved, resolve_model
 from editkit.requests import requests_from_records
 
 
@@ -43,21 +49,29 @@ def main() -> None:
     parser.add_argument("--model", help="a saved model instead of the demo world's (with --requests and --corpus)")
     parser.add_argument("--requests", type=Path, help="CounterFact-style records for --model")
     parser.add_argument("--corpus", help="key-statistics corpus for --model, as `editkit run --corpus`")
+    parser.add_argument("--max-tokens", type=int, default=200_000, help="C0's corpus tokens (default 200000)")
+    parser.add_argument("--store", action="store_true", help="use the statistics store (as `editkit run` does)")
+    parser.add_argument("--energy", default="", help="energy shares, e.g. 0.01,0.05 (nullspace.energy)")
     args = parser.parse_args()
     layers = [int(x) for x in args.layers.split(",")]
     if args.model:
         if not (args.requests and args.corpus):
             parser.error("--model needs --requests and --corpus")
-        model, tok = load_model(args.model)
-        records, corpus, stats_dir, name = json.loads(args.requests.read_text()), args.corpus, None, args.model
+        source = resolve_model(args.model)
+        model, tok = load_resolved(source)
+        model_id, stats_dir = source.location, default_stats_dir() if args.store else None
+        records, corpus, name = json.loads(args.requests.read_text()), args.corpus, args.model
     else:
         model, tok, _, manifest = load_world()
         records, corpus, stats_dir, name = DEMO.load(), "demo", cache_root() / "stats", f"demo model {manifest.tag}"
+        model_id = str(DEMO.model())
     model.eval()
     layout = resolve_layout(model)
-    stats = KeyStatistics(model=model, tokenizer=tok, layout=layout, corpus=CorpusSpec.parse(corpus),
-                          stats_dir=stats_dir, max_length=None, max_tokens=200_000,
-                          model_id=args.model or str(DEMO.model()), progress=False)
+    stats = KeyStatistics(model=model, tokenizer=tok, layout=layout,
+                          corpus=corpus_selection(corpus, max_tokens=args.max_tokens),
+                          stats_dir=str(stats_dir) if stats_dir is not None else None, max_length=None,
+                          max_tokens=args.max_tokens, model_id=model_id, progress=False)
+    shares = [float(x) for x in args.energy.split(",") if x.strip()]
     requests = requests_from_records(records)[: args.subjects]
     half = len(requests) // 2
     last = [tok.convert_ids_to_tokens(tok(r.subject).input_ids)[-1] for r in requests]
@@ -78,6 +92,16 @@ def main() -> None:
         print(f"layer {layer}: C0 eigenvalues min/5%/25%/50%/max " + " / ".join(f"{v:.2e}" for v in q.tolist()))
         print(f"  null space at {args.threshold:g}: {null.shape[1]}/{c0.shape[0]} directions; subject-key energy in "
               f"it: first half {float(energy[:half].mean()):.3f}, second half {float(energy[half:].mean()):.3f}")
+        for share in shares:  # the largest k ascending eigenvalues whose sum stays below share·trace(C0)
+            k = int((torch.cumsum(evals, 0) <= share * evals.sum()).sum())
+            basis = evecs[:, :k]
+            kept = ((basis.T @ keys).norm(dim=0) ** 2 / keys.norm(dim=0) ** 2)
+            print(f"  null space at energy {share:g}: {k}/{c0.shape[0]} directions (eigenvalues ≤ "
+                  f"{float(evals[k - 1]) if k else 0.0:.2e}); subject-key energy in it {float(kept.mean()):.3f}")
+        weight = dict(model.named_parameters())[site.module + ".weight"].detach().double()
+        weight = weight.T if site.transposed else weight  # [d_out, d_in]
+        print(f"  unedited MLP output RMS over corpus tokens sqrt(tr(W C0 Wᵀ)) "
+              f"{float(torch.trace(weight @ c0 @ weight.T)) ** 0.5:.2f}")
         print(f"  centred key cosine: same last token {shared}, different {float(cos[~same].mean()):.3f} "
               f"(mean |cos| {float(cos[~same].abs().mean()):.3f})")
         for run in args.runs:

@@ -12,10 +12,12 @@
 # Then: .venv/bin/python benchmarks/seq_table.py runs/seq-smollm2/cf/* runs/seq-smollm2/zsre/*
 #
 # Settings (calibrated on held-out cases by benchmarks/calibrate_smollm2.sh; see the README): layers 4-8 (the
-# causal trace), v* lr 0.5 x 25 steps, MEMIT's λ 15000, null space τ = 2e-2 with L2 10 (AlphaEdit's published
-# values). Environment: EDITS (default 500), BATCH (100), EVAL_EVERY (2), ONLY (space-separated run names, e.g.
-# "memit memit+nullspace"), REQUESTS (CounterFact records; default the portability file), DEVICE (cpu; cuda on a
-# GPU: see benchmarks/sequential_gpu.sh), DATA, EDITKIT, PY.
+# causal trace), v* lr 0.5 x 25 steps, MEMIT's λ (LAMBDA, default 1000; also PRUNE's and RECT's, which are
+# MEMIT's solve plus their constraint), null space τ = 2e-2 with L2 10 (AlphaEdit's published values;
+# NULLSPACE holds extra --set arguments for it). Environment: EDITS (default 500), BATCH (100), EVAL_EVERY (2),
+# ONLY (space-separated run names, e.g. "memit memit+nullspace"; a name matches the CounterFact and the ZsRE
+# run alike), REQUESTS (CounterFact records; default the portability file), DEVICE (cpu; cuda on a GPU: see
+# benchmarks/sequential_gpu.sh), DATA, EDITKIT, PY. Two instances with disjoint ONLY sets use both cores.
 set -uo pipefail
 OUT=${1:-runs/seq-smollm2}
 DATA=${DATA:-../shared/data/real}
@@ -39,36 +41,28 @@ mkdir -p "$OUT/cf" "$OUT/zsre"
 
 COMMON=(--model "$MODEL" --device "$DEVICE" --layers 4-8 --batch-size "$BATCH" --eval-every "$EVAL_EVERY"
         --num-edits "$EDITS" --corpus "$DATA/wikipedia_vital_leads_en.jsonl:text" --stats-max-tokens 100000
-        --set v_lr=0.5 --set v_steps=25 --retention-probes "$OUT/known_probes.json" --generation-records 50
+        --set v_lr=0.5 --set v_steps=25 --set "mom2_weight=${LAMBDA:-1000}" --retention-probes "$OUT/known_probes.json" --generation-records 50
         --metric-option "general.data=$DATA/general" --metric-option general.tasks=sst2,sentiment_analysis,nli,rte
         --metric-option general.limit=100 --metric-option "perplexity.data=$DATA/ME-PPL.json"
         --metric-option perplexity.limit=300 --quiet)
 CF=(--requests "$REQUESTS" --metrics counterfact,fluency,retention,general,perplexity)
+read -r -a NS <<< "${NULLSPACE:-}"
 ZSRE=(--dataset "$DATA/zsre_mend_eval_portability_gpt4.json"
       --metrics zsre,retention,general,perplexity)
 
-run() {  # OUT_DIR, args...
-  local dir=$1; shift
-  local name; name=$(basename "$dir")
-  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
-  if [ -f "$dir/result.json" ]; then echo "skip $dir (done)"; return 0; fi
-  echo "=== $dir $(date '+%F %T')"
-  if [ -f "$dir/journal/manifest.json" ]; then
-    /usr/bin/time -f "wall %e s" "$EDITKIT" run --resume "$dir" --quiet >> "$dir.log" 2>&1
-  else
-    /usr/bin/time -f "wall %e s" "$EDITKIT" run "${COMMON[@]}" --out "$dir" "$@" >> "$dir.log" 2>&1
-  fi
-  echo "    exit $? $(date '+%F %T'): $(tail -2 "$dir.log" | tr '\n' ' ')"
-}
+source "$(dirname "$0")/run_or_resume.sh"
+run() { run_or_resume "$@"; }
 
 run "$OUT/cf/memit" "${CF[@]}" --editor memit
-run "$OUT/cf/memit+nullspace" "${CF[@]}" --editor memit --constraint nullspace
+run "$OUT/cf/memit+nullspace" "${CF[@]}" --editor memit --constraint nullspace "${NS[@]}"
 run "$OUT/cf/prune" "${CF[@]}" --editor prune
-run "$OUT/cf/prune+nullspace" "${CF[@]}" --editor prune --constraint nullspace
+run "$OUT/cf/prune+nullspace" "${CF[@]}" --editor prune --constraint nullspace "${NS[@]}"
 run "$OUT/cf/rect" "${CF[@]}" --editor rect
 # RECT + P as the AlphaEdit paper plugs it in: RECT's mask, then the projection (keeps ΔP = Δ)
 run "$OUT/cf/rect+nullspace" "${CF[@]}" --editor rect --constraint rect --constraint nullspace \
-    --set nullspace.mode=project
+    --set nullspace.mode=project "${NS[@]}"
 run "$OUT/zsre/memit" "${ZSRE[@]}" --editor memit
-run "$OUT/zsre/memit+nullspace" "${ZSRE[@]}" --editor memit --constraint nullspace
+run "$OUT/zsre/memit+nullspace" "${ZSRE[@]}" --editor memit --constraint nullspace "${NS[@]}"
+# MEMIT at its published λ (15000) for comparison with the paper's protocol (the table's memit row has LAMBDA)
+run "$OUT/cf/memit-lambda15000" "${CF[@]}" --editor memit --set mom2_weight=15000
 echo "=== done $(date '+%F %T')"
