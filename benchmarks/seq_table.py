@@ -7,7 +7,8 @@ metrics, fluency, retention, the general-capability scores present and perplexit
 unedited model first (the first run's ``pre`` metrics); then the editing seconds per edit (the batches'
 own seconds, so a run finished with ``--resume`` counts its journaled batches), v*'s share of requests
 whose loss ended below 0.7 and its median final loss (over batches), and for the null space the share of
-C0's energy it holds and the share of the edit keys' energy it keeps (means over batches and layers).
+C0's energy (trace) it holds and the norm ratio ‖PK1‖/‖K1‖ of the edit keys it keeps
+(``nullspace.kept_key_energy``; means over batches and layers).
 ``--curve`` adds each run's metrics after every evaluated batch (``--eval-every``). A run without a
 ``result.json`` (still running) is reported from its journal's batches, marked "running".
 """
@@ -68,7 +69,7 @@ def main() -> int:
         return 1
     first = next(iter(results.values()))
     columns = [c for c in _metric_columns(first["metrics"]["pre"])]
-    extra = ["edits", "s/edit", "v* <0.7", "v* loss", "null energy", "kept key energy"]
+    extra = ["edits", "s/edit", "v* <0.7", "v* loss", "null-space share of tr C0", "‖PK1‖/‖K1‖"]
     print("| run | " + " | ".join(columns + extra) + " |")
     print("|---|" + "---:|" * (len(columns) + len(extra)))
     pre = first["metrics"]["pre"]
