@@ -23,8 +23,7 @@ from typing import Any
 
 EDIT_METRICS = ("efficacy", "generalisation", "specificity", "fluency", "retention")
 ZSRE_METRICS = ("zsre_efficacy", "zsre_generalisation", "zsre_specificity")
-GENERAL_ORDER = ("general_sst2", "general_sentiment_analysis", "general_nli", "general_rte", "general_mrpc",
-                 "general_cola", "general_mmlu", "general_dialogue", "perplexity")
+GENERAL_TASKS = ("sst2", "sentiment_analysis", "nli", "rte", "mrpc", "cola", "mmlu", "dialogue")
 
 
 def _batches(run: Path) -> list[dict[str, Any]]:
@@ -53,7 +52,8 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def _metric_columns(metrics: dict[str, Any]) -> list[str]:
     edit = ZSRE_METRICS if any(k in metrics for k in ZSRE_METRICS) else EDIT_METRICS
     keys = [k for k in edit if k in metrics] + ([] if "retention" in edit else ["retention"])
-    return [k for k in dict.fromkeys(keys + [k for k in GENERAL_ORDER if k in metrics])]
+    general = [k for task in GENERAL_TASKS for k in sorted(metrics) if k.startswith(f"general_{task}_")]
+    return list(dict.fromkeys(keys + general + (["perplexity"] if "perplexity" in metrics else [])))
 
 
 def main() -> int:

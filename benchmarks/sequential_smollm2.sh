@@ -17,7 +17,8 @@
 # NULLSPACE holds extra --set arguments for it). Environment: EDITS (default 500), BATCH (100), EVAL_EVERY (2),
 # ONLY (space-separated run names, e.g. "memit memit+nullspace"; a name matches the CounterFact and the ZsRE
 # run alike), REQUESTS (CounterFact records; default the portability file), DEVICE (cpu; cuda on a GPU: see
-# benchmarks/sequential_gpu.sh), DATA, EDITKIT, PY. Two instances with disjoint ONLY sets use both cores.
+# benchmarks/sequential_gpu.sh), EXTRA (more `editkit run` arguments, last so they win, e.g. "--metrics
+# counterfact" for a smoke test), DATA, EDITKIT, PY. Two instances with disjoint ONLY sets use both cores.
 set -uo pipefail
 OUT=${1:-runs/seq-smollm2}
 DATA=${DATA:-../shared/data/real}
@@ -51,7 +52,8 @@ ZSRE=(--dataset "$DATA/zsre_mend_eval_portability_gpt4.json"
       --metrics zsre,retention,general,perplexity)
 
 source "$(dirname "$0")/run_or_resume.sh"
-run() { run_or_resume "$@"; }
+read -r -a EXTRA_ARGS <<< "${EXTRA:-}"  # appended to every new run's arguments (e.g. a quick smoke test)
+run() { run_or_resume "$@" "${EXTRA_ARGS[@]}"; }
 
 run "$OUT/cf/memit" "${CF[@]}" --editor memit
 run "$OUT/cf/memit+nullspace" "${CF[@]}" --editor memit --constraint nullspace "${NS[@]}"
