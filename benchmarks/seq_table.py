@@ -10,7 +10,8 @@ whose loss ended below 0.7 and its median final loss (over batches), and for the
 C0's energy (trace) it holds and the norm ratio ‖PK1‖/‖K1‖ of the edit keys it keeps
 (``nullspace.kept_key_energy``; means over batches and layers).
 ``--curve`` adds each run's metrics after every evaluated batch (``--eval-every``). A run without a
-``result.json`` (still running) is reported from its journal's batches, marked "running".
+``result.json`` (still running) is reported from its journal: its batches, its curve so far, and as its
+metrics the last evaluated point, marked "running".
 """
 
 from __future__ import annotations
@@ -26,14 +27,21 @@ ZSRE_METRICS = ("zsre_efficacy", "zsre_generalisation", "zsre_specificity")
 GENERAL_TASKS = ("sst2", "sentiment_analysis", "nli", "rte", "mrpc", "cola", "mmlu", "dialogue")
 
 
-def _batches(run: Path) -> list[dict[str, Any]]:
+def _state(run: Path) -> dict[str, Any] | None:
+    """A run's ``pre`` and ``post`` metrics, curve and batch reports: from ``result.json`` when finished,
+    else from its journal (``post``: the last curve point, if any, marked ``running``); None without either."""
     result = run / "result.json"
     if result.exists():
-        return json.loads(result.read_text())["batches"]
-    out = []
-    for batch in sorted((run / "journal").glob("batch-*/entry.json")):
-        out.append(json.loads(batch.read_text()).get("report", {}))
-    return out
+        data = json.loads(result.read_text())
+        return {"pre": data["metrics"]["pre"], "post": data["metrics"]["post"], "curve": data.get("curve", []),
+                "batches": data["batches"], "running": False}
+    manifest = run / "journal" / "manifest.json"
+    if not manifest.exists():
+        return None
+    entries = [json.loads(p.read_text()) for p in sorted((run / "journal").glob("batch-*/entry.json"))]
+    curve = [point for entry in entries for point in entry.get("curve", [])]
+    return {"pre": json.loads(manifest.read_text()).get("pre_metrics") or {}, "post": curve[-1] if curve else {},
+            "curve": curve, "batches": [entry.get("report", {}) for entry in entries], "running": True}
 
 
 def _mean_note(batches: list[dict[str, Any]], key: str, last_only: bool = False) -> float | None:
@@ -62,37 +70,35 @@ def main() -> int:
     parser.add_argument("--curve", action="store_true", help="also print each run's metrics per evaluated batch")
     args = parser.parse_args()
     args.runs = [run for run in args.runs if run.is_dir()]  # a shell glob also matches the runs' log files
-    results = {run: json.loads((run / "result.json").read_text()) for run in args.runs
-               if (run / "result.json").exists()}
-    if not results:
-        print("no finished run among the given directories")
+    states = {run: state for run in args.runs if (state := _state(run)) is not None}
+    if not states:
+        print("no run (result.json or journal) among the given directories")
         return 1
-    first = next(iter(results.values()))
-    columns = [c for c in _metric_columns(first["metrics"]["pre"])]
+    first = next((st for st in states.values() if st["pre"]), next(iter(states.values())))
+    columns = _metric_columns(first["pre"])
     extra = ["edits", "s/edit", "v* <0.7", "v* loss", "null-space share of tr C0", "‖PK1‖/‖K1‖"]
     print("| run | " + " | ".join(columns + extra) + " |")
     print("|---|" + "---:|" * (len(columns) + len(extra)))
-    pre = first["metrics"]["pre"]
-    print("| unedited | " + " | ".join(_fmt(pre.get(c)) for c in columns) + " |" + " |" * len(extra))
-    for run in args.runs:
-        batches = _batches(run)
-        result = results.get(run)
-        post = result["metrics"]["post"] if result else {}
+    print("| unedited | " + " | ".join(_fmt(first["pre"].get(c)) for c in columns) + " |" + " |" * len(extra))
+    for run, state in states.items():
+        batches, post = state["batches"], state["post"]
         edits = sum(int(b.get("size", 0)) for b in batches)
         seconds = sum(float(b.get("seconds", 0.0)) for b in batches)
         share = _mean_note(batches, "vstar.share_below_0.7", last_only=True)
         loss = _mean_note(batches, "vstar.median_final_loss", last_only=True)
         energy = _mean_note(batches, "nullspace.energy_share")
         kept = _mean_note(batches, "nullspace.kept_key_energy")
-        name = run.name + ("" if result else " (running)")
+        name = run.name
+        if state["running"]:
+            name += f" (running; metrics at {post['edits']} edits)" if post else " (running)"
         cells = [_fmt(post.get(c)) for c in columns]
         cells += [str(edits), _fmt(seconds / edits if edits else None, 2), _fmt(None if share is None else 100 * share),
                   _fmt(loss, 2), _fmt(energy, 4), _fmt(kept, 3)]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.curve:
-        for run, result in results.items():
+        for run, state in states.items():
             print(f"\n{run.name}: metrics after each evaluated batch")
-            for point in [{"edits": 0, **result["metrics"]["pre"]}, *result.get("curve", [])]:
+            for point in [{"edits": 0, **state["pre"]}, *state["curve"]]:
                 print(f"  {point.get('edits', '?'):>5} edits: " + ", ".join(
                     f"{c} {_fmt(point.get(c))}" for c in columns if c in point))
     return 0

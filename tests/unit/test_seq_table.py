@@ -46,10 +46,15 @@ def test_table_rows_columns_and_curve(seq_table, tmp_path, capsys, monkeypatch):
     a = _run(tmp_path, "memit", post, [_batch(2, 10.0), _batch(2, 6.0)],
              [{"batches": 1, "edits": 2, "efficacy": 95.0, "retention": 90.0}])
     b = _run(tmp_path, "memit+nullspace", {**post, "efficacy": 70.0}, [_batch(4, 8.0, kept=0.5)], [])
-    running = tmp_path / "rect"
-    (running / "journal" / "batch-00000").mkdir(parents=True)
-    (running / "journal" / "batch-00000" / "entry.json").write_text(json.dumps({"report": _batch(3, 9.0)}))
-    monkeypatch.setattr("sys.argv", ["seq_table", str(a), str(b), str(running), str(tmp_path / "x.log"), "--curve"])
+    running = tmp_path / "rect"  # no result.json: its journal (manifest, one entry per batch with its points)
+    for index, point in enumerate(([], [{"batches": 2, "edits": 6, "efficacy": 55.0}])):
+        (running / "journal" / f"batch-0000{index}").mkdir(parents=True)
+        entry = {"report": _batch(3, 9.0), "curve": point}
+        (running / "journal" / f"batch-0000{index}" / "entry.json").write_text(json.dumps(entry))
+    (running / "journal" / "manifest.json").write_text(json.dumps({"pre_metrics": PRE}))
+    (tmp_path / "not-started").mkdir()
+    monkeypatch.setattr("sys.argv", ["seq_table", str(a), str(b), str(running), str(tmp_path / "not-started"),
+                                     str(tmp_path / "x.log"), "--curve"])
     assert seq_table.main() == 0
     lines = capsys.readouterr().out.splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
@@ -60,14 +65,18 @@ def test_table_rows_columns_and_curve(seq_table, tmp_path, capsys, monkeypatch):
     assert rows["unedited"][:8] == ["20.0", "10.0", "80.0", "100.0", "70.0", "50.0", "0.0", "120.0"]
     assert rows["memit"][:10] == ["90.0", "10.0", "80.0", "80.0", "60.0", "50.0", "0.0", "130.0", "4", "4.00"]
     assert rows["memit+nullspace"][0] == "70.0" and rows["memit+nullspace"][-2:] == ["0.3000", "0.500"]
-    assert rows["rect (running)"][:9] == ["-"] * 8 + ["3"] and rows["rect (running)"][9] == "3.00"
+    assert rows["rect (running; metrics at 6 edits)"][:9] == ["55.0"] + ["-"] * 7 + ["6"]
+    assert rows["rect (running; metrics at 6 edits)"][9] == "3.00"
+    assert lines[6] == ""  # four rows: the directory with neither a result nor a journal is left out
     curve = "\n".join(lines[6:])
     assert "memit: metrics after each evaluated batch" in curve
     assert "2 edits: efficacy 95.0" in curve and "0 edits: efficacy 20.0" in curve
+    assert "rect: metrics after each evaluated batch\n      0 edits: efficacy 20.0" in curve
+    assert "6 edits: efficacy 55.0" in curve
 
 
 def test_no_finished_run_is_an_error(seq_table, tmp_path, capsys, monkeypatch):
     (tmp_path / "empty").mkdir()
     monkeypatch.setattr("sys.argv", ["seq_table", str(tmp_path / "empty")])
     assert seq_table.main() == 1
-    assert "no finished run" in capsys.readouterr().out
+    assert "no run (result.json or journal)" in capsys.readouterr().out
