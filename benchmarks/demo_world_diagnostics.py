@@ -71,6 +71,7 @@ def main() -> None:
                           corpus=corpus_selection(corpus, max_tokens=args.max_tokens),
                           stats_dir=str(stats_dir) if stats_dir is not None else None, max_length=None,
                           max_tokens=args.max_tokens, model_id=model_id, progress=False)
+    stats.prepare([layout.site(layer) for layer in layers])  # one pass over the corpus for every layer
     shares = [float(x) for x in args.energy.split(",") if x.strip()]
     requests = requests_from_records(records)[: args.subjects]
     half = len(requests) // 2
