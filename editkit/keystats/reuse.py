@@ -14,6 +14,11 @@ tokens the request needs:
 * budget ``all``: the file is the whole selection (its budget was ``all``, or it ran out of
   documents before reaching it).
 
+Among reusable files, :func:`choose` takes one whose sums equal what collecting now would give
+(the request's own key, or the whole selection when that is what the budget reads) before any
+larger collection, so a run's C0 does not change when a larger collection is added to the store
+later; a larger one serves only when no such file exists (the most tokens first).
+
 The model's *name* and hub revision are labels, not keys: the same weights, config and
 tokenizer under another path or name are the same model. Nothing here reads files or
 imports torch.
@@ -30,7 +35,7 @@ import attrs
 
 from editkit.keystats.identity import canonical_json
 
-__all__ = ["Candidate", "Verdict", "choose", "closest", "judge"]
+__all__ = ["Candidate", "Verdict", "choose", "closest", "judge", "same_sums"]
 
 _HEX = re.compile(r"^[0-9a-f]{32,}$")
 _MODEL_FIELDS = (("weights_sha256", "model weights"), ("config_sha256", "model config"),
@@ -103,13 +108,25 @@ def judge(candidate: Candidate, wanted: Mapping[str, Any]) -> Verdict:
     return Verdict(candidate=candidate, differences=tuple(out))
 
 
+def same_sums(candidate: Candidate, wanted: Mapping[str, Any]) -> bool:
+    """Whether a reusable file holds exactly what collecting for ``wanted`` now would: its key is the
+    request's, or it is the whole selection and the request's budget would read all of it."""
+    if canonical_json(candidate.identity) == canonical_json(dict(wanted)):
+        return True
+    stored_budget, wanted_budget = candidate.identity.get("max_tokens"), wanted.get("max_tokens")
+    whole_selection = stored_budget is None or candidate.count < stored_budget
+    return whole_selection and (wanted_budget is None or candidate.count < wanted_budget)
+
+
 def choose(candidates: Iterable[Candidate], wanted: Mapping[str, Any]) -> Candidate | None:
-    """The reusable file with the most tokens (an exact identity wins a tie), else None."""
+    """The reusable file with the same sums as a collection now (:func:`same_sums`), else the one
+    with the most tokens; None when no file is reusable."""
     exact = canonical_json(dict(wanted))
     usable = [c for c in candidates if judge(c, wanted).reusable]
     if not usable:
         return None
-    return max(usable, key=lambda c: (c.count, canonical_json(c.identity) == exact, str(c.path)))
+    return max(usable, key=lambda c: (same_sums(c, wanted), c.count, canonical_json(c.identity) == exact,
+                                      str(c.path)))
 
 
 def closest(candidates: Iterable[Candidate], wanted: Mapping[str, Any]) -> Verdict | None:

@@ -94,8 +94,9 @@ class KeyStatistics:
         (and, then, why stored files did not match); None says nothing.
 
     A stored file is reused when it matches every key field and holds at least the tokens asked
-    for (:mod:`editkit.keystats.reuse`): ``max_tokens`` is a minimum, and a larger collection
-    over the same corpus selection is used as it is (:meth:`provenance` gives its real count).
+    for (:mod:`editkit.keystats.reuse`): ``max_tokens`` is a minimum. A file with exactly the sums a
+    collection now would give is preferred; failing that, a larger collection over the same corpus
+    selection is used as it is (:meth:`provenance` gives its real count).
     """
 
     def __init__(
@@ -202,7 +203,7 @@ class KeyStatistics:
             self._collect(missing)
 
     def _lookup(self, site: Site, candidates: list[Candidate]) -> StoredStatistics | None:
-        """The reusable stored statistics with the most tokens (an exact match wins a tie), else None."""
+        """The reusable stored statistics (:func:`~editkit.keystats.reuse.choose`), else None."""
         assert self.store is not None
         wanted = self.identity(site)
         best = choose(candidates, wanted)

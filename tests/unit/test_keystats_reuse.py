@@ -82,12 +82,18 @@ def test_model_name_and_revision_are_labels_not_keys():
     assert judge(other_name, identity()).reusable
 
 
-def test_choose_prefers_the_most_tokens_then_the_exact_key():
+def test_choose_prefers_the_same_sums_then_the_most_tokens():
+    """A larger collection added to the store later must not change the C0 a run gets when the store
+    holds the run's own collection; it serves only when nothing with the same sums is stored."""
     exact = stored(DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS, "exact")
     bigger = stored(900_000, None, "bigger")
+    capped_bigger = stored(1_000_000, 1_000_000, "capped")
     other_model = stored(5_000_000, None, "other", **{"model.weights_sha256": "e" * 64})
-    assert choose([exact, bigger, other_model], identity()) == bigger
+    assert choose([bigger, exact, capped_bigger, other_model], identity()) == exact
+    assert choose([bigger, capped_bigger, other_model], identity()) == capped_bigger  # no same sums: most tokens
     assert choose([exact, other_model], identity()) == exact
+    small_whole = stored(150_000, None, "small-whole")  # the whole corpus, smaller than the budget
+    assert choose([capped_bigger, small_whole], identity()) == small_whole
     assert choose([stored(DEFAULT_MAX_TOKENS, None, "whole"), exact], identity()) == exact  # tie: the exact key
     assert choose([other_model], identity()) is None
     assert choose([], identity()) is None
