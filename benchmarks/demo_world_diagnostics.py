@@ -17,7 +17,9 @@ Usage: ``python benchmarks/demo_world_diagnostics.py [--layers 1,2] [--threshold
 uses, so give the same ``--max-tokens`` as the runs' ``--stats-max-tokens``). ``--energy 0.01,0.05`` also
 reports the null spaces chosen by a share of C0's energy (``--set nullspace.energy=...``). Each layer also
 shows the RMS of the unedited MLP output over corpus tokens, ``sqrt(tr(W C0 Wᵀ))``, the scale against which
-a written update's RMS change reads.
+a written update's RMS change reads. ``--probes FILE`` (with ``--runs``) adds the RMS change each update makes
+to the MLP output at the subject of the facts the model knew (``benchmarks/known_probes.py``'s output), in the
+probes' own prompts.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def main() -> None:
     parser.add_argument("--runs", nargs="*", type=Path, default=[])
     parser.add_argument("--model", help="a saved model instead of the demo world's (with --requests and --corpus)")
     parser.add_argument("--requests", type=Path, help="CounterFact-style records for --model")
+    parser.add_argument("--probes", type=Path, help="retention probes ([subject, prompt, object], from "
+                        "benchmarks/known_probes.py): with --runs, each update's RMS change of the MLP output at "
+                        "the probes' subject (the facts the model knew)")
     parser.add_argument("--corpus", help="key-statistics corpus for --model, as `editkit run --corpus`")
     parser.add_argument("--max-tokens", type=int, default=200_000, help="C0's corpus tokens (default 200000)")
     parser.add_argument("--store", action="store_true", help="use the statistics store (as `editkit run` does)")
@@ -77,6 +82,12 @@ def main() -> None:
     half = len(requests) // 2
     last = [tok.convert_ids_to_tokens(tok(r.subject).input_ids)[-1] for r in requests]
     print(f"{name}: {len(requests)} subjects, {len(set(last))} distinct last tokens")
+    probes = []
+    if args.probes:  # each probe's own prompt, the key at its subject's last token
+        probes = requests_from_records([
+            {"case_id": i, "requested_rewrite": {"prompt": prompt.replace(subject, "{}", 1), "subject": subject,
+                                                 "target_new": {"str": " ?"}}}
+            for i, (subject, prompt, _) in enumerate(json.loads(args.probes.read_text())) if subject in prompt])
     cpu = torch.device("cpu")
     for layer in layers:
         site = layout.site(layer)
@@ -105,6 +116,10 @@ def main() -> None:
               f"{float(torch.trace(weight @ c0 @ weight.T)) ** 0.5:.2f}")
         print(f"  centred key cosine: same last token {shared}, different {float(cos[~same].mean()):.3f} "
               f"(mean |cos| {float(cos[~same].abs().mean()):.3f})")
+        probe_keys = collect_keys(model, tok, site.module, probes, ["{}"], cpu).double() if probes else None
+        if probe_keys is not None:
+            unedited = float((weight @ probe_keys).norm(dim=0).pow(2).mean()) ** 0.5
+            print(f"  {len(probes)} probes: unedited MLP output RMS at their subject {unedited:.2f}")
         for run in args.runs:
             deltas = load_file(str(run / "deltas.safetensors"))
             delta = deltas[site.module].double()
@@ -114,6 +129,9 @@ def main() -> None:
             name = "+".join([config["editor"], *config["constraints"]])
             print(f"  {run} ({name}): ‖Δ‖_F {float(delta.norm()):.1f}, tr(Δ C0 Δᵀ) {leak:.2f} "
                   f"(RMS change of a corpus token's MLP output {leak ** 0.5:.2f})")
+            if probe_keys is not None:
+                moved = float((delta @ probe_keys).norm(dim=0).pow(2).mean()) ** 0.5
+                print(f"    RMS change of the MLP output at the probes' subject {moved:.2f}")
 
 
 if __name__ == "__main__":
