@@ -8,7 +8,8 @@ unedited model first (the first run's ``pre`` metrics); then the editing seconds
 own seconds, so a run finished with ``--resume`` counts its journaled batches), v*'s share of requests
 whose loss ended below 0.7 and its median final loss (over batches), and for the null space the share of
 C0's energy (trace) it holds and the norm ratio ‖PK1‖/‖K1‖ of the edit keys it keeps
-(``nullspace.kept_key_energy``; means over batches and layers).
+(``nullspace.kept_key_energy``; means over batches and layers), and the largest ‖Δ − ΔP‖/‖Δ‖ it measured on
+the written updates (``nullspace.invariant``) with whether ΔP = Δ held everywhere.
 ``--curve`` adds each run's metrics after every evaluated batch (``--eval-every``). A run without a
 ``result.json`` (still running) is reported from its journal: its batches, its curve so far, and as its
 metrics the last evaluated point, marked "running".
@@ -53,6 +54,21 @@ def _mean_note(batches: list[dict[str, Any]], key: str, last_only: bool = False)
     return statistics.fmean(values) if values else None
 
 
+def _invariant(batches: list[dict[str, Any]]) -> str:
+    """The largest ‖Δ − ΔP‖/‖Δ‖ the null-space constraint measured on the written updates (per batch and
+    layer, ``nullspace.invariant``) and whether it held everywhere; empty without the constraint."""
+    values, held = [], True
+    for batch in batches:
+        for notes in batch.get("layers", {}).values():
+            inv = notes.get("nullspace.invariant")
+            if isinstance(inv, dict):
+                values.append(float(inv["value"]))
+                held = held and bool(inv["holds"])
+    if not values:
+        return "-"
+    return f"max {max(values):.1e}, {'holds' if held else 'BROKEN'}"
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -76,7 +92,8 @@ def main() -> int:
         return 1
     first = next((st for st in states.values() if st["pre"]), next(iter(states.values())))
     columns = _metric_columns(first["pre"])
-    extra = ["edits", "s/edit", "v* <0.7", "v* loss", "null-space share of tr C0", "‖PK1‖/‖K1‖"]
+    extra = ["edits", "s/edit", "v* <0.7", "v* loss", "null-space share of tr C0", "‖PK1‖/‖K1‖",
+             "ΔP = Δ (‖Δ − ΔP‖/‖Δ‖ written)"]
     print("| run | " + " | ".join(columns + extra) + " |")
     print("|---|" + "---:|" * (len(columns) + len(extra)))
     print("| unedited | " + " | ".join(_fmt(first["pre"].get(c)) for c in columns) + " |" + " |" * len(extra))
@@ -93,7 +110,7 @@ def main() -> int:
             name += f" (running; metrics at {post['edits']} edits)" if post else " (running)"
         cells = [_fmt(post.get(c)) for c in columns]
         cells += [str(edits), _fmt(seconds / edits if edits else None, 2), _fmt(None if share is None else 100 * share),
-                  _fmt(loss, 2), _fmt(energy, 4), _fmt(kept, 3)]
+                  _fmt(loss, 2), _fmt(energy, 4), _fmt(kept, 3), _invariant(batches)]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.curve:
         for run, state in states.items():

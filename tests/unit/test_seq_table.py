@@ -29,7 +29,8 @@ PRE = {"efficacy": 20.0, "generalisation": 10.0, "specificity": 80.0, "retention
 def _batch(size: int, seconds: float, kept: float | None = None) -> dict:
     notes = {"vstar.share_below_0.7": 1.0, "vstar.median_final_loss": 0.25}
     if kept is not None:
-        notes |= {"nullspace.energy_share": 0.3, "nullspace.kept_key_energy": kept}
+        notes |= {"nullspace.energy_share": 0.3, "nullspace.kept_key_energy": kept,
+                  "nullspace.invariant": {"value": 2e-7 if kept < 0.9 else 0.5, "holds": kept < 0.9}}
     return {"size": size, "seconds": seconds, "layers": {"model.layers.4.mlp.down_proj": notes}}
 
 
@@ -64,7 +65,9 @@ def test_table_rows_columns_and_curve(seq_table, tmp_path, capsys, monkeypatch):
     rows = {r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")[1:]] for r in lines[2:6]}
     assert rows["unedited"][:8] == ["20.0", "10.0", "80.0", "100.0", "70.0", "50.0", "0.0", "120.0"]
     assert rows["memit"][:10] == ["90.0", "10.0", "80.0", "80.0", "60.0", "50.0", "0.0", "130.0", "4", "4.00"]
-    assert rows["memit+nullspace"][0] == "70.0" and rows["memit+nullspace"][-2:] == ["0.3000", "0.500"]
+    assert rows["memit+nullspace"][0] == "70.0"
+    assert rows["memit+nullspace"][-3:] == ["0.3000", "0.500", "max 2.0e-07, holds"]
+    assert rows["memit"][-1] == "-"
     assert rows["rect (running; metrics at 6 edits)"][:9] == ["55.0"] + ["-"] * 7 + ["6"]
     assert rows["rect (running; metrics at 6 edits)"][9] == "3.00"
     assert lines[6] == ""  # four rows: the directory with neither a result nor a journal is left out
@@ -80,3 +83,10 @@ def test_no_finished_run_is_an_error(seq_table, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.argv", ["seq_table", str(tmp_path / "empty")])
     assert seq_table.main() == 1
     assert "no run (result.json or journal)" in capsys.readouterr().out
+
+
+def test_a_broken_invariant_is_reported(seq_table, tmp_path, capsys, monkeypatch):
+    run = _run(tmp_path, "rect+nullspace", PRE, [_batch(2, 1.0, kept=0.5), _batch(2, 1.0, kept=0.95)], [])
+    monkeypatch.setattr("sys.argv", ["seq_table", str(run)])
+    assert seq_table.main() == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("| max 5.0e-01, BROKEN |")
