@@ -63,14 +63,26 @@ def capture_inputs(
 
 
 @contextmanager
-def capture_outputs(model: torch.nn.Module, module_names: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the hidden-state output of each named module (``[batch, seq, d]``)."""
+def capture_outputs(
+    model: torch.nn.Module, module_names: Sequence[str], *, stop_after_last: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the hidden-state output of each named module (``[batch, seq, d]``). With
+    ``stop_after_last`` the forward is cut short (by :class:`StopForward`, caught by
+    :func:`run_until_stopped`) once the last of ``module_names`` in execution order has produced its
+    output, as :func:`capture_inputs` does."""
     captured: dict[str, torch.Tensor] = {}
+    wanted = set(module_names)
+    this_pass: set[str] = set()  # modules seen in the current forward; a module firing again starts a new one
     handles = []
 
     def make(name: str) -> Callable:
         def hook(module: torch.nn.Module, args: tuple, output: object) -> None:
+            if name in this_pass:
+                this_pass.clear()
+            this_pass.add(name)
             captured[name] = _hidden(output)
+            if stop_after_last and wanted.issubset(this_pass):
+                raise StopForward
 
         return hook
 

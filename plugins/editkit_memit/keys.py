@@ -27,6 +27,7 @@ from editkit.api import (
     InputError,
     StopForward,
     capture_inputs,
+    capture_outputs,
     clip_left,
     first_token_from,
     last_token_before,
@@ -216,15 +217,6 @@ def subject_hidden(model: torch.nn.Module, tokenizer: Any, block: str, requests:
     """``h^L`` ``[u, d_model]`` (float32, CPU): block ``block``'s output at the subject's last token of the
     bare prompts, the forward stopped right after that block."""
     prompts = KeyPrompts.build(tokenizer, requests, ["{}"], device)
-    captured: dict[str, torch.Tensor] = {}
-
-    def stop(module: torch.nn.Module, args: tuple, output: Any) -> None:
-        captured[block] = output[0] if isinstance(output, tuple) else output
-        raise StopForward
-
-    handle = model.get_submodule(block).register_forward_hook(stop)
-    try:
+    with capture_outputs(model, [block], stop_after_last=True) as captured:
         run_until_stopped(lambda: model(**prompts.batch.model_inputs(), use_cache=False))
-    finally:
-        handle.remove()
     return captured[block][prompts.rows, prompts.cols].float().cpu()

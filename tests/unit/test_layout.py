@@ -68,3 +68,24 @@ def test_capture_context_reused_across_forwards_stops_after_the_last_module_each
         run_until_stopped(lambda: model(input_ids=torch.tensor([[4, 5, 6]])))
     for name in names:  # both modules captured the second forward's inputs, not stale ones
         assert not torch.equal(cap[name], first[name])
+
+
+def test_capture_outputs_stops_after_the_last_module_and_matches_a_full_forward():
+    from editkit.tracing import capture_outputs, run_until_stopped
+
+    model = tiny_model("llama", n_layers=3, d_model=32, d_mlp=96)
+    names = ["model.layers.0", "model.layers.1"]
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad(), capture_outputs(model, [*names, "model.layers.2"]) as full:
+        model(input_ids=ids)
+    reached = []
+    handle = model.get_submodule("model.layers.2").register_forward_pre_hook(lambda m, a: reached.append(1))
+    try:
+        with torch.no_grad(), capture_outputs(model, names, stop_after_last=True) as cap:
+            run_until_stopped(lambda: model(input_ids=ids))
+            run_until_stopped(lambda: model(input_ids=ids))  # the context stops every forward, not only the first
+    finally:
+        handle.remove()
+    assert reached == []  # the forward ended after layer 1's output
+    for name in names:
+        assert torch.equal(cap[name], full[name])
