@@ -181,17 +181,16 @@ def width_segments(rows: Sequence[_Row], merge_columns: int = SEGMENT_COLUMNS) -
     by_width: dict[int, list[int]] = {}
     for index, row in enumerate(rows):
         by_width.setdefault(row.width, []).append(index)
-    segments: list[tuple[int, list[int]]] = []
+    segments: list[list[int]] = []
     pending: list[int] = []
     widths = sorted(by_width)
     for i, w in enumerate(widths):
         pending += by_width[w]
         following = widths[i + 1] if i + 1 < len(widths) else None
-        extra = sum(following - rows[j].width for j in pending) if following is not None else None
-        if extra is None or extra > merge_columns:
-            segments.append((w, pending))
+        if following is None or sum(following - rows[j].width for j in pending) > merge_columns:
+            segments.append(pending)
             pending = []
-    return [indices for _, indices in segments]
+    return segments
 
 
 def optimise_targets(
