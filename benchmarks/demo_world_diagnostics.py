@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from editkit_memit.keys import collect_keys
+from editkit_nullspace.projector import null_mask
 from editkit_world import load_world
 from editkit_world.plugin import DEMO
 from safetensors.torch import load_file
@@ -94,7 +95,7 @@ def main() -> None:
         c0 = stats.second_moment(site).double()
         evals, evecs = torch.linalg.eigh(c0)
         q = torch.quantile(evals, torch.tensor([0.0, 0.05, 0.25, 0.5, 1.0], dtype=torch.float64))
-        null = evecs[:, evals < args.threshold]
+        null = evecs[:, null_mask(evals, args.threshold, False)]
         keys = collect_keys(model, tok, site.module, requests, ["{}"], cpu).double()  # [d_in, n]
         energy = ((null.T @ keys).norm(dim=0) ** 2 / keys.norm(dim=0) ** 2)
         centred = torch.nn.functional.normalize(keys - keys.mean(1, keepdim=True), dim=0)
@@ -104,9 +105,9 @@ def main() -> None:
         print(f"layer {layer}: C0 eigenvalues min/5%/25%/50%/max " + " / ".join(f"{v:.2e}" for v in q.tolist()))
         print(f"  null space at {args.threshold:g}: {null.shape[1]}/{c0.shape[0]} directions; subject-key energy in "
               f"it: first half {float(energy[:half].mean()):.3f}, second half {float(energy[half:].mean()):.3f}")
-        for share in shares:  # the largest k ascending eigenvalues whose sum stays below share·trace(C0)
-            k = int((torch.cumsum(evals, 0) <= share * evals.sum()).sum())
-            basis = evecs[:, :k]
+        for share in shares:  # the null space `--set nullspace.energy=share` takes (the plugin's own rule)
+            mask = null_mask(evals, args.threshold, False, energy=share)
+            k, basis = int(mask.sum()), evecs[:, mask]
             kept = ((basis.T @ keys).norm(dim=0) ** 2 / keys.norm(dim=0) ** 2)
             print(f"  null space at energy {share:g}: {k}/{c0.shape[0]} directions (eigenvalues ≤ "
                   f"{float(evals[k - 1]) if k else 0.0:.2e}); subject-key energy in it {float(kept.mean()):.3f}")

@@ -56,7 +56,7 @@ def _mean_note(batches: list[dict[str, Any]], key: str, last_only: bool = False)
 
 def _invariant(batches: list[dict[str, Any]]) -> str:
     """The largest ‖Δ − ΔP‖/‖Δ‖ the null-space constraint measured on the written updates (per batch and
-    layer, ``nullspace.invariant``) and whether it held everywhere; empty without the constraint."""
+    layer, ``nullspace.invariant``) and whether it held everywhere; "-" without the constraint."""
     values, held = [], True
     for batch in batches:
         for notes in batch.get("layers", {}).values():
