@@ -112,7 +112,8 @@ def print_outcome(result: dict[str, Any], out_dir: Path, *, report: bool) -> Non
     print_table(result)
     print(
         f"edited {summary['requests']} requests in {summary['batches']} batch(es), {summary['edit_seconds']:.1f} s; "
-        f"efficacy {summary['efficacy_pre']:.3f} -> {summary['efficacy_post']:.3f}; wrote {out_dir}/result.json, "
+        f"edit success {summary['efficacy_pre']:.1%} -> {summary['efficacy_post']:.1%} (new target preferred "
+        f"over the true one, or generated whole where there is none); wrote {out_dir}/result.json, "
         f"{out_dir}/deltas.safetensors and the journal {out_dir}/journal"
     )
     if report:
