@@ -405,7 +405,9 @@ class EditRun:
     def finish(self) -> BatchReport | None:
         """End of the run: offer the accumulated updates to the constraints (``stage="final"``) and
         measure the invariants on what that wrote (``self.final_report``, ``result.json["final"]``).
-        ``None`` when no constraint changed the accumulated update (nothing final happened)."""
+        ``None`` when no constraint changed the accumulated update (nothing final happened); what the
+        constraints noted while deciding so (e.g. PRUNE: no singular value above σ_max(W0)) is kept in
+        ``self.final_report`` all the same, so a run says why its final stage left the update alone."""
         if not self.constraints or not self.undo_log:
             return None
         report = BatchReport(index=len(self.reports), size=0)
@@ -416,6 +418,8 @@ class EditRun:
         finally:
             self._current = None
         if not records:
+            if report.layers:
+                self.final_report = report
             return None
         self.undo_log[-1].extend(records)
         self.final_report = report

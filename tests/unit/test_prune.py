@@ -213,3 +213,20 @@ def test_warns_when_the_log_map_enlarges_singular_values():
     with pytest.warns(PruneWarning, match="enlarged 4 singular value"):
         run.offer(stages, site, "batch")
     assert run.notes["prune.sigma1_after"] == pytest.approx(restrain_scalar(0.3, 0.2))
+
+
+def test_final_stage_that_changes_nothing_still_reports_why():
+    """Every singular value of Δ_n below σ_max(W0): PRUNE leaves the update alone (W_n unchanged), and the
+    run's final report says so (σ̄1 against σ_max(W0), none rescaled) instead of staying silent."""
+    g = torch.Generator().manual_seed(6)
+    run = fixed_run([{1: 1e-3 * torch.randn(16, 48, generator=g, dtype=torch.float64)}], ("prune",))
+    w0, site = math_weight(run, 1)
+    sigma_max = float(torch.linalg.matrix_norm(w0, ord=2))
+    run.edit([EditRequest(case_id=0, subject="a", prompt="{} is", target_new="b", target_true="c")])
+    before = run.weight(site).detach().clone()
+    assert run.finish() is None
+    assert torch.equal(run.weight(site).detach(), before)
+    notes = run.final_report.layers[1]
+    assert notes["prune.rescaled"] == 0 and notes["prune.sigma_max_w0"] == pytest.approx(sigma_max)
+    assert notes["prune.sigma1_before"] < sigma_max
+    assert run.final_report.to_json()["layers"]["1"]["prune.rescaled"] == 0
