@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -48,6 +50,47 @@ def edited_subjects(run: Path, records: dict[int, str]) -> set[str]:
     return {records[r["case_id"]] for r in requests}
 
 
+def configurations(layers: list[int]) -> list[tuple[str, dict[int, str]]]:
+    """The rows: (name, layer → run "A" or "B"); layers not named stay unedited."""
+    rows = [("unedited", {}), ("A, all layers", dict.fromkeys(layers, "A")),
+            ("B, all layers", dict.fromkeys(layers, "B"))]
+    rows += [(f"A at layer {layer} only", {layer: "A"}) for layer in layers]
+    rows += [(f"B at layer {layer} only", {layer: "B"}) for layer in layers]
+    rows += [(f"A with layer {layer} from B", {**dict.fromkeys(layers, "A"), layer: "B"}) for layer in layers]
+    rows += [(f"B with layer {layer} from A", {**dict.fromkeys(layers, "B"), layer: "A"}) for layer in layers]
+    return rows
+
+
+def attribution(model: torch.nn.Module, tokenizer: Any, probes: list[tuple[str, str]],
+                runs: dict[str, dict[str, torch.Tensor]], *, batch_size: int = 32) -> Iterator[tuple[str, float]]:
+    """Yield (row name, retention in %) per :func:`configurations` row. ``runs``: "A" and "B" → module →
+    ``W_final − W0`` in the parameter's layout; ``probes``: (prompt, " object"). The model's weights are
+    restored when the generator finishes or is closed."""
+    if set(runs["A"]) != set(runs["B"]):
+        raise SystemExit(f"the runs edited different modules: {sorted(runs['A'])} and {sorted(runs['B'])}")
+    params = dict(model.named_parameters())
+    by_layer = {layer_of(m): m for m in runs["A"]}
+    w0 = {m: params[m + ".weight"].detach().clone() for m in runs["A"]}
+
+    def apply(choice: dict[int, str]) -> None:
+        with torch.no_grad():
+            for layer, module in by_layer.items():
+                weight = params[module + ".weight"]
+                weight.copy_(w0[module])
+                if layer in choice:
+                    weight.add_(runs[choice[layer]][module].to(weight.dtype))
+
+    try:
+        for name, choice in configurations(sorted(by_layer)):
+            apply(choice)
+            with torch.no_grad():
+                scores = continuation_scores(model, tokenizer, [p for p, _ in probes], [o for _, o in probes],
+                                             batch_size=batch_size)
+            yield name, 100.0 * sum(bool(hits.all()) for _, hits in scores) / len(scores)
+    finally:
+        apply({})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_a", type=Path)
@@ -63,37 +106,12 @@ def main() -> None:
     edited = edited_subjects(args.run_a, records) | edited_subjects(args.run_b, records)
     every = json.loads(args.probes.read_text())
     probes = [(p, o if o.startswith(" ") else " " + o) for s, p, o in every if s not in edited]
-    model, tok = load_resolved(resolve_model(args.model))
-    params = dict(model.named_parameters())
     runs = {name: load_file(str(run / "deltas.safetensors")) for name, run in (("A", args.run_a), ("B", args.run_b))}
-    if set(runs["A"]) != set(runs["B"]):
-        raise SystemExit(f"the runs edited different modules: {sorted(runs['A'])} and {sorted(runs['B'])}")
-    by_layer = {layer_of(m): m for m in runs["A"]}
-    w0 = {m: params[m + ".weight"].detach().clone() for m in runs["A"]}
-
-    def retention(choice: dict[int, str]) -> float:
-        """Retention with layer → run ("A" or "B") applied and the other layers unedited."""
-        with torch.no_grad():
-            for layer, module in by_layer.items():
-                weight = params[module + ".weight"]
-                weight.copy_(w0[module])
-                if layer in choice:
-                    weight.add_(runs[choice[layer]][module].to(weight.dtype))
-            scores = continuation_scores(model, tok, [p for p, _ in probes], [o for _, o in probes],
-                                         batch_size=args.batch_size)
-        return 100.0 * sum(bool(hits.all()) for _, hits in scores) / len(scores)
-
-    layers = sorted(by_layer)
+    model, tok = load_resolved(resolve_model(args.model))
     print(f"A = {args.run_a}, B = {args.run_b}; {len(probes)} probes ({len(every) - len(probes)} left out: their "
-          f"subject was edited); layers {layers}")
-    rows = [("unedited", {}), ("A, all layers", dict.fromkeys(layers, "A")),
-            ("B, all layers", dict.fromkeys(layers, "B"))]
-    rows += [(f"A at layer {layer} only", {layer: "A"}) for layer in layers]
-    rows += [(f"B at layer {layer} only", {layer: "B"}) for layer in layers]
-    rows += [(f"A with layer {layer} from B", {**dict.fromkeys(layers, "A"), layer: "B"}) for layer in layers]
-    rows += [(f"B with layer {layer} from A", {**dict.fromkeys(layers, "B"), layer: "A"}) for layer in layers]
-    for name, choice in rows:
-        print(f"{name:<28} retention {retention(choice):6.2f}", flush=True)
+          f"subject was edited); layers {sorted(layer_of(m) for m in runs['A'])}")
+    for name, value in attribution(model, tok, probes, runs, batch_size=args.batch_size):
+        print(f"{name:<28} retention {value:6.2f}", flush=True)
 
 
 if __name__ == "__main__":
