@@ -10,14 +10,15 @@ run_or_resume() {
   if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   if [ -f "$dir/result.json" ]; then echo "skip $dir (done)"; return 0; fi
   echo "=== $dir $(date '+%F %T')"
-  local status
+  local status start=$SECONDS  # bash's own clock: no /usr/bin/time needed (a bare GPU image lacks it)
   if [ -f "$dir/journal/manifest.json" ]; then
-    /usr/bin/time -f "wall %e s" "$EDITKIT" run --resume "$dir" --quiet >> "$dir.log" 2>&1
+    "$EDITKIT" run --resume "$dir" --quiet >> "$dir.log" 2>&1
     status=$?
   else
-    /usr/bin/time -f "wall %e s" "$EDITKIT" run "${COMMON[@]}" --out "$dir" "$@" >> "$dir.log" 2>&1
+    "$EDITKIT" run "${COMMON[@]}" --out "$dir" "$@" >> "$dir.log" 2>&1
     status=$?
   fi
+  echo "exit $status, wall $((SECONDS - start)) s" >> "$dir.log"
   echo "    exit $status $(date '+%F %T'): $(tail -2 "$dir.log" | tr '\n' ' ')"
   return 0
 }
