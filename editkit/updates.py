@@ -37,8 +37,9 @@ class Subspace:
         return int(self.basis.shape[0])
 
     def project_rows(self, delta: torch.Tensor) -> torch.Tensor:
-        """``Δ P`` for ``Δ`` ``[d_out, d_in]``, without forming ``P``."""
-        q = self.basis.to(delta.dtype)
+        """``Δ P`` for ``Δ`` ``[d_out, d_in]``, without forming ``P``; on Δ's device (the basis may be kept
+        on the CPU while the weights, and so a written Δ, are on a GPU)."""
+        q = self.basis.to(device=delta.device, dtype=delta.dtype)
         inner = (delta @ q) @ q.T
         return inner if self.kind == "range" else delta - inner
 
