@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REAL_DATA = SHARED / "data" / "real"
+
+
+def load_script(path: Path) -> ModuleType:
+    """Import a script that is no package module (``benchmarks/*.py``, ``docs/*.py``) from its path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def script() -> Callable[[Path], ModuleType]:
+    """``script(path)``: the module of a script by its path (see :func:`load_script`)."""
+    return load_script
 
 
 def require_real_data(name: str) -> Path:

@@ -3,7 +3,7 @@
 * :mod:`editkit.testing.tiny` — tiny random models of many families, a tokenizer trained in
   milliseconds, background texts and valid edit requests (no downloads);
 * :mod:`editkit.testing.moments` — :class:`~editkit.testing.moments.MomentsFromText`, an in-memory
-  key-statistics (C0) provider;
+  key-statistics (C0) provider, and :class:`~editkit.testing.moments.KnownSpectrum`, C0 with a chosen spectrum;
 * :mod:`editkit.testing.harness` — isolated plugin hosts, :func:`~editkit.testing.harness.run_edit` and
   :class:`~editkit.testing.harness.EditOutcome` (``assert_edited``, ``assert_preserved``, ``assert_undo_exact``);
 * :mod:`editkit.testing.fixed` — :func:`~editkit.testing.fixed.fixed_editor_plugin`, an editor that writes given

@@ -70,3 +70,24 @@ class MomentsFromText:
         for site in sites:
             keys = captured[site.module].reshape(-1, site.d_in)[mask].double()  # [tokens, d_in]
             self._cache[site.module] = keys.T @ keys / keys.shape[0]
+
+
+class KnownSpectrum:
+    """C0 with a spectrum chosen by the test, the same at every site: eigenvectors the columns of ``basis``
+    (orthonormal, ``[d_in, d_in]``), eigenvalues ``floor`` on the first ``d_in − rank`` (the null space a
+    threshold above ``floor`` finds) and 1 on the last ``rank``, ascending as ``torch.linalg.eigh`` gives them.
+    Kept on the CPU in float64, as the stored statistics are."""
+
+    def __init__(self, basis: torch.Tensor, rank: int, floor: float = 1e-6) -> None:
+        d = basis.shape[0]
+        if not 0 <= rank <= d:
+            raise ValueError(f"rank {rank} outside 0..{d}")
+        self.evals = torch.cat([torch.full((d - rank,), floor), torch.ones(rank)]).double()  # [d_in]
+        self.evecs = basis.double()  # [d_in, d_in]
+
+    def second_moment(self, site: Site) -> torch.Tensor:
+        """``V diag(λ) Vᵀ`` ``[d_in, d_in]``."""
+        return (self.evecs * self.evals) @ self.evecs.T
+
+    def eigendecomposition(self, site: Site) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.evals, self.evecs

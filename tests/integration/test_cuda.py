@@ -11,6 +11,7 @@ from editkit import EditRun, RunConfig
 from editkit.plugins import PluginHost
 from editkit.requests import EditRequest
 from editkit.testing.fixed import fixed_editor_plugin
+from editkit.testing.moments import KnownSpectrum
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 from editkit.updates import Subspace
 
@@ -19,21 +20,6 @@ pytestmark = [pytest.mark.gpu,
 
 D_MODEL, D_MLP = 16, 48
 REQUEST = EditRequest(case_id=0, subject="a", prompt="{} is", target_new="b", target_true="c")
-
-
-class Moments:
-    """C0 on the CPU with ``rank`` eigenvalues 1 and the rest 1e-6 (the null space), ascending."""
-
-    def __init__(self, basis: torch.Tensor, rank: int) -> None:
-        d = basis.shape[0]
-        self.evals = torch.cat([torch.full((d - rank,), 1e-6), torch.ones(rank)]).double()
-        self.evecs = basis.double()
-
-    def second_moment(self, site):
-        return (self.evecs * self.evals) @ self.evecs.T
-
-    def eigendecomposition(self, site):
-        return self.evals, self.evecs
 
 
 def test_project_rows_follows_the_update_to_its_device():
@@ -65,7 +51,7 @@ def test_constraints_run_and_hold_with_the_model_on_cuda(constraints, overrides,
                        device="cuda")
     run = EditRun(model=model, tokenizer=tok, config=config,
                   host=PluginHost(plugins=[("fixed", fixed_editor_plugin(updates))]),
-                  key_statistics=Moments(basis, rank=16))
+                  key_statistics=KnownSpectrum(basis, rank=16))
     w0 = {name: w.detach().clone() for name, w in run.initial_weights.items()}
     for _ in range(2):
         report = run.edit([REQUEST])

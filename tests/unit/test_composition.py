@@ -29,31 +29,17 @@ from editkit.requests import EditRequest
 from editkit.run import ConstraintWarning
 from editkit.sites import Site
 from editkit.testing.fixed import fixed_editor_plugin
+from editkit.testing.moments import KnownSpectrum
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 from editkit.updates import AccumulatedProposal, DeltaProposal
 
 # --------------------------------------------------------------------------- stage objects, fake run
 
 
-class Moments:
-    """C0 with a known spectrum: ``rank`` eigenvalues 1, the rest 1e-6 (the null space), ascending."""
-
-    def __init__(self, basis: torch.Tensor, rank: int) -> None:
-        d = basis.shape[0]
-        self.evals = torch.cat([torch.full((d - rank,), 1e-6), torch.ones(rank)]).double()
-        self.evecs = basis.double()
-
-    def second_moment(self, site):
-        return (self.evecs * self.evals) @ self.evecs.T
-
-    def eigendecomposition(self, site):
-        return self.evals, self.evecs
-
-
 class FakeRun:
     """Math-layout weights (site not transposed), W0, notes, key statistics: what the stages use."""
 
-    def __init__(self, site: Site, w0: torch.Tensor, moments: Moments) -> None:
+    def __init__(self, site: Site, w0: torch.Tensor, moments: KnownSpectrum) -> None:
         self.w0, self.current, self.moments, self.notes = w0.double(), w0.double().clone(), moments, {}
         self.initial_weights = {site.module: self.w0}
 
@@ -78,7 +64,7 @@ def test_section_11_2a_nullspace_then_rect_breaks_ns_exactly():
     """d_in = 2, K0 = (1, −1)/√2, P = uuᵀ with u = (1, 1)/√2; Δ = [1, 1], W = [1, 10], keep 50%."""
     site = site_of(1, 2)
     u = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=torch.float64).T / math.sqrt(2)  # columns: u, then K0
-    run = FakeRun(site, torch.tensor([[1.0, 10.0]]), Moments(u, rank=1))
+    run = FakeRun(site, torch.tensor([[1.0, 10.0]]), KnownSpectrum(u, rank=1))
     ns = NullspaceStages(NullspaceHParams(mode="project"))
     rect = RectStages(RectHParams(k=50))
     delta = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
@@ -102,7 +88,7 @@ def test_section_11_2c_nullspace_and_prune_keep_both_invariants(order):
     site = site_of(12, 30)
     basis, _ = torch.linalg.qr(torch.randn(30, 30, generator=g, dtype=torch.float64))
     w0 = torch.randn(12, 30, generator=g, dtype=torch.float64)
-    run = FakeRun(site, w0, Moments(basis, rank=10))
+    run = FakeRun(site, w0, KnownSpectrum(basis, rank=10))
     ns = NullspaceStages(NullspaceHParams(mode="project"))
     pr = PruneStages(PruneHParams(mode="every_batch"))
     delta = 20 * torch.randn(12, 30, generator=g, dtype=torch.float64)
@@ -124,7 +110,7 @@ def test_section_11_2d_rect_after_prune_can_raise_the_spectral_norm():
     """D = [[1, 1], [1, −1]] has σ = (√2, √2); masking its last entry gives σ_1 = (1 + √5)/2."""
     site = site_of(2, 2)
     w0 = torch.tensor([[10.0, 10.0], [10.0, 100.0]])  # σ_max(W0) ≫ √2: PRUNE leaves D as it is
-    run = FakeRun(site, w0, Moments(torch.eye(2), rank=2))
+    run = FakeRun(site, w0, KnownSpectrum(torch.eye(2), rank=2))
     pr = PruneStages(PruneHParams(mode="every_batch"))
     d = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=torch.float64)
     assert pr.editkit_constrain_update(run=run, site=site, proposal=AccumulatedProposal(
@@ -157,7 +143,7 @@ def kernel_run(constraints, overrides, batches=1, scale=1.0, mode="posthoc", fam
     plugins += [(n, m) for n, m in (("rect", editkit_rect), ("prune", editkit_prune)) if n not in installed]
     config = RunConfig(editor="fixed", constraints=constraints, overrides=overrides, constrain_mode=mode)
     run = EditRun(model=model, tokenizer=tok, config=config, host=PluginHost(plugins=plugins),
-                  key_statistics=Moments(basis, rank=16))
+                  key_statistics=KnownSpectrum(basis, rank=16))
     reports = [run.edit([REQUEST]) for _ in range(batches)]
     return run, reports
 

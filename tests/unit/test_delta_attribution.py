@@ -4,7 +4,6 @@ model edited by hand with the same layers' updates, and the model's weights come
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,8 @@ PROMPTS = ["The capital of France is", "Water is made of", "The sun rises in the
 
 
 @pytest.fixture(scope="module")
-def attribution():
-    spec = importlib.util.spec_from_file_location("delta_attribution", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def attribution(script):
+    return script(SCRIPT)
 
 
 def recall(model, tok, probes):

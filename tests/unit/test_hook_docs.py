@@ -4,7 +4,6 @@ section is exactly what docs/hook_reference.py generates from the docstrings (on
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import re
 from pathlib import Path
@@ -54,15 +53,8 @@ def test_the_page_documents_no_unknown_hook():
     assert len(documented) == len(set(documented)), "a hook has more than one heading"
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("hook_reference", DOCS / "hook_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_reference_is_the_docstrings_in_full():
-    generator = _generator()
+def test_the_reference_is_the_docstrings_in_full(script):
+    generator = script(DOCS / "hook_reference.py")
     assert generator.current(DOC.read_text(encoding="utf-8")) == generator.reference(), (
         "docs/writing-a-plugin.md: the hook reference is not the hookspec docstrings; run python docs/hook_reference.py"
     )
@@ -70,14 +62,14 @@ def test_the_reference_is_the_docstrings_in_full():
 
 
 @pytest.mark.parametrize("name", sorted(HOOKS))
-def test_every_word_of_the_docstring_is_on_the_page(name):
-    generator = _generator()
+def test_every_word_of_the_docstring_is_on_the_page(name, script):
+    generator = script(DOCS / "hook_reference.py")
     section = generator.current(DOC.read_text(encoding="utf-8"))
     assert generator.markdown(inspect.getdoc(HOOKS[name])) in section
 
 
-def test_a_changed_docstring_makes_the_page_stale(monkeypatch):
-    generator = _generator()
+def test_a_changed_docstring_makes_the_page_stale(monkeypatch, script):
+    generator = script(DOCS / "hook_reference.py")
     monkeypatch.setattr(hookspecs.editkit_batch_end, "__doc__", "After every batch. (A drifted contract.)")
     assert generator.current(DOC.read_text(encoding="utf-8")) != generator.reference()
     assert generator.main(["--check"]) == 1

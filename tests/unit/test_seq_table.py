@@ -4,7 +4,6 @@ metric names."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,11 +13,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "seq_table.py"
 
 
 @pytest.fixture(scope="module")
-def seq_table():
-    spec = importlib.util.spec_from_file_location("seq_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def seq_table(script):
+    return script(SCRIPT)
 
 
 PRE = {"efficacy": 20.0, "generalisation": 10.0, "specificity": 80.0, "retention": 100.0, "retention_probes": 9.0,
