@@ -26,7 +26,7 @@ from editkit.journal import AFTER_HASH, BASE_HASH, Journal, recorded_hash, tenso
 from editkit.manifest import manifest, model_identity
 from editkit.progress import Progress
 from editkit.requests import EditRequest, batched
-from editkit.run import EditRun
+from editkit.run import BatchReport, EditRun
 from editkit.scoring import continuation_scores
 
 
@@ -204,6 +204,8 @@ def _replayed(run: EditRun, out_dir: Path, journal: Journal, journaled: dict[str
         record = json.loads((entry.directory / "entry.json").read_text())
         run.replay(entry.deltas(), entry.state(), record.get("report", {}))
         curve.extend(record.get("curve", []))
+        if "final" in record:  # the last batch's entry holds what run.finish() wrote and noted
+            run.final_report = BatchReport.from_journal(record["final"], index=int(record["final"].get("index", 0)))
     return _Before(scores=[EditScore(**s) for s in journaled["pre_scores"]], metrics=journaled["pre_metrics"],
                    completions=journaled.get("pre_completions") or [], manifest=journaled, curve=curve)
 
@@ -271,9 +273,10 @@ def _edit_batches(run: EditRun, journal: Journal, batches: Sequence[Sequence[Edi
         if number == 1:
             journal.write_manifest({**before.manifest, "run_state": dict(run.state)})
         deltas, state = run.batch_artifacts()
+        final = {"final": run.final_report.to_json()} if number == len(batches) and run.final_report else {}
         journal.append(number - 1, [r.to_record() for r in chunk], deltas, state,
                        extra={"report": report.to_json(), "curve": point,
-                              AFTER_HASH: tensor_sha256(run.current_weights())})
+                              AFTER_HASH: tensor_sha256(run.current_weights()), **final})
         task.advance(1)
     replayed = sum(r.seconds for r in run.reports if r.replayed)
     return time.perf_counter() - started - eval_seconds + replayed

@@ -84,6 +84,15 @@ class BatchReport:
             data["replayed"] = True
         return data
 
+    @classmethod
+    def from_journal(cls, data: dict[str, Any], *, index: int) -> BatchReport:
+        """The report :meth:`to_json` wrote, as a resumed run restores it (``replayed``)."""
+        return cls(index=index, size=int(data.get("size", 0)), seconds=float(data.get("seconds", 0.0)),
+                   timings=dict(data.get("timings", {})),
+                   layers={int(k): v for k, v in data.get("layers", {}).items()},
+                   peak_memory={k: round(float(v) * 2**20) for k, v in data.get("peak_memory_mib", {}).items()},
+                   replayed=True)
+
 
 def weight_parameter(model: torch.nn.Module, module: str) -> torch.nn.Parameter:
     """The ``weight`` parameter of ``model``'s submodule ``module`` (storage layout)."""
@@ -102,8 +111,11 @@ class _KernelStages:
             raise EditkitError(
                 f"layer {site.layer}: update shape {tuple(update.shape)} != weight {tuple(parameter.shape)}"
             )
-        with torch.no_grad():
-            parameter.add_(update.to(device=parameter.device, dtype=parameter.dtype))
+        with torch.no_grad():  # W + Δ in float64, rounded once to the weight's dtype: the written weight is
+            # within half an ulp of the exact sum, however large Δ is (rounding Δ first would err by ulps of Δ —
+            # far more when a constraint writes W0 + F(Δ_n) over a large accumulated update); replay does the same
+            exact = previous.to(torch.float64) + update.to(device=parameter.device, dtype=torch.float64)
+            parameter.copy_(exact.to(parameter.dtype))
         return UndoRecord(site=site, parameter=parameter, previous=previous)
 
 
@@ -394,13 +406,7 @@ class EditRun:
         self.ledger.replay({name.removeprefix("keys/"): t for name, t in state.items() if name.startswith("keys/")})
         self.generator.set_state(state["rng"])
         self.undo_log.append(undo)
-        self.reports.append(BatchReport(index=len(self.reports), size=int(report.get("size", 0)),
-                                        seconds=float(report.get("seconds", 0.0)),
-                                        timings=dict(report.get("timings", {})),
-                                        layers={int(k): v for k, v in report.get("layers", {}).items()},
-                                        peak_memory={k: round(float(v) * 2**20)
-                                                     for k, v in report.get("peak_memory_mib", {}).items()},
-                                        replayed=True))
+        self.reports.append(BatchReport.from_journal(report, index=len(self.reports)))
 
     def finish(self) -> BatchReport | None:
         """End of the run: offer the accumulated updates to the constraints (``stage="final"``) and

@@ -165,3 +165,24 @@ def test_apply_refuses_other_base_weights_and_tampered_deltas(setup, uninterrupt
     err = capsys.readouterr().err
     assert "checksum mismatch" in err and "batch-00001/delta.safetensors" in err
     assert not (tmp_path / "y").exists()
+
+
+def test_a_resume_after_the_last_batch_keeps_the_final_stage_report(setup):
+    """Crash after the last batch was journaled (no result.json): the resumed run replays every batch and must
+    still report what the final constraint stage (PRUNE's, here) wrote and noted."""
+    out = setup / "prune-final"
+    args = ["run", "--model", str(setup / "model"), "--requests", str(setup / "requests.json"), "--editor", "prune",
+            "--corpus", str(setup / "corpus.txt"), "--batch-size", "4", "--set", "v_steps=8", "--set", "clamp_norm=4",
+            "--metrics", "none", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    finished = json.loads((out / "result.json").read_text())
+    assert finished["final"] is not None and finished["final"]["layers"]
+    # the restraint wrote W0 + F(Δ_n) over a far larger Δ_n: still within rounding of the bound
+    assert all(notes["prune.rescaled"] > 0 and notes["prune.invariant"]["holds"]
+               for notes in finished["final"]["layers"].values())
+    (out / "result.json").unlink()
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    resumed = json.loads((out / "result.json").read_text())
+    assert resumed["final"]["replayed"] is True
+    assert resumed["final"]["layers"] == finished["final"]["layers"]
+    assert resumed["final"]["index"] == finished["final"]["index"]

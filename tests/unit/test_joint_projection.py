@@ -21,8 +21,9 @@ from editkit_nullspace.joint import joint_projection, rank_tolerance
 from editkit_rect.constraint import RectStages
 from editkit_rect.hparams import RectHParams
 from hypothesis import given, settings
-from test_composition import FakeRun, Moments, site_of  # C0 with a known spectrum, a run's surface
+from test_composition import FakeRun, site_of  # a run's surface
 
+from editkit.testing.moments import KnownSpectrum
 from editkit.updates import DeltaProposal, SolveProblem
 
 
@@ -186,7 +187,7 @@ def test_stage_after_rect_holds_both_invariants(rank, kind):
     d_out, d_in = 10, 28
     site = site_of(d_out, d_in)
     evecs = orthonormal(d_in, d_in, g)
-    run = FakeRun(site, torch.randn(d_out, d_in, generator=g), Moments(evecs, rank=rank))
+    run = FakeRun(site, torch.randn(d_out, d_in, generator=g), KnownSpectrum(evecs, rank=rank))
     ns = NullspaceStages(NullspaceHParams(mode="joint"))
     rect = RectStages(RectHParams(k=70))
     assert ns.subspace(run, site).kind == kind
@@ -210,7 +211,7 @@ def test_project_mode_refills_what_joint_keeps_at_zero():
     """The same input through ``project``: the mask check fails, which is what ``joint`` is for."""
     g = torch.Generator().manual_seed(9)
     site = site_of(6, 24)
-    run = FakeRun(site, torch.randn(6, 24, generator=g), Moments(orthonormal(24, 24, g), rank=6))
+    run = FakeRun(site, torch.randn(6, 24, generator=g), KnownSpectrum(orthonormal(24, 24, g), rank=6))
     rect = RectStages(RectHParams(k=70))
     masked = rect.editkit_constrain_update(run=run, site=site, proposal=DeltaProposal(
         site=site, delta=torch.randn(6, 24, generator=g, dtype=torch.float64)))

@@ -230,3 +230,16 @@ def test_final_stage_that_changes_nothing_still_reports_why():
     assert notes["prune.rescaled"] == 0 and notes["prune.sigma_max_w0"] == pytest.approx(sigma_max)
     assert notes["prune.sigma1_before"] < sigma_max
     assert run.final_report.to_json()["layers"]["1"]["prune.rescaled"] == 0
+
+
+def test_the_kernel_rounds_w_plus_delta_once():
+    """The written weight is fl(W + Δ) (float64 sum, one rounding), not fl(W + fl(Δ)): with a Δ a thousand times
+    W, rounding Δ first would move the result by ulps of Δ."""
+    g = torch.Generator().manual_seed(8)
+    update = 1e3 * torch.randn(16, 48, generator=g, dtype=torch.float64)
+    run = fixed_run([{1: update}], ())
+    site = next(s for s in run.sites if s.layer == 1)
+    stored = run.model.get_submodule(site.module).weight
+    before = stored.detach().clone()
+    run.edit([EditRequest(case_id=0, subject="a", prompt="{} is", target_new="b", target_true="c")])
+    assert torch.equal(stored.detach(), (before.double() + site.to_storage(update)).float())
