@@ -70,15 +70,18 @@ def attribution(model: torch.nn.Module, tokenizer: Any, probes: list[tuple[str, 
         raise SystemExit(f"the runs edited different modules: {sorted(runs['A'])} and {sorted(runs['B'])}")
     params = dict(model.named_parameters())
     by_layer = {layer_of(m): m for m in runs["A"]}
+    if len(by_layer) != len(runs["A"]):
+        raise SystemExit(f"more than one edited module per layer ({sorted(runs['A'])}): not supported")
     w0 = {m: params[m + ".weight"].detach().clone() for m in runs["A"]}
 
     def apply(choice: dict[int, str]) -> None:
         with torch.no_grad():
             for layer, module in by_layer.items():
                 weight = params[module + ".weight"]
-                weight.copy_(w0[module])
-                if layer in choice:
-                    weight.add_(runs[choice[layer]][module].to(weight.dtype))
+                exact = w0[module].double()
+                if layer in choice:  # W0 + Δ in float64, rounded once, as the kernel writes an update
+                    exact = exact + runs[choice[layer]][module].to(device=weight.device, dtype=torch.float64)
+                weight.copy_(exact.to(weight.dtype))
 
     try:
         for name, choice in configurations(sorted(by_layer)):

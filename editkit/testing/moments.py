@@ -90,4 +90,5 @@ class KnownSpectrum:
         return (self.evecs * self.evals) @ self.evecs.T
 
     def eigendecomposition(self, site: Site) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eigenvalues ``[d_in]`` ascending, eigenvectors ``[d_in, d_in]`` (columns), as ``torch.linalg.eigh``."""
         return self.evals, self.evecs

@@ -180,8 +180,11 @@ def test_a_resume_after_the_last_batch_keeps_the_final_stage_report(setup):
     # the restraint wrote W0 + F(Δ_n) over a far larger Δ_n: still within rounding of the bound
     assert all(notes["prune.rescaled"] > 0 and notes["prune.invariant"]["holds"]
                for notes in finished["final"]["layers"].values())
+    written = load_file(out / "deltas.safetensors")
     (out / "result.json").unlink()
     assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    replayed = load_file(out / "deltas.safetensors")  # the replay ends at the very weights the run wrote
+    assert written.keys() == replayed.keys() and all(torch.equal(written[k], replayed[k]) for k in written)
     resumed = json.loads((out / "result.json").read_text())
     assert resumed["final"]["replayed"] is True
     assert resumed["final"]["layers"] == finished["final"]["layers"]

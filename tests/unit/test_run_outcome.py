@@ -1,5 +1,7 @@
 """The summary line `editkit run` prints after a run: the edit-success share named as what it measures."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 from editkit.cli.run import print_outcome
