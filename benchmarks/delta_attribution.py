@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 
 from editkit.api import continuation_scores
 from editkit.models import load_resolved, resolve_model
+from editkit.updates import add_exactly
 
 
 def layer_of(module: str) -> int:
@@ -78,10 +79,9 @@ def attribution(model: torch.nn.Module, tokenizer: Any, probes: list[tuple[str, 
         with torch.no_grad():
             for layer, module in by_layer.items():
                 weight = params[module + ".weight"]
-                exact = w0[module].double()
-                if layer in choice:  # W0 + Δ in float64, rounded once, as the kernel writes an update
-                    exact = exact + runs[choice[layer]][module].to(device=weight.device, dtype=torch.float64)
-                weight.copy_(exact.to(weight.dtype))
+                weight.copy_(w0[module])
+                if layer in choice:  # W0 + Δ rounded once, as the kernel writes an update
+                    add_exactly(weight, runs[choice[layer]][module])
 
     try:
         for name, choice in configurations(sorted(by_layer)):

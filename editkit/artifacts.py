@@ -18,6 +18,7 @@ from editkit.atomic import write_directory_atomic
 from editkit.errors import InputError, UsageError
 from editkit.journal import AFTER_HASH, BASE_HASH, Journal, JournalEntry, recorded_hash, tensor_sha256
 from editkit.outputs import check_new_directory
+from editkit.updates import add_exactly
 
 
 @attrs.frozen(kw_only=True)
@@ -58,7 +59,7 @@ def _write(model: torch.nn.Module, deltas: dict[str, torch.Tensor], sign: float)
     with torch.no_grad():
         for name, delta in deltas.items():
             weight = cast(torch.Tensor, model.get_submodule(name).weight)
-            weight.copy_((weight.double() + sign * delta.to(weight.device)).to(weight.dtype))
+            add_exactly(weight, sign * delta)
 
 
 def select_batches(run_dir: str | Path, *, upto: int | None = None, allow_partial: bool = False) -> BatchSelection:

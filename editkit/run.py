@@ -34,7 +34,7 @@ from editkit.plugins import PluginHost
 from editkit.progress import NullProgress, Progress
 from editkit.requests import EditRequest
 from editkit.sites import Site
-from editkit.updates import AccumulatedProposal, DeltaProposal, SolveProblem, UndoRecord
+from editkit.updates import AccumulatedProposal, DeltaProposal, SolveProblem, UndoRecord, add_exactly
 
 
 @attrs.frozen(kw_only=True)
@@ -111,11 +111,8 @@ class _KernelStages:
             raise EditkitError(
                 f"layer {site.layer}: update shape {tuple(update.shape)} != weight {tuple(parameter.shape)}"
             )
-        with torch.no_grad():  # W + Δ in float64, rounded once to the weight's dtype: the written weight is
-            # within half an ulp of the exact sum, however large Δ is (rounding Δ first would err by ulps of Δ —
-            # far more when a constraint writes W0 + F(Δ_n) over a large accumulated update); replay does the same
-            exact = update.to(device=parameter.device, dtype=torch.float64, copy=True)  # never the caller's Δ
-            parameter.copy_(exact.add_(previous).to(parameter.dtype))
+        with torch.no_grad():
+            add_exactly(parameter, update)
         return UndoRecord(site=site, parameter=parameter, previous=previous)
 
 
@@ -401,7 +398,7 @@ class EditRun:
                                    f"weight has {tuple(parameter.shape)}")
             previous = parameter.detach().clone()
             with torch.no_grad():
-                parameter.copy_((previous.double() + delta.to(previous.device)).to(parameter.dtype))
+                add_exactly(parameter, delta)
             undo.append(UndoRecord(site=by_module[module], parameter=parameter, previous=previous))
         self.ledger.replay({name.removeprefix("keys/"): t for name, t in state.items() if name.startswith("keys/")})
         self.generator.set_state(state["rng"])

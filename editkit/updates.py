@@ -1,4 +1,5 @@
-"""Update proposals threaded through ``editkit_constrain_update``, and undo records.
+"""Update proposals threaded through ``editkit_constrain_update``, undo records, and the write of an update
+(:func:`add_exactly`).
 
 Shapes (math layout, ``v = W k``): keys ``K`` ``[d_in, u]``, residual ``R`` ``[d_out, u]``,
 ``Δ`` ``[d_out, d_in]``, preservation moments ``[d_in, d_in]``, subspace bases ``[d_in, r]``.
@@ -13,6 +14,17 @@ import torch
 
 from editkit.converters import to_tuple
 from editkit.sites import Site
+
+
+def add_exactly(weight: torch.Tensor, delta: torch.Tensor) -> None:
+    """``weight ← fl(weight + Δ)`` in place: the sum in float64 on the weight's device, rounded once to the
+    weight's dtype, so the written weight is within half an ulp of the exact sum however large Δ is (rounding Δ
+    first would err by ulps of Δ — far more when a constraint writes W0 + F(Δ_n) over a large accumulated
+    update). ``delta`` (same shape, any dtype and device) is not modified. The kernel's write, a journal's
+    replay and ``editkit apply``/``revert`` all use it, so they end at bit-identical weights. Call under
+    ``torch.no_grad()``."""
+    exact = delta.to(device=weight.device, dtype=torch.float64, copy=True)
+    weight.copy_(exact.add_(weight).to(weight.dtype))
 
 
 @attrs.frozen(kw_only=True)
