@@ -9,7 +9,8 @@ own seconds, so a run finished with ``--resume`` counts its journaled batches), 
 whose loss ended below 0.7 and its median final loss (over batches), and for the null space the share of
 C0's energy (trace) it holds and the norm ratio ‖PK1‖/‖K1‖ of the edit keys it keeps
 (``nullspace.kept_key_energy``; means over batches and layers), and the largest ‖Δ − ΔP‖/‖Δ‖ it measured on
-the written updates (``nullspace.invariant``) with whether ΔP = Δ held everywhere.
+the written updates (``nullspace.invariant``) with whether ΔP = Δ held everywhere, and ‖W_n‖/‖W_0‖ per
+edited layer after the last batch (``weight.growth``; in the curves after each evaluated batch).
 ``--curve`` adds each run's metrics after every evaluated batch (``--eval-every``). A run without a
 ``result.json`` (still running) is reported from its journal: its batches, its curve so far, and as its
 metrics the last evaluated point, marked "running".
@@ -69,6 +70,14 @@ def _invariant(batches: list[dict[str, Any]]) -> str:
     return f"max {max(values):.1e}, {'holds' if held else 'BROKEN'}"
 
 
+def _growth(batch: dict[str, Any] | None) -> str:
+    """‖W_n‖/‖W_0‖ per edited layer after ``batch`` (the kernel's ``weight.growth`` note), as ``layer:ratio``."""
+    layers = (batch or {}).get("layers", {})
+    cells = [f"{layer}:{notes['weight.growth']:.3f}" for layer, notes in layers.items()
+             if isinstance(notes.get("weight.growth"), (int, float))]
+    return " ".join(cells) or "-"
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -93,7 +102,7 @@ def main() -> int:
     first = next((st for st in states.values() if st["pre"]), next(iter(states.values())))
     columns = _metric_columns(first["pre"])
     extra = ["edits", "s/edit", "v* <0.7", "v* loss", "null-space share of tr C0", "‖PK1‖/‖K1‖",
-             "ΔP = Δ (‖Δ − ΔP‖/‖Δ‖ written)"]
+             "ΔP = Δ (‖Δ − ΔP‖/‖Δ‖ written)", "‖W_n‖/‖W_0‖ per layer"]
     print("| run | " + " | ".join(columns + extra) + " |")
     print("|---|" + "---:|" * (len(columns) + len(extra)))
     print("| unedited | " + " | ".join(_fmt(first["pre"].get(c)) for c in columns) + " |" + " |" * len(extra))
@@ -110,14 +119,17 @@ def main() -> int:
             name += f" (running; metrics at {post['edits']} edits)" if post else " (running)"
         cells = [_fmt(post.get(c)) for c in columns]
         cells += [str(edits), _fmt(seconds / edits if edits else None, 2), _fmt(None if share is None else 100 * share),
-                  _fmt(loss, 2), _fmt(energy, 4), _fmt(kept, 3), _invariant(batches)]
+                  _fmt(loss, 2), _fmt(energy, 4), _fmt(kept, 3), _invariant(batches),
+                  _growth(batches[-1] if batches else None)]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.curve:
         for run, state in states.items():
             print(f"\n{run.name}: metrics after each evaluated batch")
+            by_batch = {i + 1: b for i, b in enumerate(state["batches"])}
             for point in [{"edits": 0, **state["pre"]}, *state["curve"]]:
+                growth = _growth(by_batch.get(point["batches"])) if "batches" in point else "-"
                 print(f"  {point.get('edits', '?'):>5} edits: " + ", ".join(
-                    f"{c} {_fmt(point.get(c))}" for c in columns if c in point))
+                    f"{c} {_fmt(point.get(c))}" for c in columns if c in point) + f"; ‖W_n‖/‖W_0‖ {growth}")
     return 0
 
 

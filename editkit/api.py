@@ -22,8 +22,9 @@ What is here, by use:
   (a bad input file or record), :class:`NumericalError`, :class:`EditkitError`.
 * **The hook contract** (stage hooks, see :mod:`editkit.hookspecs`): :class:`RunContext` (what a stage
   hook may use of the run), :class:`EditBatch`, :class:`EditRequest`, :class:`Site`, :class:`ModelLayout`,
-  the proposals :class:`SolveProblem`, :class:`DeltaProposal`, :class:`AccumulatedProposal` (any of them:
-  ``Proposal``), the row :class:`Subspace`, :class:`UndoRecord`, :class:`KeyStatistics` (what
+  the proposals :class:`TargetProposal`, :class:`SolveProblem`, :class:`DeltaProposal`,
+  :class:`AccumulatedProposal` (any of them: ``Proposal``),
+  the row :class:`Subspace`, :class:`UndoRecord`, :class:`KeyStatistics` (what
   ``run.require_key_statistics()`` gives), :class:`Progress` / :class:`Task`.
 * **Tokenising prompts around a subject**: :func:`tokenize` (ids, character offsets, special-token flags),
   :func:`last_token_before` (e.g. the subject's last token), :func:`first_token_from` (e.g. a target's first
@@ -50,7 +51,8 @@ Orientation: every matrix handed through the stage hooks is in *math layout*, ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from editkit.atomic import write_atomic, write_directory_atomic, write_json_atomic
@@ -95,7 +97,15 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; at run time these load on f
         edit_output,
         run_until_stopped,
     )
-    from editkit.updates import AccumulatedProposal, DeltaProposal, Proposal, SolveProblem, Subspace, UndoRecord
+    from editkit.updates import (
+        AccumulatedProposal,
+        DeltaProposal,
+        Proposal,
+        SolveProblem,
+        Subspace,
+        TargetProposal,
+        UndoRecord,
+    )
 
 
 @runtime_checkable
@@ -172,6 +182,11 @@ class RunContext(Protocol):
         ...
 
     @property
+    def editor_hparams(self) -> Any:
+        """The run's editor's hyperparameters (its attrs class, as resolved)."""
+        ...
+
+    @property
     def constraint_hparams(self) -> Mapping[str, Any]:
         """The run's constraints' hyperparameters by constraint name."""
         ...
@@ -192,6 +207,28 @@ class RunContext(Protocol):
         """The background key statistics (C0); a clear :class:`UsageError` when the run has none."""
         ...
 
+    @property
+    def edits_done(self) -> int:
+        """How many requests the run has edited before the current batch (replayed batches included)."""
+        ...
+
+    def targets_for(self, requests: Sequence[EditRequest]) -> TargetProposal:
+        """The editor's target values for ``requests`` on the model as it is now, nothing edited (e.g. NAS's
+        reference norm of v* over sampled rewrites on the unedited model); a :class:`UsageError` when the editor
+        computes none (it does not implement ``editkit_compute_targets``)."""
+        ...
+
+    def store_dir(self) -> Path | None:
+        """The store the run's key statistics are kept in (``--stats-dir``, else ``$EDITKIT_STATS_DIR``, else
+        ``$EDITKIT_CACHE/stats``), where a plugin keeps per-model figures it measured, in a folder of its own
+        name; None when the run keeps its statistics in memory (then measure again)."""
+        ...
+
+    def model_identity(self) -> dict[str, Any]:
+        """What the *unedited* model is (its name and the sha256 of every parameter and buffer, with the edited
+        modules' ``W0``), for caches of per-model figures that must not follow a different model."""
+        ...
+
 
 if TYPE_CHECKING:  # pragma: no cover - checked by mypy (`make test`): the kernel's run is a RunContext
 
@@ -206,6 +243,7 @@ _LAZY = {
     "Proposal": "editkit.updates",
     "SolveProblem": "editkit.updates",
     "Subspace": "editkit.updates",
+    "TargetProposal": "editkit.updates",
     "UndoRecord": "editkit.updates",
     "PaddedBatch": "editkit.tokens",
     "TokenizedText": "editkit.tokens",
@@ -255,6 +293,7 @@ __all__ = [
     "SolveProblem",
     "StopForward",
     "Subspace",
+    "TargetProposal",
     "Task",
     "TokenizedText",
     "UndoRecord",

@@ -27,6 +27,10 @@ def _valid_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         )
 
 
+def _str_dict(value: Mapping[str, str]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in dict(value).items()}
+
+
 def _callable(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not callable(value):
         raise TypeError(f"{type(instance).__name__}.{attribute.name} must be callable, got {value!r}")
@@ -42,6 +46,8 @@ class EditorSpec:
     ``hparams`` is an attrs class whose defaults are the generic defaults; ``presets`` maps a
     preset name (e.g. ``"gpt2-xl"``) to field overrides. ``implied_constraints`` are
     constraints the editor always runs last (e.g. the ``prune`` editor = MEMIT + prune).
+    ``computes_targets``: its stages implement ``editkit_compute_targets`` (constraints that act on target
+    values need it). ``conflicts``: constraint name → why this editor cannot run with it (refused, exit 2).
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -54,6 +60,8 @@ class EditorSpec:
     default_constrain_mode: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.in_(("inline", "posthoc")))
     )
+    computes_targets: bool = False
+    conflicts: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -63,6 +71,8 @@ class ConstraintSpec:
     ``factory(hparams)`` returns a fresh stage plugin implementing ``editkit_constrain_update``
     (and optionally ``editkit_batch_end``). ``invariant`` says in words what the constraint
     guarantees on the update it returns; ``linear`` whether ``T(aΔ + bΔ') = aT(Δ) + bT(Δ')``.
+    ``needs_targets``: it acts on the target values (``TargetProposal``), so it needs an editor that computes
+    them. ``conflicts``: another constraint's or an editor's name → why the two cannot run together.
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -71,6 +81,8 @@ class ConstraintSpec:
     hparams: type = attrs.field(validator=attrs.validators.instance_of(type))
     invariant: str = attrs.field(validator=attrs.validators.instance_of(str))
     linear: bool = attrs.field(validator=attrs.validators.instance_of(bool))
+    needs_targets: bool = False
+    conflicts: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict)
 
 
 @attrs.frozen(kw_only=True)

@@ -27,8 +27,8 @@ class ConstraintChain:
 
     def __init__(self, pm: pluggy.PluginManager, constraints: list[tuple[ConstraintSpec, object]]) -> None:
         self.constraints = constraints
-        self._constrain = [_only(pm, plugin, "editkit_constrain_update") for _, plugin in constraints]
-        self._measure = [_only(pm, plugin, "editkit_measure_update") for _, plugin in constraints]
+        self._constrain = [reaching_only(pm, plugin, "editkit_constrain_update") for _, plugin in constraints]
+        self._measure = [reaching_only(pm, plugin, "editkit_measure_update") for _, plugin in constraints]
         self._warned: set[str] = set()
 
     def names(self) -> list[str]:
@@ -39,10 +39,13 @@ class ConstraintChain:
         names = self.names()
         return names[names.index(name) + 1 :] if name in names else []
 
-    def constrain(self, run: Any, site: Site, proposal: Any) -> Any:
-        """``proposal`` through every constraint in order; each must return one of the same type (or None)."""
+    def constrain(self, run: Any, site: Site, proposal: Any, *, targets: bool = False) -> Any:
+        """``proposal`` through every constraint in order; each must return one of the same type (or None).
+        With ``targets`` (a ``TargetProposal``) only the constraints whose spec says ``needs_targets`` see it."""
         kind = type(proposal)
         for (spec, _), caller in zip(self.constraints, self._constrain):
+            if targets and not spec.needs_targets:
+                continue
             results = [r for r in caller(run=run, site=site, proposal=proposal) if r is not None]
             if results:
                 if not isinstance(results[0], kind):
@@ -81,7 +84,7 @@ class ConstraintChain:
                     )
 
 
-def _only(pm: pluggy.PluginManager, plugin: object, hook_name: str) -> Any:
+def reaching_only(pm: pluggy.PluginManager, plugin: object, hook_name: str) -> Any:
     """A caller of ``hook_name`` that reaches ``plugin`` alone."""
     others = [p for _, p in pm.list_name_plugin() if p is not plugin]
     return pm.subset_hook_caller(hook_name, remove_plugins=others)

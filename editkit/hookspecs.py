@@ -20,9 +20,12 @@ site in this order::
 
     sites = editkit_locate(run)                                     # once, when the run is made
     for batch:
+        targets = editkit_compute_targets(run, batch)                # z, h, v0 [u, d_model] or None
+        for c in constraints with needs_targets (user order):        # may rescale or withdraw targets (NAS)
+            targets = editkit_constrain_update(run, targets.site, targets) or targets
         for site in sites (ascending layer):
             keys     = editkit_collect_keys(run, batch, site)        # K1 [d_in, u], current model
-            residual = editkit_compute_residual(run, batch, site, keys)   # R [d_out, u]
+            residual = editkit_compute_residual(run, batch, site, keys, targets)   # R [d_out, u]
             problem  = SolveProblem(keys, residual, past=Cp, past_batches=...)
             for c in constraints (user order):                       # may restrict the solve
                 problem = editkit_constrain_update(run, site, problem) or problem
@@ -40,6 +43,9 @@ site in this order::
         for site:                                                    # the kernel's Cp, edited model
             Cp += K1 K1ᵀ with K1 = editkit_collect_keys(run, batch, site)
         editkit_batch_end(run, batch)                                # the plugins' own sequential state
+        for p in stage plugins: editkit_save_state(run)              # journaled with the batch
+    on resume, an undo or a failed batch, for p in stage plugins:
+        editkit_load_state(run, states)                              # what save_state gave after each batch
     run.finish():
         for site, for c in constraints:
             editkit_constrain_update(run, site, AccumulatedProposal(Δ_n, stage="final"))
@@ -73,7 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     )
     from editkit.run import EditBatch
     from editkit.sites import Site
-    from editkit.updates import Proposal, SolveProblem, UndoRecord
+    from editkit.updates import Proposal, SolveProblem, TargetProposal, UndoRecord
 
 
 # --------------------------------------------------------------------------- catalog hooks
@@ -91,7 +97,10 @@ def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
         instead) and ``default_constrain_mode`` (``inline`` or ``posthoc``).
 
     The stage object implements ``editkit_locate``, ``editkit_collect_keys``, ``editkit_compute_residual``
-    and ``editkit_solve`` (optionally ``editkit_batch_end`` and ``editkit_apply``).
+    and ``editkit_solve`` (optionally ``editkit_compute_targets``, ``editkit_batch_end``, ``editkit_apply``,
+    ``editkit_save_state`` / ``editkit_load_state``). ``computes_targets`` says whether it implements
+    ``editkit_compute_targets``; ``conflicts`` maps a constraint name to why the editor cannot run with it
+    (refused before any work, exit 2).
 
     Calling convention: every plugin's implementation is called; nothing is returned.
     Implemented by: editor plugins (first-party ``memit``, ``emmet``, ``rome``, ``ft``; third-party packages).
@@ -104,12 +113,16 @@ def editkit_register_constraints(register: Callable[[ConstraintSpec], None]) -> 
 
     :param register: call it with one ``ConstraintSpec`` per constraint: ``name``, ``summary``,
         ``factory(hparams)`` (a fresh stage object per run, implementing ``editkit_constrain_update`` and
-        optionally ``editkit_measure_update`` and ``editkit_batch_end``), ``hparams``, ``invariant`` (in
-        words, what the constraint guarantees on the update it returns) and ``linear`` (whether
-        ``T(aΔ + bΔ') = aT(Δ) + bT(Δ')``; the conformance suite checks a constraint that says so).
+        optionally ``editkit_measure_update``, ``editkit_batch_end``, ``editkit_save_state`` /
+        ``editkit_load_state``), ``hparams``, ``invariant`` (in words, what the constraint guarantees on the
+        update it returns), ``linear`` (whether ``T(aΔ + bΔ') = aT(Δ) + bT(Δ')``; the conformance suite
+        checks a constraint that says so), ``needs_targets`` (it acts on ``TargetProposal``: refused with an
+        editor whose spec says ``computes_targets=False``) and ``conflicts`` (a constraint or editor name →
+        why they cannot run together; refused before any work, exit 2).
 
     Calling convention: every plugin's implementation is called; nothing is returned.
-    Implemented by: constraint plugins (first-party ``nullspace``, ``prune``, ``rect``; third-party packages).
+    Implemented by: constraint plugins (first-party ``nullspace``, ``prune``, ``rect``, ``nas``,
+    ``betaedit``; third-party packages).
     """
 
 
@@ -229,15 +242,36 @@ def editkit_collect_keys(run: RunContext, batch: EditBatch, site: Site) -> torch
 
 
 @hookspec(firstresult=True)
+def editkit_compute_targets(run: RunContext, batch: EditBatch) -> TargetProposal | None:
+    """Compute-targets: the values the batch's edits aim at, before any residual is formed.
+
+    Called once per batch, before the first site, on the model as it is when the batch starts (and by
+    ``run.targets_for(requests)`` for requests that are not edited, e.g. a constraint's reference sample).
+    The kernel offers the result to every constraint whose spec says ``needs_targets``, in order (a
+    ``TargetProposal``: NAS rescales ``v*``, or withdraws a request) and passes what they return to
+    ``editkit_compute_residual`` as ``targets``.
+
+    :returns: a ``TargetProposal`` (``initial`` ``h``, ``target`` ``z``, ``values`` ``v0``, each
+        ``[u, d_model]`` in ``batch.requests`` order, at ``site``'s block and module), or None for an editor
+        without target values (fine-tuning). An editor that implements it says ``computes_targets=True`` in
+        its ``EditorSpec``, so that constraints that need targets can be refused before a run starts.
+
+    Calling convention: firstresult. Implemented by: the run's editor (first-party ``memit`` and its family).
+    """
+
+
+@hookspec(firstresult=True)
 def editkit_compute_residual(
-    run: RunContext, batch: EditBatch, site: Site, keys: torch.Tensor
+    run: RunContext, batch: EditBatch, site: Site, keys: torch.Tensor, targets: TargetProposal | None
 ) -> torch.Tensor | None:
     """Compute-residual: what the update at this site must add to the module's output.
 
-    MEMIT-family editors optimise target hidden states once per batch (cache them in their
-    per-run state) and spread ``Z − H_current`` over the remaining sites.
+    MEMIT-family editors spread ``z − h_current`` over the remaining sites, with ``z`` from
+    ``targets`` (what ``editkit_compute_targets`` returned, as the constraints left it).
 
     :param keys: ``K1`` ``[d_in, u]`` as returned by ``editkit_collect_keys`` for this site.
+    :param targets: this batch's ``TargetProposal`` after the constraints, or None when the editor computes
+        none (an implementation may leave the argument out).
     :returns: ``R``, float tensor of shape ``[d_out, u]`` with ``(W + Δ) K1 ≈ W K1 + R`` the goal
         (zeros for an editor with no target value, e.g. fine-tuning); checked for shape and finiteness.
 
@@ -251,8 +285,12 @@ def editkit_constrain_update(run: RunContext, site: Site, proposal: Proposal) ->
 
     The kernel calls this hook **once per constraint, in the order the user gave**, each
     time with only that constraint's implementation, and threads the result through. A
-    proposal is one of three kinds:
+    proposal is one of four kinds:
 
+    * ``TargetProposal`` (once per batch, before any residual, only to a constraint whose spec says
+      ``needs_targets``; ``site`` is where the targets are): the constraint may return
+      ``proposal.with_target(z', skipped)`` (NAS: ``v*`` rescaled to a reference norm, or the request
+      withdrawn, ``z' = h``).
     * ``SolveProblem`` (before the solve; keys, residual, ``past`` = ``Cp`` and ``past_batches``): the
       constraint may return a restricted problem, e.g. ``problem.restricted(subspace, ...)`` to make the
       solver fit inside a row subspace (AlphaEdit's null space) or change its preservation terms.
@@ -333,8 +371,43 @@ def editkit_batch_end(run: RunContext, batch: EditBatch) -> None:
     """
 
 
+@hookspec
+def editkit_save_state(run: RunContext) -> dict[str, torch.Tensor] | None:
+    """What this plugin's sequential state became in the batch just edited, to journal with the batch.
+
+    Called once per stage plugin (alone) after ``editkit_batch_end``. Tensors only (a number as a 0-d
+    float64 tensor: stored exactly), CPU, names of your choice; the kernel keeps them with the batch
+    (``state.safetensors`` of the journal entry, under the plugin's name) and gives back the whole sequence
+    to ``editkit_load_state``. Return a batch's *increment* (e.g. the batch's keys) when the state is a sum
+    over batches, or a snapshot when it is small (a queue, a counter, a reference norm); large derived state
+    (a refreshed projector) is better recomputed on load from what the run has (``Cp``, ``C0``).
+
+    :returns: ``{name: tensor}``, or None for a plugin without sequential state.
+
+    Calling convention: called per stage plugin. Implemented by: editors and constraints with state across
+    batches (first-party ``nas``, ``betaedit``, ``lyaplock``).
+    """
+
+
+@hookspec
+def editkit_load_state(run: RunContext, states: list[dict[str, torch.Tensor]]) -> None:
+    """Restore this plugin's sequential state to what it was after the given batches.
+
+    :param states: what ``editkit_save_state`` returned after each batch the run now holds, oldest first
+        (``{}`` for a batch where it returned None); an empty list means before the first batch.
+
+    Called once per stage plugin (alone) when a resumed run has replayed its journal (before its next
+    batch), after ``run.undo_last()``, and when a batch failed (its writes were undone). Restoring must be
+    exact: a resumed run continues with the same numbers as one that never stopped (bit-exact, tested).
+
+    Calling convention: called per stage plugin. Implemented by: the plugins that implement
+    ``editkit_save_state``.
+    """
+
+
 STAGE_HOOKS = (
     "editkit_locate",
+    "editkit_compute_targets",
     "editkit_collect_keys",
     "editkit_compute_residual",
     "editkit_constrain_update",
@@ -342,6 +415,8 @@ STAGE_HOOKS = (
     "editkit_apply",
     "editkit_measure_update",
     "editkit_batch_end",
+    "editkit_save_state",
+    "editkit_load_state",
 )
 CATALOG_HOOKS = (
     "editkit_register_editors",

@@ -47,6 +47,7 @@ class RunMethods:
         constraint_specs = [catalog.get("constraints", n) for n in names]
         if len(set(names)) != len(names):
             raise UsageError(f"a constraint is given twice: {names}")
+        _check_composition(editor_spec, constraint_specs)
         owners = [(editor_spec.name, editor_spec.hparams)] + [(c.name, c.hparams) for c in constraint_specs]
         editor_overrides, *constraint_overrides = split_overrides(dict(config.overrides), owners)
         editor_defaults, *constraint_defaults = split_overrides(applicable(dict(config.defaults), owners), owners)
@@ -73,3 +74,21 @@ def _editor_hparams(spec: EditorSpec, config: RunConfig, defaults: dict[str, str
         values["layers"] = config.layers
     values.update(overrides)
     return build(spec.name, spec.hparams, values)
+
+
+def _check_composition(editor: EditorSpec, constraints: list[ConstraintSpec]) -> None:
+    """:class:`UsageError` (exit 2, before any work) for a combination that is not meaningful: a constraint on
+    target values with an editor that computes none, or two methods that declare a conflict (the reason is
+    theirs)."""
+    names = [c.name for c in constraints]
+    for spec in constraints:
+        if spec.needs_targets and not editor.computes_targets:
+            raise UsageError(f"constraint {spec.name!r} acts on the target values of each edit, and editor "
+                             f"{editor.name!r} computes none; use an editor that optimises target values "
+                             "(memit and its family)")
+    pairs = [(editor.name, editor.conflicts)] + [(c.name, c.conflicts) for c in constraints]
+    present = {editor.name, *names}
+    for owner, conflicts in pairs:
+        for other, why in conflicts.items():
+            if other in present and other != owner:
+                raise UsageError(f"{owner!r} and {other!r} cannot run together: {why}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import attrs
@@ -31,10 +32,18 @@ from editkit.markers import PROJECT_NAME, hookimpl
 from editkit.memory import peak_bytes, reset_peak
 from editkit.methods import RunMethods
 from editkit.plugins import PluginHost
+from editkit.pluginstate import PluginStates
 from editkit.progress import NullProgress, Progress
 from editkit.requests import EditRequest
 from editkit.sites import Site
-from editkit.updates import AccumulatedProposal, DeltaProposal, SolveProblem, UndoRecord, add_exactly
+from editkit.updates import (
+    AccumulatedProposal,
+    DeltaProposal,
+    SolveProblem,
+    TargetProposal,
+    UndoRecord,
+    add_exactly,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -186,6 +195,9 @@ class EditRun:
         self.final_report: BatchReport | None = None
         self.undo_log: list[list[UndoRecord]] = []
         self._current: BatchReport | None = None
+        self.plugin_states = PluginStates(self.pm, [(f"editor:{self.editor_spec.name}", self.editor)]
+                                          + [(f"constraint:{spec.name}", p) for spec, p in self.constraints])
+        self._model_identity: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ the methods (editkit.methods)
 
@@ -237,6 +249,46 @@ class EditRun:
         """Cp per site module, float64 ``[d_in, d_in]``, from the batches edited so far (:mod:`editkit.ledger`)."""
         return self.ledger.past
 
+    @property
+    def edits_done(self) -> int:
+        """Requests edited by the batches the run holds (replayed ones included)."""
+        return sum(r.size for r in self.reports)
+
+    def targets_for(self, requests: Sequence[EditRequest]) -> TargetProposal:
+        """The editor's target values for ``requests`` on the model as it is now (nothing is edited)."""
+        if not self.editor_spec.computes_targets:
+            raise UsageError(f"editor {self.editor_spec.name!r} computes no target values")
+        targets = self.pm.hook.editkit_compute_targets(run=self, batch=EditBatch(index=-1, requests=tuple(requests)))
+        if not isinstance(targets, TargetProposal):
+            raise EditkitError(f"editor {self.editor_spec.name!r} says it computes target values, but its "
+                               f"editkit_compute_targets returned {targets!r}")
+        return targets
+
+    def store_dir(self) -> Path | None:
+        """The key statistics' store root (None: statistics in memory, or none)."""
+        store = getattr(self.key_statistics, "store", None)
+        root = getattr(store, "root", None)
+        return Path(root) if root is not None else None
+
+    def model_identity(self) -> dict[str, Any]:
+        """The unedited model's name and the sha256 of its parameters and buffers (the edited modules' W0)."""
+        if self._model_identity is None:
+            from editkit.keystats.identity import weights_sha256
+
+            edited = {module: weight_parameter(self.model, module) for module in self.initial_weights}
+            saved = {module: p.detach().clone() for module, p in edited.items()}
+            try:
+                with torch.no_grad():
+                    for module, parameter in edited.items():
+                        parameter.copy_(self.initial_weights[module])
+                    digest = weights_sha256(self.model)
+            finally:
+                with torch.no_grad():
+                    for module, parameter in edited.items():
+                        parameter.copy_(saved[module])
+            self._model_identity = {"model": self.model_id, "weights_sha256": digest}
+        return dict(self._model_identity)
+
     def require_key_statistics(self) -> Any:
         if self.key_statistics is None:
             raise UsageError(
@@ -254,41 +306,70 @@ class EditRun:
         Per site: collect keys, compute the residual, solve (with the constraints inline), apply; then,
         for the whole batch, the post-hoc constraints, the constraints on the accumulated update and their
         measures, Cp grown by the batch's keys, and the editor's batch end."""
+        self.plugin_states.restore_if_replayed(self)
         batch = EditBatch(index=len(self.reports), requests=tuple(requests))
         report = BatchReport(index=batch.index, size=len(batch.requests))
         self._current = report
         undo: list[UndoRecord] = []
         start = time.perf_counter()
         try:
-            solved = [self._edit_site(batch, site, report, undo) for site in self.sites]
+            with report.stage("compute_targets", self.device):
+                targets = self._targets(batch)
+            solved = [self._edit_site(batch, site, report, undo, targets) for site in self.sites]
             self._constrain_batch(solved, report, undo)
             self._note_update_norms({r.site.module: r.previous for r in reversed(undo)})
             with report.stage("update_cp", self.device):
                 self.ledger.stage(self._keys_after(batch))
             with report.stage("batch_end", self.device):
                 self.pm.hook.editkit_batch_end(run=self, batch=batch)
-        except BaseException:
+                saved = self.plugin_states.save(self)
+        except BaseException as failure:
             self.ledger.discard()
             for record in reversed(undo):
                 record.undo()
             self._current = None
+            try:
+                self.plugin_states.load(self)  # the plugins' state as the committed batches left it
+            except Exception as restore:  # the batch's own error stays the cause
+                raise EditkitError(f"a batch failed ({failure!r}), and restoring the plugins' state then failed too: "
+                                   f"{restore}") from failure
             raise
         report.seconds = time.perf_counter() - start
         self.ledger.commit()
+        self.plugin_states.commit(saved)
         self.reports.append(report)
         self.undo_log.append(undo)
         self._current = None
         return report
 
-    def _edit_site(self, batch: EditBatch, site: Site, report: BatchReport,
-                   undo: list[UndoRecord]) -> tuple[Site, DeltaProposal]:
+    def _targets(self, batch: EditBatch) -> TargetProposal | None:
+        """The editor's target values for the batch, through the constraints (``TargetProposal``)."""
+        targets = self.pm.hook.editkit_compute_targets(run=self, batch=batch)
+        if targets is None:
+            return None
+        if not isinstance(targets, TargetProposal):
+            raise EditkitError(f"editor {self.editor_spec.name!r}: editkit_compute_targets returned "
+                               f"{type(targets).__name__}, not a TargetProposal")
+        u = len(batch.requests)
+        if targets.target.shape[0] != u:
+            raise EditkitError(f"editor {self.editor_spec.name!r}: {targets.target.shape[0]} target values for "
+                               f"{u} requests")
+        targets = self._chain.constrain(self, targets.site, targets, targets=True)
+        if not torch.isfinite(targets.target).all():
+            raise NumericalError(f"non-finite target values after the constraints ({', '.join(targets.notes)})")
+        if targets.skipped:
+            self.note(targets.site, "targets.skipped", sum(targets.skipped))
+        return targets
+
+    def _edit_site(self, batch: EditBatch, site: Site, report: BatchReport, undo: list[UndoRecord],
+                   targets: TargetProposal | None) -> tuple[Site, DeltaProposal]:
         """The stages of one site: keys, residual, solve (constrained inline), apply (its undo record to ``undo``)."""
         hook, u = self.pm.hook, len(batch.requests)
         with report.stage("collect_keys", self.device):
             keys = hook.editkit_collect_keys(run=self, batch=batch, site=site)
             self._check(site, "keys", keys, (site.d_in, u))
         with report.stage("compute_residual", self.device):
-            residual = hook.editkit_compute_residual(run=self, batch=batch, site=site, keys=keys)
+            residual = hook.editkit_compute_residual(run=self, batch=batch, site=site, keys=keys, targets=targets)
             self._check(site, "residual", residual, (site.d_out, u))
         with report.stage("solve", self.device):
             proposal = self._solve(batch, site, keys, residual)
@@ -342,7 +423,8 @@ class EditRun:
         return records
 
     def _note_update_norms(self, batch_start: dict[str, torch.Tensor]) -> None:
-        """Per layer, ‖ΔW‖ (Frobenius) of what this batch wrote, and relative to ‖W‖ before it."""
+        """Per layer, ‖ΔW‖ (Frobenius) of what this batch wrote, relative to ‖W‖ before it, and ‖W_n‖/‖W_0‖ (the
+        edited weight's growth over the run: sequential collapse shows there first)."""
         for site in self.sites:
             before = batch_start.get(site.module)
             if before is None:
@@ -352,6 +434,9 @@ class EditRun:
             reference = float(before.double().norm())
             self.note(site, "update.norm", float(f"{norm:.6g}"))
             self.note(site, "update.relative", float(f"{norm / reference:.6g}") if reference > 0 else None)
+            initial = float(self.initial_weights[site.module].double().norm())
+            growth = float(now.double().norm()) / initial if initial > 0 else None
+            self.note(site, "weight.growth", float(f"{growth:.6g}") if growth is not None else None)  # ‖W_n‖/‖W_0‖
 
     def _measure(self, batch_start: dict[str, torch.Tensor]) -> None:
         """Each constraint measures its invariant on what this batch wrote (:class:`ConstraintChain`)."""
@@ -383,6 +468,7 @@ class EditRun:
         }
         state = {f"keys/{module}": keys for module, keys in self.ledger.batches[-1].items()}
         state["rng"] = self.generator.get_state()
+        state.update(self.plugin_states.journal_entries())
         return deltas, state
 
     def replay(self, deltas: dict[str, torch.Tensor], state: dict[str, torch.Tensor], report: dict[str, Any]) -> None:
@@ -402,6 +488,7 @@ class EditRun:
             undo.append(UndoRecord(site=by_module[module], parameter=parameter, previous=previous))
         self.ledger.replay({name.removeprefix("keys/"): t for name, t in state.items() if name.startswith("keys/")})
         self.generator.set_state(state["rng"])
+        self.plugin_states.replay(state)
         self.undo_log.append(undo)
         self.reports.append(BatchReport.from_journal(report, index=len(self.reports)))
 
@@ -413,6 +500,7 @@ class EditRun:
         ``self.final_report`` all the same, so a run says why its final stage left the update alone."""
         if not self.constraints or not self.undo_log:
             return None
+        self.plugin_states.restore_if_replayed(self)
         report = BatchReport(index=len(self.reports), size=0)
         self._current = report
         try:
@@ -453,6 +541,8 @@ class EditRun:
                 record.undo()
             self.reports.pop()
             self.ledger.undo_last()
+            self.plugin_states.pop()
+        self.plugin_states.load(self)
 
     def current_weights(self) -> dict[str, torch.Tensor]:
         """The edited modules' weights now (storage layout, views)."""
@@ -475,3 +565,4 @@ class EditRun:
             "sites": [{"layer": s.layer, "module": s.module, "transposed": s.transposed} for s in self.sites],
             "layout": self.layout.to_json(),
         }
+

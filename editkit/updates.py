@@ -1,7 +1,8 @@
 """Update proposals threaded through ``editkit_constrain_update``, undo records, and the write of an update
 (:func:`add_exactly`).
 
-Shapes (math layout, ``v = W k``): keys ``K`` ``[d_in, u]``, residual ``R`` ``[d_out, u]``,
+Shapes (math layout, ``v = W k``): target values ``[u, d_model]``, keys ``K`` ``[d_in, u]``,
+residual ``R`` ``[d_out, u]``,
 ``Δ`` ``[d_out, d_in]``, preservation moments ``[d_in, d_in]``, subspace bases ``[d_in, r]``.
 """
 
@@ -79,6 +80,11 @@ class SolveProblem:
         min_Δ ‖Δ K − R‖² + tr(Δ B Δᵀ) + α‖Δ‖²   subject to Δ = Δ P (rows in ``subspace``)
         B = λ·C0 (if use_background) + Cp (if use_past)
 
+    ``background_weight`` sets λ (None: the editor's own, e.g. MEMIT's ``mom2_weight``): a constraint that
+    keeps C0 inside a restricted solve (BetaEdit's λ1·C0 under the projection) sets it with
+    ``use_background=True``. ``ridge`` α is a Frobenius penalty on the batch's increment (AlphaEdit's L2,
+    ENCORE's λ_n); constraints that add one add it to what is there.
+
     ``keys`` ``K`` ``[d_in, u]``, ``residual`` ``R`` ``[d_out, u]``, ``past`` ``Cp``
     ``[d_in, d_in]`` (the sum of keys of earlier batches, kept by the kernel; None before
     the first batch) and ``past_batches``, the earlier batches' keys ``K_b`` ``[d_in, u_b]``
@@ -97,6 +103,7 @@ class SolveProblem:
     use_past: bool = False
     ridge: float = 0.0
     subspace: Subspace | None = None
+    background_weight: float | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.keys.ndim != 2 or self.residual.ndim != 2 or self.keys.shape[1] != self.residual.shape[1]:
@@ -106,6 +113,8 @@ class SolveProblem:
             )
         if self.ridge < 0:
             raise ValueError(f"ridge must be >= 0, got {self.ridge}")
+        if self.background_weight is not None and not self.background_weight >= 0:
+            raise ValueError(f"background_weight must be >= 0, got {self.background_weight}")
 
     def restricted(self, subspace: Subspace, **changes: Any) -> SolveProblem:
         """The same problem with rows of Δ restricted to ``subspace`` (and other field changes)."""
@@ -149,6 +158,58 @@ class AccumulatedProposal:
         return attrs.evolve(self, delta=delta)
 
 
+def _skipped(value: Any) -> tuple[bool, ...]:
+    return tuple(bool(v) for v in value)
+
+
+@attrs.frozen(kw_only=True)
+class TargetProposal:
+    """The target values of a batch, offered to the constraints before any residual is formed.
+
+    An editor that optimises target hidden states (MEMIT's v*, Meng et al. 2023 §4.2) returns one from
+    ``editkit_compute_targets``; rows follow ``batch.requests``:
+
+    * ``initial`` ``h`` ``[u, d_model]``: the output of ``site``'s block at each request's position (the
+      subject's last token of the bare prompt), on the model as it is when the batch starts;
+    * ``target`` ``z`` ``[u, d_model]``: what that output should become, ``z = h + δ``;
+    * ``values`` ``v0`` ``[u, d_model]``: the output of ``site``'s module (the MLP) at the same positions, so
+      that ``v* = v0 + δ`` is the value the MLP is asked to produce (NAS rescales it).
+
+    A constraint returns :meth:`with_target` (a new ``z``, and which requests it withdrew: ``z = h``).
+    """
+
+    site: Site
+    initial: torch.Tensor = attrs.field(eq=False, repr=False)
+    target: torch.Tensor = attrs.field(eq=False, repr=False)
+    values: torch.Tensor = attrs.field(eq=False, repr=False)
+    skipped: tuple[bool, ...] = attrs.field(default=(), converter=_skipped)
+    notes: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        shape = tuple(self.initial.shape)
+        if len(shape) != 2 or tuple(self.target.shape) != shape or tuple(self.values.shape) != shape:
+            raise ValueError(f"initial, target and values must share one shape [u, d_model]; got {shape}, "
+                             f"{tuple(self.target.shape)} and {tuple(self.values.shape)}")
+        if self.skipped and len(self.skipped) != shape[0]:
+            raise ValueError(f"skipped has {len(self.skipped)} flags for {shape[0]} requests")
+
+    @property
+    def shift(self) -> torch.Tensor:
+        """``δ = z − h`` ``[u, d_model]``."""
+        return self.target - self.initial
+
+    def with_target(self, target: torch.Tensor, skipped: Any = None, note: str | None = None) -> TargetProposal:
+        """The same proposal with ``z`` replaced (same shape); ``skipped``: per request, whether it was withdrawn
+        (kept from this proposal when None; a request once withdrawn stays so)."""
+        if tuple(target.shape) != tuple(self.target.shape):
+            raise ValueError(f"a constraint changed z's shape from {tuple(self.target.shape)} to "
+                             f"{tuple(target.shape)}")
+        before = self.skipped or (False,) * int(self.target.shape[0])
+        flags = before if skipped is None else tuple(a or bool(b) for a, b in zip(before, skipped, strict=True))
+        notes = (*self.notes, note) if note else self.notes
+        return attrs.evolve(self, target=target, skipped=flags, notes=notes)
+
+
 @attrs.define(kw_only=True)
 class UndoRecord:
     """Restores one weight bit-exactly: keeps the exact previous storage values."""
@@ -162,5 +223,5 @@ class UndoRecord:
             self.parameter.copy_(self.previous)
 
 
-Proposal = SolveProblem | DeltaProposal | AccumulatedProposal
-"""What ``editkit_constrain_update`` receives and returns (one of the three kinds, the same kind back)."""
+Proposal = TargetProposal | SolveProblem | DeltaProposal | AccumulatedProposal
+"""What ``editkit_constrain_update`` receives and returns (one of the four kinds, the same kind back)."""

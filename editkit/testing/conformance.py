@@ -19,13 +19,19 @@ What is checked (``kind`` = editor or constraint, runs on tiny random models, 2 
 * ``light_import`` — importing the plugin module does not import torch or transformers.
 * ``stage_contract`` — the stage hooks called directly: shapes, dtypes, finite values, inputs not
   modified in place, no weight written outside ``editkit_apply``, declared linearity holds, an editor's
-  solve stays inside the problem's row subspace.
+  solve stays inside the problem's row subspace, an editor's target values match ``computes_targets``, a
+  constraint that ``needs_targets`` transforms a ``TargetProposal``.
 * ``written_update`` — a full run succeeds and writes finite updates of the weights' own dtype; the
   constraint's measured invariant holds; an editor raises the target log-prob of most requests.
 * ``untouched_outside_sites`` — no parameter or buffer outside the located sites changes (bit-exact).
 * ``undo_exact`` — ``undo_last`` restores every weight bit-exactly.
 * ``seed_determinism`` — the same seed on a fresh copy of the model writes identical updates.
-* ``composes_with_nullspace`` — with ``--constraint <it> --constraint nullspace`` (and, for a constraint that
+* ``resume_exact`` — a run that replays two batches from their journal artifacts (weights, Cp, RNG, the
+  plugins' own state) and edits a third writes the same bits, and saves the same plugin state, as one that
+  never stopped.
+* ``composes_with_nullspace`` — a plugin that declares a conflict with ``nullspace`` is refused with a
+  :class:`UsageError` naming both; otherwise, with ``--constraint <it> --constraint nullspace`` (and, for a
+  constraint that
   commutes with the projection, ``--constraint nullspace --constraint <it>``) the written update satisfies
   ``‖Δ − ΔP‖/‖Δ‖ ≤ tol`` for the null-space constraint's own ``P`` on the run; an editor run with
   ``--constraint nullspace`` must solve inside the subspace (no re-projection needed).
@@ -36,6 +42,7 @@ What is checked (``kind`` = editor or constraint, runs on tiny random models, 2 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -69,7 +76,7 @@ from editkit.testing.harness import (
 )
 from editkit.testing.moments import MomentsFromText
 from editkit.testing.tiny import TINY_DIMS, tiny_model, tiny_requests, tiny_texts, tiny_tokenizer
-from editkit.updates import DeltaProposal, SolveProblem, Subspace
+from editkit.updates import DeltaProposal, SolveProblem, Subspace, TargetProposal
 
 EDITOR_HOOKS = ("editkit_locate", "editkit_collect_keys", "editkit_compute_residual", "editkit_solve")
 
@@ -415,6 +422,8 @@ def _constraint_contract(session: ConformanceSession) -> None:
                   "the same kind of proposal (or None to leave it unchanged).")
         return results[0]
 
+    if spec.needs_targets:
+        _targets_contract(label, run, call)
     for site in run.sites:
         shape = (site.d_out, site.d_in)
         keys = torch.randn(site.d_in, 3, generator=g, dtype=torch.float64)
@@ -506,12 +515,13 @@ def _editor_contract(session: ConformanceSession) -> None:
     batch = EditBatch(index=0, requests=requests)
     hook = run.pm.hook
     g = torch.Generator().manual_seed(0)
+    targets = _editor_targets(label, run, batch)
     for site in run.sites:
         keys = _call(label, f"layer {site.layer}: editkit_collect_keys", hook.editkit_collect_keys, run=run,
                      batch=batch, site=site)
         _check_matrix(label, f"layer {site.layer}: the keys from editkit_collect_keys", keys, (site.d_in, 2))
         residual = _call(label, f"layer {site.layer}: editkit_compute_residual", hook.editkit_compute_residual,
-                         run=run, batch=batch, site=site, keys=keys)
+                         run=run, batch=batch, site=site, keys=keys, targets=targets)
         _check_matrix(label, f"layer {site.layer}: the residual from editkit_compute_residual", residual,
                       (site.d_out, 2))
         problem = SolveProblem(keys=keys.double(), residual=residual.double())
@@ -534,6 +544,44 @@ def _editor_contract(session: ConformanceSession) -> None:
                       f"‖Δ − ΔP‖/‖Δ‖ = {leak:.3g}. With problem.subspace set, Δ must satisfy Δ = ΔP (solve in the "
                       "subspace), or declare has_solver=False so constraints project instead.")
     _unchanged_weights(label, before, run.model, "calling the editor's stage hooks")
+
+
+def _editor_targets(label: str, run: EditRun, batch: EditBatch) -> TargetProposal | None:
+    """The editor's ``editkit_compute_targets`` for ``batch``, checked against its spec's ``computes_targets``."""
+    implemented = run.editor_spec.computes_targets
+    result = _call(label, "editkit_compute_targets", _only(run, run.editor, "editkit_compute_targets"),
+                   run=run, batch=batch)  # firstresult: one value, None when not implemented
+    found = [result] if result is not None else []
+    if not implemented:
+        if found:
+            _fail(label, "editkit_compute_targets returns target values but the EditorSpec says computes_targets="
+                  "False; declare computes_targets=True so constraints on target values (nas) can run with it.")
+        return None
+    if not found or not isinstance(found[0], TargetProposal):
+        _fail(label, "the EditorSpec says computes_targets=True but editkit_compute_targets returned "
+              f"{found[0] if found else None!r}, not a TargetProposal.")
+    targets: TargetProposal = found[0]
+    u, width = len(batch.requests), run.sites[-1].d_out
+    for what in ("initial", "target", "values"):
+        _check_matrix(label, f"the TargetProposal's {what}", getattr(targets, what), (u, width))
+    return targets
+
+
+def _targets_contract(label: str, run: EditRun, call: Callable[[Site, Any], Any]) -> None:
+    """A constraint on target values: offered the editor's ``TargetProposal`` of two requests, it returns one of the
+    same shape, finite, without modifying the given tensors."""
+    targets = run.targets_for(tiny_requests(2))
+    kept = (targets.initial.clone(), targets.target.clone(), targets.values.clone())
+    result = call(targets.site, targets)
+    if not all(torch.equal(a, b) for a, b in zip(kept, (targets.initial, targets.target, targets.values))):
+        _fail(label, "editkit_constrain_update modified the TargetProposal's tensors in place; return "
+              "proposal.with_target(new).")
+    if result is None:
+        _fail(label, "declares needs_targets=True but left the TargetProposal unchanged (returned None).")
+    _check_matrix(label, "the constrained targets", result.target, tuple(targets.target.shape))
+    if result.skipped and len(result.skipped) != targets.target.shape[0]:
+        _fail(label, f"the constrained targets flag {len(result.skipped)} requests as skipped; there are "
+              f"{targets.target.shape[0]}.")
 
 
 def check_stage_contract(session: ConformanceSession) -> None:
@@ -640,6 +688,12 @@ def check_composes_with_nullspace(session: ConformanceSession) -> None:
     subject = session.subject
     if subject.name == "nullspace":
         raise ConformanceSkip("the subject is the null-space constraint itself")
+    catalog = subject.host().catalog
+    spec = catalog.get(subject.catalog_kind, subject.name)
+    implied = [catalog.get("constraints", c) for c in getattr(spec, "implied_constraints", ())]
+    if any("nullspace" in s.conflicts for s in (spec, *implied)):
+        _refused_with_nullspace(session)
+        return
     attempt = session.with_nullspace
     label = f"{session.label}, run as `{attempt.command}`"
     problem = _leaves_nullspace(session, attempt, label)
@@ -664,6 +718,60 @@ def check_composes_with_nullspace(session: ConformanceSession) -> None:
     if problem:
         _fail(label, f"{problem}; its transform of Δ does not commute with Δ ↦ ΔP. If that is intended, pass "
               "commutes_with_nullspace=False and tell users to order it before nullspace.")
+
+
+def _refused_with_nullspace(session: ConformanceSession) -> None:
+    """A plugin that declares it cannot run with ``nullspace`` is refused with a :class:`UsageError` before any
+    work, naming both and saying why."""
+    label = f"{session.label}, run as `{session.command(session.constraints('nullspace'))}`"
+    try:
+        session.build(session.constraints("nullspace"))
+    except UsageError as exc:
+        if "nullspace" not in str(exc) or "cannot run together" not in str(exc):
+            _fail(label, f"was refused, but the message does not name both methods: {exc}")
+        return
+    except Exception as exc:
+        _fail(label, f"declares a conflict with nullspace but failed with {describe_exception(exc)} instead of a "
+              "UsageError before any work.")
+    _fail(label, "declares a conflict with nullspace, yet the run was built; the kernel should refuse it.")
+
+
+def check_resume_exact(session: ConformanceSession) -> None:
+    """A run that replays its first batches from their journal artifacts (weights, Cp, RNG and the plugins' own
+    state, ``editkit_save_state`` / ``editkit_load_state``) and edits the next writes bit-identical weights, and
+    its plugins save the same state, as a run that never stopped."""
+    label = session.label
+    constraints = session.constraints()
+    requests = tiny_requests(6)
+    batches = [requests[i : i + 2] for i in range(0, 6, 2)]
+    try:
+        straight = session.build(constraints)
+        journal: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]] = []
+        run_state: dict[str, Any] = {}
+        for chunk in batches:
+            straight.edit(chunk)
+            if not journal:  # the journal's manifest keeps run.state as it is after the first batch
+                run_state = json.loads(json.dumps(straight.state))
+            deltas, state = straight.batch_artifacts()
+            journal.append((deltas, state, straight.reports[-1].to_json()))
+        resumed = session.build(constraints)
+        resumed.state.update(run_state)
+        for deltas, state, report in journal[:-1]:
+            resumed.replay(deltas, state, report)
+        resumed.edit(batches[-1])
+    except Exception as exc:
+        _fail(label, f"editing or replaying three batches failed: {describe_exception(exc)}")
+    changed = differences(snapshot(straight.model), snapshot(resumed.model), snapshot(straight.model))
+    if changed:
+        _fail(label, f"a run resumed after two batches wrote other weights in the third than one that never stopped "
+              f"({'; '.join(changed)}): save in editkit_save_state everything the next batch depends on and restore "
+              "it exactly in editkit_load_state.")
+    first, second = straight.plugin_states.batches[-1], resumed.plugin_states.batches[-1]
+    for name in sorted(set(first) | set(second)):
+        a, b = first.get(name, {}), second.get(name, {})
+        if set(a) != set(b) or any(not torch.equal(a[k], b[k]) for k in a):
+            _fail(label, f"{name}: after the third batch the resumed run's saved state differs from the straight "
+                  f"run's ({sorted(a)} vs {sorted(b)}).")
 
 
 def _numeric(field: attrs.Attribute) -> bool:
@@ -703,6 +811,7 @@ CHECKS: dict[str, Callable[[ConformanceSession], None]] = {
     "undo_exact": check_undo_exact,
     "seed_determinism": check_seed_determinism,
     "composes_with_nullspace": check_composes_with_nullspace,
+    "resume_exact": check_resume_exact,
     "bad_hyperparameters": check_bad_hyperparameters,
 }
 """Every check by name, in the order :func:`run_conformance` runs them."""
@@ -851,6 +960,9 @@ def make_conformance_tests(
 
         def test_undo_exact(self, conformance_session: ConformanceSession) -> None:
             _run_in_pytest("undo_exact", conformance_session)
+
+        def test_resume_exact(self, conformance_session: ConformanceSession) -> None:
+            _run_in_pytest("resume_exact", conformance_session)
 
     words = re.split(r"[^0-9a-zA-Z]+", subject.name)
     Conformance.__name__ = Conformance.__qualname__ = "Test" + "".join(w.capitalize() for w in words) + "Conformance"

@@ -30,6 +30,7 @@ EDITOR = EditorSpec(
     factory=_create,
     hparams=EmmetHParams,
     presets=PRESETS,
+    computes_targets=True,
 )
 
 

@@ -43,8 +43,9 @@ class EmmetStages(MemitStages):
     def editkit_solve(self, run: RunContext, batch: EditBatch, site: Site, problem: SolveProblem) -> torch.Tensor:
         hp = self.hparams
         terms = []
-        if problem.use_background and hp.mom2_weight > 0:
-            terms.append((hp.mom2_weight, run.require_key_statistics().second_moment(site)))
+        weight = hp.mom2_weight if problem.background_weight is None else problem.background_weight
+        if problem.use_background and weight > 0:
+            terms.append((weight, run.require_key_statistics().second_moment(site)))
         if (problem.use_past or hp.sequential) and problem.past is not None:
             terms.append((1.0, problem.past))
         pres = preservation(terms, problem.ridge, problem.subspace, site.d_in)

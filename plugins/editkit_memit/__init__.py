@@ -26,6 +26,7 @@ EDITOR = EditorSpec(
     factory=_create,
     hparams=MemitHParams,
     presets=PRESETS,
+    computes_targets=True,
 )
 
 

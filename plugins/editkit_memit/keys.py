@@ -216,7 +216,14 @@ def subject_hidden(model: torch.nn.Module, tokenizer: Any, block: str, requests:
                    device: torch.device) -> torch.Tensor:
     """``h^L`` ``[u, d_model]`` (float32, CPU): block ``block``'s output at the subject's last token of the
     bare prompts, the forward stopped right after that block."""
+    return subject_outputs(model, tokenizer, [block], requests, device)[block]
+
+
+def subject_outputs(model: torch.nn.Module, tokenizer: Any, modules: Sequence[str], requests: Sequence[EditRequest],
+                    device: torch.device) -> dict[str, torch.Tensor]:
+    """Each named module's output ``[u, d]`` (float32, CPU) at the subject's last token of the bare prompts, in
+    one forward stopped after the last of them."""
     prompts = KeyPrompts.build(tokenizer, requests, ["{}"], device)
-    with capture_outputs(model, [block], stop_after_last=True) as captured:
+    with capture_outputs(model, list(modules), stop_after_last=True) as captured:
         run_until_stopped(lambda: model(**prompts.batch.model_inputs(), use_cache=False))
-    return captured[block][prompts.rows, prompts.cols].float().cpu()
+    return {m: captured[m][prompts.rows, prompts.cols].float().cpu() for m in modules}

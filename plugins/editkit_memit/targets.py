@@ -61,6 +61,10 @@ class VStarSettings:
     # the blocks of each step under torch.autocast in bfloat16 (δ, Adam, the unembedding and the loss stay in
     # the model's precision); off by default: z moves by ~1e-2 relative (benchmarks/bench_smollm2_speed.py)
     autocast: str = attrs.field(default="none", validator=attrs.validators.in_(("none", "bfloat16")))
+    # ENCORE's most-probable early stopping (arXiv 2502.01636; its compute_z.py): a request stops, before its
+    # step, on the n-th step at which the new object is the argmax at every target position of every rewrite
+    # prompt (not necessarily consecutive); 0: off
+    stop_after_argmax: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
 
 @attrs.frozen(kw_only=True)
@@ -323,6 +327,7 @@ def _optimise_group(
     final_loss = [float("nan")] * u
     n_rewrite = torch.bincount(torch.tensor([row.request for row in all_rows if not row.is_kl], device=device),
                                minlength=u)
+    argmax_steps = torch.zeros(u, dtype=torch.long, device=device)  # MPES: steps with every target token top-1
 
     for it in range(s.steps):
         req_idx = active.nonzero().flatten()  # [a] requests still optimised
@@ -330,6 +335,7 @@ def _optimise_group(
         local[req_idx] = torch.arange(len(req_idx), device=device)
         nll = torch.zeros(len(req_idx), device=device, dtype=dtype)
         kl = torch.zeros(len(req_idx), device=device, dtype=dtype)
+        missed = torch.zeros(len(req_idx), dtype=torch.long, device=device)  # target tokens not top-1
         for prompts, forward in segments:
             offset = forward.offset  # the forward returns columns offset..T
             rows = active[prompts.row_request].nonzero().flatten()  # [n] rows of active requests
@@ -365,6 +371,10 @@ def _optimise_group(
                 per_row = per_row / torch.bincount(tok_rows, minlength=len(rows)).clamp(min=1)
                 rewrite = ~prompts.is_kl[rows]
                 nll = nll.index_add(0, row_req_local[rewrite], per_row[rewrite])
+                if s.stop_after_argmax:
+                    wrong = (tok_logits.argmax(dim=-1) != prompts.tok_id[tok_keep]).long()  # [n_tok]
+                    wrong_rows = torch.zeros(len(rows), dtype=torch.long, device=device).index_add(0, tok_rows, wrong)
+                    missed = missed.index_add(0, row_req_local[rewrite], wrong_rows[rewrite])
 
             kl_rows = prompts.is_kl[rows].nonzero().flatten()
             if len(kl_rows):
@@ -386,6 +396,9 @@ def _optimise_group(
         loss_values = loss.detach().cpu().tolist()
         last = it == s.steps - 1
         finished = torch.tensor([v < s.early_stop_loss or last for v in loss_values], device=device)
+        if s.stop_after_argmax:
+            argmax_steps[req_idx] += (missed == 0).long()
+            finished = finished | (argmax_steps[req_idx] >= s.stop_after_argmax)
         for i, r in enumerate(req_idx.tolist()):
             final_loss[r] = loss_values[i]
             steps_taken[r] = it

@@ -193,7 +193,8 @@ class RomeStages:
         t = self.targets(run, batch, site)
         terms = []
         if problem.use_background:
-            terms.append((hp.mom2_weight, run.require_key_statistics().second_moment(site)))
+            lam = hp.mom2_weight if problem.background_weight is None else problem.background_weight
+            terms.append((lam, run.require_key_statistics().second_moment(site)))
         if problem.use_past and problem.past is not None:
             terms.append((1.0, problem.past))
         base = preservation(terms, problem.ridge, problem.subspace, site.d_in)

@@ -95,7 +95,8 @@ def test_run_writes_result_and_deltas(saved_model, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--editor", "nope"], "unknown editor 'nope'; available: emmet, ft, memit, prune, rect, rome"),
+        (["--editor", "nope"], "unknown editor 'nope'; available: betaedit, emmet, encore, ft, lyaplock, memit, "
+                               "prune, rect, rome"),
         (["--constraint", "nope"], "unknown constraint 'nope'; available: "),
         (["--set", "bogus=1"], "--set bogus: unknown hyperparameter"),
         (["--layers", "9"], "layers [9] out of range"),

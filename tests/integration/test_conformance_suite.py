@@ -102,6 +102,44 @@ class Nondeterministic(Scale):
         return None
 
 
+class Forgets(Scale):
+    """Shrinks each batch's update more than the last (a counter across batches) but journals nothing of it."""
+
+    def __init__(self, hparams: Any) -> None:
+        super().__init__(hparams)
+        self.batches = 0
+
+    @hookimpl
+    def editkit_constrain_update(self, run, site, proposal):
+        if isinstance(proposal, DeltaProposal):
+            return proposal.with_delta(proposal.delta / (1 + self.batches))
+        return None
+
+    @hookimpl
+    def editkit_batch_end(self, run, batch):
+        self.batches += 1
+
+
+class Remembers(Forgets):
+    """The same counter, saved with each batch and restored: a resumed run continues exactly."""
+
+    @hookimpl
+    def editkit_save_state(self, run):
+        return {"batches": torch.tensor(self.batches)}
+
+    @hookimpl
+    def editkit_load_state(self, run, states):
+        self.batches = int(states[-1]["batches"]) if states else 0
+
+
+class Untargeted(Scale):
+    """Says it acts on target values but leaves them alone."""
+
+    @hookimpl
+    def editkit_constrain_update(self, run, site, proposal):
+        return None
+
+
 SHARED = Scale(ScaleHParams())
 
 
@@ -134,9 +172,10 @@ class Registers:
             register(self.spec)
 
 
-def constraint(name: str, factory: Any, hparams: type = ScaleHParams, linear: bool = True) -> ConformanceSubject:
+def constraint(name: str, factory: Any, hparams: type = ScaleHParams, linear: bool = True,
+               needs_targets: bool = False) -> ConformanceSubject:
     spec = ConstraintSpec(name=name, summary=f"test constraint {name}", factory=factory, hparams=hparams,
-                          invariant="none", linear=linear)
+                          invariant="none", linear=linear, needs_targets=needs_targets)
     return ConformanceSubject(plugins=[(name, Registers(spec))], constraint=name, families=["gpt2"],
                               invalid_hparams={"factor": ["-1"]})
 
@@ -184,6 +223,13 @@ def test_a_good_constraint_passes_every_check():
                      ["--set lax.factor=-1 was accepted; it must fail with a UsageError naming 'factor' (add a "
                       "validator to LaxHParams.factor)."],
                      id="unvalidated-hyperparameter"),
+        pytest.param(constraint("forgets", Forgets), ["resume_exact"],
+                     ["a run resumed after two batches wrote other weights in the third than one that never stopped",
+                      "save in editkit_save_state everything the next batch depends on"],
+                     id="state-not-journaled"),
+        pytest.param(constraint("untargeted", Untargeted, needs_targets=True), ["stage_contract"],
+                     ["declares needs_targets=True but left the TargetProposal unchanged"],
+                     id="needs-targets-but-ignores-them"),
         pytest.param(constraint("shared", lambda hparams: SHARED), ["registration"],
                      ["the spec's factory returned the same object twice"], id="shared-stage-object"),
         pytest.param(editor("transposed", TransposedSolve), ["stage_contract", "written_update"],
@@ -205,6 +251,10 @@ def test_a_broken_plugin_fails_saying_what_is_wrong(subject, checks, messages):
     text = "\n".join(r.message for r in report.failures)
     for message in messages:
         assert message in text
+
+
+def test_state_saved_and_restored_passes_the_resume_check():
+    run_conformance(constraint("remembers", Remembers), checks=["resume_exact", "undo_exact"]).assert_ok()
 
 
 def test_one_line_enables_the_suite_and_pytest_shows_the_failure(pytester):

@@ -129,5 +129,6 @@ def test_unknown_names_list_the_available_ones():
     from editkit.errors import UsageError
 
     host = PluginHost()
-    with pytest.raises(UsageError, match="unknown editor 'nope'; available: emmet, ft, memit, prune, rect, rome"):
+    with pytest.raises(UsageError, match="unknown editor 'nope'; available: betaedit, emmet, encore, ft, "
+                                         "lyaplock, memit, prune, rect, rome"):
         host.catalog.get("editors", "nope")

@@ -22,8 +22,10 @@ PRE = {"efficacy": 20.0, "generalisation": 10.0, "specificity": 80.0, "retention
        "perplexity_tokens": 50.0}
 
 
-def _batch(size: int, seconds: float, kept: float | None = None) -> dict:
+def _batch(size: int, seconds: float, kept: float | None = None, growth: float | None = None) -> dict:
     notes = {"vstar.share_below_0.7": 1.0, "vstar.median_final_loss": 0.25}
+    if growth is not None:
+        notes |= {"weight.growth": growth}
     if kept is not None:
         notes |= {"nullspace.energy_share": 0.3, "nullspace.kept_key_energy": kept,
                   "nullspace.invariant": {"value": 2e-7 if kept < 0.9 else 0.5, "holds": kept < 0.9}}
@@ -40,7 +42,7 @@ def _run(root: Path, name: str, post: dict, batches: list[dict], curve: list[dic
 
 def test_table_rows_columns_and_curve(seq_table, tmp_path, capsys, monkeypatch):
     post = {**PRE, "efficacy": 90.0, "retention": 80.0, "general_sst2_f1": 60.0, "perplexity": 130.0}
-    a = _run(tmp_path, "memit", post, [_batch(2, 10.0), _batch(2, 6.0)],
+    a = _run(tmp_path, "memit", post, [_batch(2, 10.0, growth=1.0123), _batch(2, 6.0, growth=1.25)],
              [{"batches": 1, "edits": 2, "efficacy": 95.0, "retention": 90.0}])
     b = _run(tmp_path, "memit+nullspace", {**post, "efficacy": 70.0}, [_batch(4, 8.0, kept=0.5)], [])
     running = tmp_path / "rect"  # no result.json: its journal (manifest, one entry per batch with its points)
@@ -62,14 +64,15 @@ def test_table_rows_columns_and_curve(seq_table, tmp_path, capsys, monkeypatch):
     assert rows["unedited"][:8] == ["20.0", "10.0", "80.0", "100.0", "70.0", "50.0", "0.0", "120.0"]
     assert rows["memit"][:10] == ["90.0", "10.0", "80.0", "80.0", "60.0", "50.0", "0.0", "130.0", "4", "4.00"]
     assert rows["memit+nullspace"][0] == "70.0"
-    assert rows["memit+nullspace"][-3:] == ["0.3000", "0.500", "max 2.0e-07, holds"]
-    assert rows["memit"][-1] == "-"
+    assert rows["memit+nullspace"][-4:] == ["0.3000", "0.500", "max 2.0e-07, holds", "-"]
+    assert rows["memit"][-2:] == ["-", "model.layers.4.mlp.down_proj:1.250"]  # ‖W_n‖/‖W_0‖ after the last batch
     assert rows["rect (running; metrics at 6 edits)"][:9] == ["55.0"] + ["-"] * 7 + ["6"]
     assert rows["rect (running; metrics at 6 edits)"][9] == "3.00"
     assert lines[6] == ""  # four rows: the directory with neither a result nor a journal is left out
     curve = "\n".join(lines[6:])
     assert "memit: metrics after each evaluated batch" in curve
     assert "2 edits: efficacy 95.0" in curve and "0 edits: efficacy 20.0" in curve
+    assert "retention 90.0; ‖W_n‖/‖W_0‖ model.layers.4.mlp.down_proj:1.012" in curve  # after batch 1
     assert "rect: metrics after each evaluated batch\n      0 edits: efficacy 20.0" in curve
     assert "6 edits: efficacy 55.0" in curve
 
@@ -85,4 +88,4 @@ def test_a_broken_invariant_is_reported(seq_table, tmp_path, capsys, monkeypatch
     run = _run(tmp_path, "rect+nullspace", PRE, [_batch(2, 1.0, kept=0.5), _batch(2, 1.0, kept=0.95)], [])
     monkeypatch.setattr("sys.argv", ["seq_table", str(run)])
     assert seq_table.main() == 0
-    assert capsys.readouterr().out.splitlines()[-1].endswith("| max 5.0e-01, BROKEN |")
+    assert capsys.readouterr().out.splitlines()[-1].endswith("| max 5.0e-01, BROKEN | - |")
