@@ -15,6 +15,7 @@ from pathlib import Path
 from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
 
 SUBJECTS = ["Danielle Darrieux", "Toko Yasuda", "Edwin Hubble", "Michael Jordan"]
+MORE_SUBJECTS = ["Lionel Messi", "Steve Jobs", "Paris", "France"]
 
 
 def editkit(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
@@ -45,16 +46,18 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def tiny_setup(root: Path) -> dict[str, Path]:
-    """A saved 4-layer GPT-2-architecture model with its tokenizer, a corpus and four requests under ``root``."""
+def tiny_setup(root: Path, family: str = "gpt2", requests: int = 4) -> dict[str, Path]:
+    """A saved 4-layer model of ``family`` with its tokenizer, a corpus and ``requests`` (4 or 8) requests under
+    ``root``."""
     root = Path(root)
     tok = tiny_tokenizer()
-    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=64, d_mlp=256, logit_scale=20)
+    model = tiny_model(family, vocab_size=len(tok), n_layers=4, d_model=64, d_mlp=256, logit_scale=20)
     model.save_pretrained(root / "model")
     tok.save_pretrained(root / "model")
     (root / "corpus.txt").write_text("\n".join(s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()))
     records = [{"case_id": i, "requested_rewrite": {"prompt": "The mother tongue of {}", "subject": s,
-                "target_new": {"str": "English"}, "target_true": {"str": "French"}}} for i, s in enumerate(SUBJECTS)]
+                "target_new": {"str": "English"}, "target_true": {"str": "French"}}}
+               for i, s in enumerate((SUBJECTS + MORE_SUBJECTS)[:requests])]
     (root / "requests.json").write_text(json.dumps(records))
     return {"model": root / "model", "corpus": root / "corpus.txt", "requests": root / "requests.json"}
 

@@ -83,7 +83,7 @@ def test_rome_same_subject_and_relation_the_later_request_overwrites_the_earlier
                     overrides={**ROME, "rome.refresh_targets": "false"})
     site, batch = run.sites[0], EditBatch(index=0, requests=same_fact(tok))
     keys = run.pm.hook.editkit_collect_keys(run=run, batch=batch, site=site).double()
-    residual = run.pm.hook.editkit_compute_residual(run=run, batch=batch, site=site, keys=keys).double()
+    residual = run.pm.hook.editkit_compute_residual(run=run, batch=batch, site=site, keys=keys, targets=None).double()
     torch.testing.assert_close(keys[:, 0], keys[:, 1])
     assert float((residual[:, 0] - residual[:, 1]).norm()) > 0.1 * float(residual.norm())  # different targets
     with pytest.warns(OverwriteWarning, match=r"case c1 \('German'\) overwrites case c0 \('English'\)"):
@@ -111,7 +111,7 @@ def test_rome_bare_constraint_key_meets_the_constraint_at_the_bare_prompt(tok):
     keys = run.pm.hook.editkit_collect_keys(run=run, batch=batch, site=site).double()
     bare, _ = run.editor._bare(run, site, batch.requests)
     torch.testing.assert_close(keys, bare, rtol=1e-6, atol=1e-7)
-    residual = run.pm.hook.editkit_compute_residual(run=run, batch=batch, site=site, keys=keys).double()
+    residual = run.pm.hook.editkit_compute_residual(run=run, batch=batch, site=site, keys=keys, targets=None).double()
     delta = run.pm.hook.editkit_solve(run=run, batch=batch, site=site, problem=SolveProblem(keys=keys,
                                                                                            residual=residual))
     torch.testing.assert_close(delta @ keys, residual, rtol=1e-6, atol=1e-8)

@@ -10,26 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from new_user_harness import tiny_setup
 from safetensors.torch import load_file
 
 from editkit.cli.main import main
-from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
-
-SUBJECTS = ["Danielle Darrieux", "Toko Yasuda", "Edwin Hubble", "Michael Jordan", "Lionel Messi", "Steve Jobs",
-            "Paris", "France"]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("lifelong")
-    tok = tiny_tokenizer()
-    model = tiny_model("llama", vocab_size=len(tok), n_layers=4, d_model=64, d_mlp=256, logit_scale=20)
-    model.save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    (root / "corpus.txt").write_text("\n".join(s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()))
-    records = [{"case_id": i, "requested_rewrite": {"prompt": "The mother tongue of {}", "subject": s,
-                "target_new": {"str": "English"}, "target_true": {"str": "French"}}} for i, s in enumerate(SUBJECTS)]
-    (root / "requests.json").write_text(json.dumps(records))
+    tiny_setup(root, family="llama", requests=8)
     return root
 
 
