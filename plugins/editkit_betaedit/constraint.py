@@ -69,8 +69,9 @@ class BetaEditStages:
             else:
                 past = (problem.past if edits == self.refreshed_at and problem.past is not None
                         else past_at(list(problem.past_batches), self.refreshed_at))
-                evals, evecs = torch.linalg.eigh(refresh_matrix(past, self.refreshed_at, stats.second_moment(site),
-                                                                hp.lambda1))
+                # on the run's device (minutes on a CPU at d_mlp 14336); the same device on resume: the same P
+                m = refresh_matrix(past, self.refreshed_at, stats.second_moment(site), hp.lambda1).to(run.device)
+                evals, evecs = (t.cpu() for t in torch.linalg.eigh(m))
             self.subspaces[site.module] = (self.refreshed_at, null_space(evals, evecs, hp.threshold, relative=False))
         run.note(site, "betaedit.refreshed_at", self.refreshed_at)
         return self.subspaces[site.module][1]

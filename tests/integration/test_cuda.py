@@ -38,6 +38,7 @@ def test_project_rows_follows_the_update_to_its_device():
     (("nullspace",), {"nullspace.mode": "project"}),
     (("prune",), {"prune.mode": "every_batch"}),
     (("rect", "nullspace"), {"nullspace.mode": "joint"}),
+    (("betaedit",), {"betaedit.refresh_every": "1", "betaedit.abort_norm": "0"}),  # P refreshed on the GPU
 ])
 @pytest.mark.parametrize("mode", ["inline", "posthoc"])
 def test_constraints_run_and_hold_with_the_model_on_cuda(constraints, overrides, mode):

@@ -73,6 +73,7 @@ class _Stats:
 class _Run:
     def __init__(self, c0, edits):
         self.stats, self.edits_done, self.notes = _Stats(c0), edits, {}
+        self.device = torch.device("cpu")
 
     def require_key_statistics(self):
         return self.stats
