@@ -225,8 +225,9 @@ class RunContext(Protocol):
         ...
 
     def model_identity(self) -> dict[str, Any]:
-        """What the *unedited* model is (its name and the sha256 of every parameter and buffer, with the edited
-        modules' ``W0``), for caches of per-model figures that must not follow a different model."""
+        """What the *unedited* model is, as the key statistics name it (its name, the sha256 of every parameter
+        and buffer with the edited modules' ``W0``, of its config and tokenizer), for caches of per-model figures
+        that must not follow a different model."""
         ...
 
 

@@ -271,9 +271,11 @@ class EditRun:
         return Path(root) if root is not None else None
 
     def model_identity(self) -> dict[str, Any]:
-        """The unedited model's name and the sha256 of its parameters and buffers (the edited modules' W0)."""
+        """The unedited model's identity as the key statistics name it
+        (:func:`editkit.keystats.identity.model_identity`: name, sha256 of its parameters and buffers with the
+        edited modules' W0, config, tokenizer)."""
         if self._model_identity is None:
-            from editkit.keystats.identity import weights_sha256
+            from editkit.keystats.identity import model_identity
 
             edited = {module: weight_parameter(self.model, module) for module in self.initial_weights}
             saved = {module: p.detach().clone() for module, p in edited.items()}
@@ -281,12 +283,11 @@ class EditRun:
                 with torch.no_grad():
                     for module, parameter in edited.items():
                         parameter.copy_(self.initial_weights[module])
-                    digest = weights_sha256(self.model)
+                    self._model_identity = model_identity(self.model, self.tokenizer, self.model_id)
             finally:
                 with torch.no_grad():
                     for module, parameter in edited.items():
                         parameter.copy_(saved[module])
-            self._model_identity = {"model": self.model_id, "weights_sha256": digest}
         return dict(self._model_identity)
 
     def require_key_statistics(self) -> Any:

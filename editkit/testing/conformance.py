@@ -58,6 +58,7 @@ import pytest
 import torch
 
 from editkit import hookspecs
+from editkit.constraintchain import reaching_only
 from editkit.converters import to_tuple
 from editkit.errors import UsageError
 from editkit.markers import PROJECT_NAME
@@ -367,9 +368,8 @@ def check_light_import(session: ConformanceSession) -> None:
 # --------------------------------------------------------------------------- stage contract
 
 
-def _only(run: EditRun, plugin: object, hook: str) -> Callable[..., list[Any]]:
-    others = [p for _, p in run.pm.list_name_plugin() if p is not plugin]
-    return run.pm.subset_hook_caller(hook, remove_plugins=others)
+def _only(run: EditRun, plugin: object, hook: str) -> Callable[..., Any]:
+    return reaching_only(run.pm, plugin, hook)
 
 
 def _call(label: str, what: str, caller: Callable[..., Any], **kwargs: Any) -> Any:

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 import torch
-from editkit_nullspace.projector import null_space
+from editkit_nullspace.projector import null_space, written_invariant
 
 from editkit.api import (
     DeltaProposal,
@@ -98,15 +98,10 @@ class BetaEditStages:
 
     @hookimpl
     def editkit_measure_update(self, run: RunContext, site: Site, delta: torch.Tensor) -> dict[str, Any] | None:
-        """‖Δ − ΔP‖/‖Δ‖ on the update written, with the P this batch solved in (tolerance as the null space's)."""
+        """‖Δ − ΔP‖/‖Δ‖ on the update written, with the P this batch solved in (the null space's own measure)."""
         if site.module not in self.subspaces:
             return None
-        sub = self.subspaces[site.module][1]
-        norm = float(delta.norm())
-        value = float((delta - sub.project_rows(delta)).norm()) / norm if norm > 0 else 0.0
-        weight = run.weight(site)
-        tolerance = 1e-9 + (2 * torch.finfo(weight.dtype).eps * float(weight.norm()) / norm if norm > 0 else 0.0)
-        return {"invariant": "|D - DP|/|D|", "value": value, "tolerance": tolerance, "holds": value <= tolerance}
+        return written_invariant(self.subspaces[site.module][1], delta, run.weight(site))
 
     @hookimpl
     def editkit_save_state(self, run: RunContext) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ import torch
 from editkit.api import DeltaProposal, Proposal, RunContext, Site, SolveProblem, Subspace, hookimpl, spectrum_profile
 from editkit_nullspace.hparams import NullspaceHParams
 from editkit_nullspace.joint import joint_projection
-from editkit_nullspace.projector import null_mask, null_space
+from editkit_nullspace.projector import null_mask, null_space, written_invariant
 
 
 class NullspaceWarning(UserWarning):
@@ -136,18 +136,8 @@ class NullspaceStages:
 
     @hookimpl
     def editkit_measure_update(self, run: RunContext, site: Site, delta: torch.Tensor) -> dict[str, Any]:
-        """‖Δ − ΔP‖ / ‖Δ‖ on the update actually written.
-
-        It holds when below what rounding the weights to their storage dtype can cause:
-        ``2·eps·‖W‖/‖Δ‖`` (plus 1e-9), since Δ here is a difference of two stored weights.
-        """
-        sub = self.subspace(run, site)
-        norm = float(delta.norm())
-        value = float((delta - sub.project_rows(delta)).norm()) / norm if norm > 0 else 0.0
-        weight = run.weight(site)
-        tolerance = 1e-9 + (2 * torch.finfo(weight.dtype).eps * float(weight.norm()) / norm if norm > 0 else 0.0)
-        figures: dict[str, Any] = {"invariant": "|D - DP|/|D|", "value": value, "tolerance": tolerance,
-                                   "holds": value <= tolerance}
+        """‖Δ − ΔP‖ / ‖Δ‖ on the update actually written (:func:`~editkit_nullspace.projector.written_invariant`)."""
+        figures = written_invariant(self.subspace(run, site), delta, run.weight(site))
         if not figures["holds"] and "rect" in run.constraints_after("nullspace"):
             figures["way_out"] = JOINT_WAY_OUT
         return figures

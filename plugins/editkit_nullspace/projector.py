@@ -16,6 +16,8 @@ stored as whichever basis is smaller: the null space itself (``P = QQᵀ``) or i
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from editkit.api import Subspace
@@ -61,3 +63,13 @@ def null_space(eigenvalues: torch.Tensor, eigenvectors: torch.Tensor, threshold:
     if n_null <= eigenvalues.numel() - n_null:
         return Subspace(basis=eigenvectors[:, null].double().contiguous(), kind="range")
     return Subspace(basis=eigenvectors[:, ~null].double().contiguous(), kind="complement")
+
+
+def written_invariant(sub: Subspace, delta: torch.Tensor, weight: torch.Tensor) -> dict[str, Any]:
+    """``‖Δ − ΔP‖ / ‖Δ‖`` on an update actually written (``delta`` ``[d_out, d_in]``, ``weight`` the site's weight
+    after it). It holds when below what rounding the weights to their storage dtype can cause:
+    ``2·eps·‖W‖/‖Δ‖`` (plus 1e-9), since Δ there is a difference of two stored weights."""
+    norm = float(delta.norm())
+    value = float((delta - sub.project_rows(delta)).norm()) / norm if norm > 0 else 0.0
+    tolerance = 1e-9 + (2 * torch.finfo(weight.dtype).eps * float(weight.norm()) / norm if norm > 0 else 0.0)
+    return {"invariant": "|D - DP|/|D|", "value": value, "tolerance": tolerance, "holds": value <= tolerance}

