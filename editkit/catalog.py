@@ -17,6 +17,7 @@ from editkit.converters import to_tuple
 from editkit.errors import UsageError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+_MODEL_NAME = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z0-9_\-]+)*$")  # a version may have dots: qwen2.5-coder-1.5b
 
 
 def _valid_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -24,6 +25,14 @@ def _valid_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         raise ValueError(
             f"{type(instance).__name__}.{attribute.name} must be a lower-case identifier "
             f"(letters, digits, '-', '_'), got {value!r}"
+        )
+
+
+def _valid_model_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not _MODEL_NAME.match(value) or value.endswith((".gguf", ".safetensors")):
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} must be a lower-case name (letters, digits, '-', '_', "
+            f"and '.' between them, not a file name), got {value!r}"
         )
 
 
@@ -196,7 +205,7 @@ class ModelSpec:
     models without it).
     """
 
-    name: str = attrs.field(validator=_valid_name)
+    name: str = attrs.field(validator=_valid_model_name)
     summary: str = attrs.field(validator=attrs.validators.instance_of(str))
     licence: str = attrs.field(validator=attrs.validators.instance_of(str))
     source: str = attrs.field(validator=attrs.validators.instance_of(str))

@@ -6,6 +6,8 @@ Examples::
                                                 # the reference's C0: 100,000 articles (--samples to change)
     editkit stats --model ./tiny --layers 1,2 --corpus leads.jsonl:text --max-tokens 100000
     editkit stats --show                                        # everything stored, no model needed
+    editkit stats export --model smollm2-135m --layers 4-8 --out c0.safetensors   # one portable file
+    editkit stats import c0.safetensors --model smollm2-135m    # into this machine's store, identity checked
     torchrun --nproc-per-node 4 -m editkit stats --model ... --layers ...   # sharded over ranks
 
 Statistics go to the store ``editkit run`` reads: ``--stats-dir``, else ``$EDITKIT_STATS_DIR``,
@@ -52,6 +54,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("action", nargs="?", choices=("export", "import"),
+                   help="export: write the stored C0 (and eigenbasis) of --model at --layers to --out as one "
+                        "portable file; import FILE: add such a file to the store, after checking that it was made "
+                        "for --model's weights, config and tokenizer")
+    p.add_argument("file", nargs="?", type=Path, help="the bundle to import")
+    p.add_argument("--out", type=Path, help="export: the bundle to write (safetensors)")
+    p.add_argument("--no-eigh", action="store_true", help="export: leave the eigenbases out (a smaller file; "
+                   "they are computed again on first use)")
     p.add_argument("--model", help="registered model name (see `editkit models`), save_pretrained directory, .gguf "
                    "file or hub name")
     p.add_argument("--model-id", help="the model's name in the store and in identities (default: --model; for a "
@@ -100,6 +110,10 @@ def main(args: argparse.Namespace) -> int:
     backend = "gloo" if args.device and args.device.startswith("cpu") else None
     dist, owned = DistContext.init_from_env(backend)
     try:
+        if args.action is not None:
+            return _export(args) if args.action == "export" else _import(args)
+        if args.file is not None:
+            raise UsageError(f"unexpected argument {str(args.file)!r} (did you mean `editkit stats import FILE`?)")
         if args.show and not args.model:
             return _show_store(args)
         return _collect(args, dist)
@@ -170,6 +184,69 @@ def _collect(args: argparse.Namespace, dist: Any) -> int:
            note=None if collected is None else
            f"collected {collected.tokens:,} tokens from {collected.documents:,} documents"
            + (f" (resumed at document {collected.resumed_from:,})" if collected.resumed_from is not None else ""))
+    return 0
+
+
+def _local_model(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The identity of --model as `editkit run` computes it (its weights hashed), and its store name."""
+    from editkit.keystats.identity import model_identity
+    from editkit.models import load_model, resolve_model
+    from editkit.plugins import PluginHost
+
+    host = PluginHost()
+    source = resolve_model(args.model, catalog=host.catalog, progress=False if args.no_progress else None)
+    model, tokenizer = load_model(source, device="cpu")
+    model_id = args.model_id or source.location
+    return model_identity(model, tokenizer, model_id), model_id
+
+
+def _export(args: argparse.Namespace) -> int:
+    from editkit.keystats import bundle
+    from editkit.keystats.store import StatsStore
+
+    if args.file is not None:
+        raise UsageError("stats export takes no FILE: give the bundle to write with --out")
+    if not args.model or not args.layers or args.out is None:
+        raise UsageError("stats export needs --model, --layers and --out")
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory; give the bundle's file name")
+    store = StatsStore(root=_stats_dir(args))
+    if out.resolve().is_relative_to(store.root.resolve()):
+        raise UsageError(f"--out {out} is inside the statistics store {store.root}; write the bundle elsewhere")
+    layers = parse_layers(args.layers)
+    model, _ = _local_model(args)
+    chosen = bundle.select(store, model, layers)
+    missing = sorted(set(layers) - {s.identity.get("layer") for s in chosen})
+    if missing:
+        raise UsageError(f"no key statistics of {args.model} stored in {store.root} for layer(s) "
+                         f"{', '.join(map(str, missing))}; collect them first with `editkit stats --model "
+                         f"{args.model} --layers {args.layers}`")
+    size = bundle.export(store, chosen, out, with_eigh=not args.no_eigh)
+    rows = [{"layer": s.identity.get("layer"), "module": s.identity.get("module"), "tokens": s.count,
+             "path": str(s.path)} for s in chosen]
+    _print(rows, args, title=f"exported to {out} ({size / 1e6:,.1f} MB)", note=None)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from editkit.keystats import bundle
+    from editkit.keystats.store import StatsStore
+
+    if args.file is None or not args.model:
+        raise UsageError("stats import needs the bundle and --model: editkit stats import FILE --model M")
+    if args.layers or args.out is not None:
+        raise UsageError("stats import takes every layer of the bundle: give FILE and --model only")
+    store = StatsStore(root=_stats_dir(args))
+    store.check_writable("; give another with --stats-dir")
+    entries = bundle.read(Path(args.file))  # checksum first: nothing is loaded for a damaged file
+    model, _ = _local_model(args)
+    bundle.check_model(Path(args.file), entries, model, f"--model {args.model}")
+    written = bundle.import_entries(store, entries, model, Path(args.file),
+                                    say=lambda line: print(line, file=sys.stderr))
+    rows = [{"layer": s.identity.get("layer"), "module": s.identity.get("module"), "tokens": s.count,
+             "path": str(s.path)} for s in written]
+    _print(rows, args, title=f"imported {len(written)} layer(s) from {args.file} into {store.root}", note=None)
     return 0
 
 

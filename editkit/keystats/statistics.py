@@ -225,7 +225,10 @@ class KeyStatistics:
             size = f"more than the {self.max_tokens:,} asked for"
         else:
             size = "as asked for"
-        self._say(f"key statistics: {_layers(sites)} reused from {', '.join(folders)} "
+        imported = sorted({str(s.info["imported_from"].get("file")) for s in stats
+                           if isinstance(s.info.get("imported_from"), dict)})
+        origin = f" (imported with `editkit stats import` from {', '.join(imported)})" if imported else ""
+        self._say(f"key statistics: {_layers(sites)} reused from {', '.join(folders)}{origin} "
                   f"({' / '.join(f'{c:,}' for c in counts)} tokens, {size}); nothing recomputed")
 
     def _say_collecting(self, sites: Sequence[Site], candidates: list[Candidate]) -> None:
