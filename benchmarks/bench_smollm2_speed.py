@@ -107,60 +107,10 @@ def stage_table(name: str, result: dict[str, Any]) -> None:
 def stats_benchmark(model: Any, tokenizer: Any, n_tokens: int, repeats: int) -> None:
     """C0 of the five layers in one pass vs the model truncated after the last edited layer (bare forward)."""
     from smollm2_setup import CORPUS
+    from stats_rate import stats_rate
 
-    from editkit.keystats import CorpusSpec, KeyStatistics
-    from editkit.keystats.collect import CollectionPlan, _batches, _chunks
-    from editkit.layout import resolve_layout
-    from editkit.plugins import PluginHost
-    from editkit.tokens import pad_batch
-    from editkit.tracing import StopForward, run_until_stopped
-
-    layout = resolve_layout(model, PluginHost().catalog.entries["architectures"])
-    sites = [layout.site(layer) for layer in LAYERS]
-    corpus = CorpusSpec.parse(CORPUS)
-
-    def collect() -> float:
-        stats = KeyStatistics(model=model, tokenizer=tokenizer, layout=layout, corpus=corpus, stats_dir=None,
-                              max_tokens=n_tokens)
-        began = time.perf_counter()
-        stats.prepare(sites)
-        return time.perf_counter() - began
-
-    probe = KeyStatistics(model=model, tokenizer=tokenizer, layout=layout, corpus=corpus, stats_dir=None,
-                          max_tokens=n_tokens)
-    batch_tokens = probe.batch_tokens if hasattr(probe, "batch_tokens") else 8192
-    plan = CollectionPlan(modules=(), d_in={}, max_length=probe.max_length, max_tokens=n_tokens,
-                          dtype=torch.float32, batch_tokens=batch_tokens, chunk_tokens=8 * batch_tokens)
-    batches = []
-    for rows, _ in _chunks(tokenizer, corpus.documents(), plan, 0):
-        rows.sort(key=len, reverse=True)
-        batches += [pad_batch(tokenizer, b) for b in _batches(rows, batch_tokens)]
-    last = model.get_submodule(layout.blocks[max(LAYERS)])
-
-    def bare() -> float:
-        def stop(*_: Any) -> None:
-            raise StopForward
-
-        handle = last.register_forward_hook(stop)
-        began = time.perf_counter()
-        try:
-            with torch.no_grad():
-                for batch in batches:
-                    run_until_stopped(lambda batch=batch: model(**batch.model_inputs(), use_cache=False))
-        finally:
-            handle.remove()
-        return time.perf_counter() - began
-
-    runs: dict[str, list[float]] = {"collect": [], "bare": []}
-    for _ in range(repeats):
-        runs["collect"].append(collect())
-        runs["bare"].append(bare())
-    rate = {k: n_tokens / statistics.median(v) for k, v in runs.items()}
-    print(f"\n== key statistics: {n_tokens:,} tokens, layers {LAYERS} in one pass, batch {batch_tokens} tokens, "
-          f"median of {repeats}")
-    print(f"  editkit C0 collection         : {rate['collect']:10,.0f} tokens/s")
-    print(f"  bare forward to block {max(LAYERS)}       : {rate['bare']:10,.0f} tokens/s")
-    print(f"  collection / bare forward     : {rate['collect'] / rate['bare']:.2f}")
+    print()
+    stats_rate(model, tokenizer, LAYERS, CORPUS, n_tokens, repeats)
 
 
 def main() -> None:
