@@ -2,7 +2,7 @@
 
 A :class:`RunJob` is built from the command line (:meth:`RunJob.from_args`), from Python
 (``RunJob(model=..., requests=..., ...)``), from its JSON (:meth:`RunJob.from_json`) or from the journal
-of an interrupted run (:meth:`RunJob.from_journal`); :func:`editkit.run_job` runs it. Values the job
+of an interrupted run (:meth:`RunJob.from_manifest`); :func:`editkit.run_job` runs it. Values the job
 leaves open (``None``) are decided when it runs, as ``editkit run`` decides them: the dataset built for
 the model, the model and corpus of the dataset, its calibrated hyperparameters, the default statistics
 store. The journal keeps the decided job in its two historical parts, ``invocation`` and ``config``
@@ -224,17 +224,9 @@ class RunJob:
             raise InputError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_journal(cls, run_dir: str | Path, *, option: str = "--resume") -> RunJob:
-        """The job of the interrupted run in ``run_dir``, as its journal recorded it, resuming there.
-
-        Raises :class:`UsageError` / :class:`InputError` (naming ``option``) when ``run_dir`` holds no
-        resumable journal.
-        """
-        from editkit.journal import Journal
-        from editkit.outputs import check_run_directory
-
-        check_run_directory(run_dir, option)
-        manifest = Journal(run_dir).check_resumable(run_dir)
+    def from_manifest(cls, manifest: Mapping[str, Any], run_dir: str | Path) -> RunJob:
+        """The job of the interrupted run in ``run_dir`` as its journal manifest recorded it, resuming there
+        (the manifest as :class:`~editkit.rundir.RunDirectory` read it when it claimed ``run_dir``)."""
         return cls.from_json({**_journaled_job(manifest["invocation"], manifest["config"]), "out": str(run_dir),
                               "resume": str(run_dir)}, source=f"{run_dir}/journal/manifest.json")
 

@@ -1,12 +1,14 @@
 """``run_job``: a :class:`~editkit.job.RunJob` from its options to ``OUT/result.json``.
 
-The steps ``editkit run`` takes, in its order, each a function: check where the results go and the
-device; resolve the dataset, the method and metric names; read and select the requests; decide the
-model, its corpus and calibrated settings; check the corpus and the statistics store; load the model;
-screen the requests against its context; then edit (:func:`editkit.pipeline.execute`). Every check
-of the user's input comes before the model is loaded and raises :class:`~editkit.errors.UsageError`
-or :class:`~editkit.errors.InputError`; nothing is written before the first batch is journaled.
-Nothing is printed on stdout (progress goes to stderr unless ``job.quiet``).
+The steps ``editkit run`` takes, in its order, each a function: claim the run directory
+(:class:`~editkit.rundir.RunDirectory`, its one owner from here on) and check the device; resolve the
+dataset, the method and metric names; read and select the requests; decide the model, its corpus and
+calibrated settings; check the corpus and the statistics store; load the model; screen the requests
+against its context; then edit (:func:`editkit.pipeline.execute`). Every check of the user's input comes
+before the model is loaded and raises :class:`~editkit.errors.UsageError` or
+:class:`~editkit.errors.InputError`; nothing is written before the first batch is journaled (the claim's
+lock file is removed again, and the directory with it when the claim created it). Nothing is printed on
+stdout (progress goes to stderr unless ``job.quiet``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from editkit.job import RunJob, default_out_dir
 if TYPE_CHECKING:
     from editkit.catalog import DatasetSpec
     from editkit.plugins import PluginHost
+    from editkit.rundir import RunDirectory
 
 DEFAULT_DATASET = "smollm2-facts"  # SmolLM2-135M and well-known facts it gets right (plugins/editkit_facts)
 DEFAULT_DATASET_EDITS = 300  # sequential edits on a dataset when --num-edits is not given
@@ -58,47 +61,51 @@ def run_job(job: RunJob, *, host: PluginHost | None = None) -> dict[str, Any]:
     from editkit.plugins import PluginHost
 
     host = host if host is not None else PluginHost()
-    resuming = job.resume is not None
-    if job.resume is not None:
-        job = attrs.evolve(RunJob.from_journal(job.resume), quiet=job.quiet, report=job.report)
-    out_dir = _output_directory(job, resuming)
-    if not resuming:
-        job = attrs.evolve(job, dataset=_dataset_name(job, host))
-    source = _source(job.dataset, host)
-    metric_names, metric_options = _check_names(job, source.dataset is not None, host)
-    chosen = _journaled_requests(out_dir) if resuming else _read_requests(job, source)
-    job = _decided(job, source.dataset, host)
-    _check_statistics_inputs(job, host)
-    model, tokenizer, model_id = _load_model(job, host)
-    if not resuming:  # now that the tokenizer and the model's context length are known
-        chosen = _screened(chosen, tokenizer, model, job.skip_invalid)
-    result = _execute(job, host, out_dir=out_dir, model=model, tokenizer=tokenizer, model_id=model_id,
-                      chosen=chosen, metric_names=metric_names, metric_options=metric_options,
-                      dataset=source.dataset, resuming=resuming)
+    directory = _claimed_directory(job)  # the run directory's one owner, locked for this process
+    with directory:
+        resuming = directory.resume
+        if resuming:
+            assert directory.journaled is not None
+            job = attrs.evolve(RunJob.from_manifest(directory.journaled, directory.path), quiet=job.quiet,
+                               report=job.report)
+        _check_device(job)
+        if not resuming:
+            job = attrs.evolve(job, dataset=_dataset_name(job, host))
+        source = _source(job.dataset, host)
+        metric_names, metric_options = _check_names(job, source.dataset is not None, host)
+        chosen = _journaled_requests(directory) if resuming else _read_requests(job, source)
+        job = _decided(job, source.dataset, host)
+        _check_statistics_inputs(job, host)
+        model, tokenizer, model_id = _load_model(job, host)
+        if not resuming:  # now that the tokenizer and the model's context length are known
+            chosen = _screened(chosen, tokenizer, model, job.skip_invalid)
+        result = _execute(job, host, directory=directory, model=model, tokenizer=tokenizer, model_id=model_id,
+                          chosen=chosen, metric_names=metric_names, metric_options=metric_options,
+                          dataset=source.dataset)
     if job.report:
         from editkit.report import write_report
 
-        write_report([out_dir], out_dir / "report.html")
+        write_report([directory.path], directory.path / "report.html")
     return result
 
 
 # ---------------------------------------------------------------------- before anything is loaded
 
 
-def _output_directory(job: RunJob, resuming: bool) -> Path:
-    """The run directory (checked writable; a new run's must hold no journal with a complete batch), after
-    the device is checked."""
+def _claimed_directory(job: RunJob) -> RunDirectory:
+    """The run directory, claimed: ``--resume``'s (it must hold a resumable journal) or ``--out``'s (it must
+    hold no journal with a complete batch)."""
+    from editkit.rundir import RunDirectory
+
+    if job.resume is not None:
+        return RunDirectory.claim(job.resume, resume=True)
+    return RunDirectory.claim(job.out if job.out is not None else default_out_dir(), resume=False)
+
+
+def _check_device(job: RunJob) -> None:
     from editkit.devices import check_device
-    from editkit.journal import Journal
-    from editkit.outputs import check_output_dir
 
     check_device(job.device)  # a resumed journal's device may not exist on this machine
-    if resuming:
-        assert job.resume is not None
-        return job.resume
-    out_dir = check_output_dir(job.out if job.out is not None else default_out_dir())
-    Journal(out_dir).check_new_run(out_dir)  # before any work (a journal without a complete batch is replaced)
-    return out_dir
 
 
 def _dataset_name(job: RunJob, host: PluginHost) -> str | None:
@@ -145,12 +152,13 @@ def _check_names(job: RunJob, on_dataset: bool, host: PluginHost) -> tuple[list[
     return metric_names, options
 
 
-def _journaled_requests(run_dir: Path) -> _Requests:
-    from editkit.journal import Journal
+def _journaled_requests(directory: RunDirectory) -> _Requests:
     from editkit.requests import requests_from_records
 
-    records = Journal(run_dir).check_resumable(run_dir)["requests"]
-    return _Requests(requests=tuple(requests_from_records(records, source=f"{run_dir}/journal/manifest.json")))
+    assert directory.journaled is not None
+    records = directory.journaled["requests"]
+    source = f"{directory.journal.manifest_path}"
+    return _Requests(requests=tuple(requests_from_records(records, source=source)))
 
 
 def _read_requests(job: RunJob, source: _Source) -> _Requests:
@@ -263,9 +271,9 @@ def _eval_extras(job: RunJob, dataset: DatasetSpec | None, metric_options: dict[
     return extras
 
 
-def _execute(job: RunJob, host: PluginHost, *, out_dir: Path, model: Any, tokenizer: Any, model_id: str,
+def _execute(job: RunJob, host: PluginHost, *, directory: RunDirectory, model: Any, tokenizer: Any, model_id: str,
              chosen: _Requests, metric_names: list[str], metric_options: dict[str, Any],
-             dataset: DatasetSpec | None, resuming: bool) -> dict[str, Any]:
+             dataset: DatasetSpec | None) -> dict[str, Any]:
     """Collect (or reuse) the key statistics and edit, with the progress display of the job."""
     from editkit.cli.completions import shown_completions
     from editkit.pipeline import Evaluation, RunInputs, execute
@@ -276,9 +284,9 @@ def _execute(job: RunJob, host: PluginHost, *, out_dir: Path, model: Any, tokeni
                             completions=shown_completions(job.completions, extras))
     with progress_display(enabled=not job.quiet) as progress:
         inputs = RunInputs(model=model, tokenizer=tokenizer, model_id=model_id, requests=chosen.requests,
-                           config=job.config(), out_dir=out_dir, invocation=job.invocation(),
+                           config=job.config(), directory=directory, invocation=job.invocation(),
                            key_statistics=_key_statistics(job, host, model, tokenizer, model_id),
-                           skipped_records=chosen.skipped, resume=resuming)
+                           skipped_records=chosen.skipped)
         return execute(inputs, evaluation, progress=progress, host=host)
 
 

@@ -16,17 +16,17 @@ from typing import Any
 import attrs
 import torch
 
-from editkit.atomic import write_json_atomic, write_safetensors_atomic
 from editkit.completions import completion_probes, completion_records, greedy_completions
 from editkit.config import RunConfig
 from editkit.converters import to_tuple
 from editkit.errors import InputError
 from editkit.evaluation import EvalContext, run_metrics
-from editkit.journal import AFTER_HASH, BASE_HASH, Journal, recorded_hash, tensor_sha256
+from editkit.journal import AFTER_HASH, BASE_HASH, recorded_hash, tensor_sha256
 from editkit.manifest import manifest, model_identity
 from editkit.progress import Progress
 from editkit.requests import EditRequest, batched
-from editkit.run import BatchReport, EditRun
+from editkit.run import EditRun
+from editkit.rundir import RunDirectory
 from editkit.scoring import continuation_scores
 
 
@@ -80,20 +80,23 @@ def evaluate(
 @attrs.frozen(kw_only=True)
 class RunInputs:
     """What one run edits, decided and loaded: the model (and its ``model_id``), the requests, the config,
-    the output directory, the key statistics (C0 provider, or None), the ``invocation`` journaled for
-    ``--resume``, the bad records skipped (listed in ``result.json``), and whether the run resumes
-    ``out_dir``'s journal."""
+    the claimed run directory (:class:`~editkit.rundir.RunDirectory`: new, or resuming its journal), the key
+    statistics (C0 provider, or None), the ``invocation`` journaled for ``--resume``, and the bad records
+    skipped (listed in ``result.json``)."""
 
     model: Any
     tokenizer: Any
     model_id: str
     requests: tuple[EditRequest, ...] = attrs.field(converter=to_tuple)
     config: RunConfig
-    out_dir: Path
+    directory: RunDirectory
     key_statistics: Any = None
     invocation: Mapping[str, Any] = attrs.field(factory=dict)
     skipped_records: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
-    resume: bool = False
+
+    @property
+    def out_dir(self) -> Path:
+        return self.directory.path
 
 
 @attrs.frozen(kw_only=True)
@@ -126,13 +129,12 @@ class _Evaluator:
 
 @attrs.define(kw_only=True)
 class _Before:
-    """The run before its first new batch: scores, metrics and completions before editing, the journal
-    manifest, the curve so far (all from the journal when resumed)."""
+    """The run before its first new batch: scores, metrics and completions before editing, the curve so far
+    (all from the journal when resumed)."""
 
     scores: list[EditScore]
     metrics: dict[str, float]
     completions: list[str]
-    manifest: dict[str, Any]
     curve: list[dict[str, Any]]
 
 
@@ -142,14 +144,17 @@ def execute(inputs: RunInputs, evaluation: Evaluation = Evaluation(), *, progres
     restored), evaluate before and after (and every ``evaluation.every`` batches on the requests edited
     so far), and write the results.
 
-    Every batch is journaled in ``out_dir/journal`` (see :mod:`editkit.journal`). With ``inputs.resume``
-    the journal's complete batches are replayed exactly and the run continues after them.
+    Every batch is journaled in the run directory (:class:`~editkit.rundir.RunDirectory`, which owns every
+    file written there). When it resumes a journal, the journal's complete batches are replayed exactly and
+    the run continues after them.
     ``inputs.invocation`` (JSON) is stored in the journal so that ``editkit run --resume`` can rebuild
     the job. ``host``: the plugin host whose catalog names the methods (a fresh one by default).
     """
     config = inputs.config
     torch.manual_seed(config.seed)
-    journal, journaled = _open_journal(inputs)
+    directory = inputs.directory
+    directory.start()
+    journaled = directory.journaled
     run = EditRun(model=inputs.model, tokenizer=inputs.tokenizer, config=config, host=host,
                   key_statistics=inputs.key_statistics, progress=progress, model_id=inputs.model_id)
     base_hash = tensor_sha256(run.initial_weights)
@@ -162,77 +167,52 @@ def execute(inputs: RunInputs, evaluation: Evaluation = Evaluation(), *, progres
     batches = list(batched(list(inputs.requests), config.batch_size))
     probes = completion_probes(inputs.requests, evaluation.completions)
     if journaled is not None:
-        before = _replayed(run, inputs.out_dir, journal, journaled, batches)
+        before = _replayed(run, directory, journaled, batches)
     else:
         before = _evaluated_before(run, inputs, measure, probes, base_hash, len(batches))
-    edit_seconds = _edit_batches(run, journal, batches, before, measure)
+    edit_seconds = _edit_batches(run, directory, batches, before, measure)
     after, post_metrics, completions_after = _evaluated_after(run, inputs, measure, probes)
     if evaluation.metrics and evaluation.every:
         before.curve.append({"batches": len(batches), "edits": len(inputs.requests), **post_metrics})
     result = _result(run, inputs, before, after, edit_seconds, len(batches), measure.timings, post_metrics,
                      completion_records(probes, before.completions, completions_after))
-    inputs.out_dir.mkdir(parents=True, exist_ok=True)
-    write_safetensors_atomic(inputs.out_dir / "deltas.safetensors", run.accumulated_deltas(),
-                             metadata={"layout": "storage", "model": inputs.model_id})
-    write_json_atomic(inputs.out_dir / "result.json", result)
+    directory.write_results(result, run.accumulated_deltas(), inputs.model_id)
     return result
 
 
-def _open_journal(inputs: RunInputs) -> tuple[Journal, dict[str, Any] | None]:
-    """The run's journal, and its manifest when resuming (incomplete batches discarded); a new run
-    claims the directory."""
-    journal = Journal(inputs.out_dir)
-    if not inputs.resume:
-        journal.claim_for_new_run(inputs.out_dir)
-        return journal, None
-    journaled = journal.check_resumable(inputs.out_dir)
-    journal.discard_incomplete()
-    return journal, journaled
-
-
-def _replayed(run: EditRun, out_dir: Path, journal: Journal, journaled: dict[str, Any],
+def _replayed(run: EditRun, directory: RunDirectory, journaled: dict[str, Any],
               batches: Sequence[Sequence[EditRequest]]) -> _Before:
     """Replay the journal's complete batches exactly; what it recorded from before the edits."""
     run.state.update(journaled.get("run_state", {}))
-    entries = journal.entries()
+    entries = directory.journal.entries()
     if len(entries) > len(batches):
-        raise InputError(f"{out_dir}: the journal holds {len(entries)} batches, more than this run has")
+        raise InputError(f"{directory.path}: the journal holds {len(entries)} batches, more than this run has")
     curve: list[dict[str, Any]] = []
     for entry, chunk in zip(entries, batches):
         if [str(r["case_id"]) for r in entry.requests] != [r.case_id for r in chunk]:
             raise InputError(f"{entry.directory}: the journaled requests differ from the run's batch {entry.index}")
         record = json.loads((entry.directory / "entry.json").read_text())
-        run.replay(entry.deltas(), entry.state(), record.get("report", {}))
+        # the last batch's entry also holds what run.finish() wrote and noted ("final")
+        run.replay(entry.deltas(), entry.state(), record.get("report", {}), final=record.get("final"))
         curve.extend(record.get("curve", []))
-        if "final" in record:  # the last batch's entry holds what run.finish() wrote and noted
-            final = record["final"]
-            run.final_report = BatchReport.from_journal(final, index=int(final.get("index", len(run.reports))))
     return _Before(scores=[EditScore(**s) for s in journaled["pre_scores"]], metrics=journaled["pre_metrics"],
-                   completions=journaled.get("pre_completions") or [], manifest=journaled, curve=curve)
+                   completions=journaled.get("pre_completions") or [], curve=curve)
 
 
 def _evaluated_before(run: EditRun, inputs: RunInputs, measure: _Evaluator, probes: Sequence[Any],
                       base_hash: str, n_batches: int) -> _Before:
-    """Scores, metrics and completions of the unedited model, and the journal manifest of a new run."""
+    """Scores, metrics and completions of the unedited model (handed to the run directory for the manifest)."""
     eval_task = run.progress.task("evaluate (pre)", None)
     scores = score_requests(inputs.model, inputs.tokenizer, inputs.requests, run.device)
     pre_metrics = measure(inputs.requests, "pre")
     completions = greedy_completions(inputs.model, inputs.tokenizer, [p.prompt for p in probes], device=run.device)
     run.progress.finish(eval_task)
-    manifest_data = {  # written with the first batch (below): a run that fails before then leaves no journal
-        "invocation": dict(inputs.invocation),
-        "config": inputs.config.to_json(),
-        "model": inputs.model_id,
-        "edited_modules": sorted(run.initial_weights),
-        BASE_HASH: base_hash,
-        "batches": n_batches,
-        "requests": [r.to_record() for r in inputs.requests],
-        "pre_scores": [attrs.asdict(b) for b in scores],
-        "pre_metrics": pre_metrics,
-        "pre_completions": completions,
-        "run_state": {},
-    }
-    return _Before(scores=scores, metrics=pre_metrics, completions=completions, manifest=manifest_data, curve=[])
+    inputs.directory.begin_new(invocation=inputs.invocation, config=inputs.config.to_json(), model=inputs.model_id,
+                               edited_modules=sorted(run.initial_weights), base_hash=base_hash, batches=n_batches,
+                               requests=[r.to_record() for r in inputs.requests],
+                               pre_scores=[attrs.asdict(b) for b in scores], pre_metrics=pre_metrics,
+                               pre_completions=completions)
+    return _Before(scores=scores, metrics=pre_metrics, completions=completions, curve=[])
 
 
 def _evaluated_after(run: EditRun, inputs: RunInputs, measure: _Evaluator,
@@ -246,7 +226,7 @@ def _evaluated_after(run: EditRun, inputs: RunInputs, measure: _Evaluator,
     return after, post_metrics, completions
 
 
-def _edit_batches(run: EditRun, journal: Journal, batches: Sequence[Sequence[EditRequest]], before: _Before,
+def _edit_batches(run: EditRun, directory: RunDirectory, batches: Sequence[Sequence[EditRequest]], before: _Before,
                   measure: _Evaluator) -> float:
     """Edit and journal every batch not replayed (``run.finish()`` after the last); the edit seconds of the
     whole run: this process's (evaluations along the way not counted) plus the replayed batches' own, as
@@ -271,14 +251,13 @@ def _edit_batches(run: EditRun, journal: Journal, batches: Sequence[Sequence[Edi
             run.progress.finish(curve_task)
             before.curve.extend(point)
             eval_seconds += time.perf_counter() - t
-        if number == 1:
-            journal.write_manifest({**before.manifest, "run_state": dict(run.state)})
         deltas, state = run.batch_artifacts()
         final = run.final_report if number == len(batches) else None  # what run.finish() wrote, if anything
-        journal.append(number - 1, [r.to_record() for r in chunk], deltas, state,
-                       extra={"report": report.to_json(), "curve": point,
-                              AFTER_HASH: tensor_sha256(run.current_weights()),
-                              **({"final": final.to_json()} if final is not None else {})})
+        directory.record_batch(number - 1, [r.to_record() for r in chunk], deltas, state,
+                               extra={"report": report.to_json(), "curve": point,
+                                      AFTER_HASH: tensor_sha256(run.current_weights()),
+                                      **({"final": final.to_json()} if final is not None else {})},
+                               run_state=run.state)
         task.advance(1)
     replayed = sum(r.seconds for r in run.reports if r.replayed)
     return time.perf_counter() - started - eval_seconds + replayed

@@ -472,8 +472,10 @@ class EditRun:
         state.update(self.plugin_states.journal_entries())
         return deltas, state
 
-    def replay(self, deltas: dict[str, torch.Tensor], state: dict[str, torch.Tensor], report: dict[str, Any]) -> None:
-        """Re-apply one journaled batch exactly (weights, Cp, RNG state, report)."""
+    def replay(self, deltas: dict[str, torch.Tensor], state: dict[str, torch.Tensor], report: dict[str, Any],
+               final: dict[str, Any] | None = None) -> None:
+        """Re-apply one journaled batch exactly (weights, Cp, RNG state, report; ``final``: what
+        :meth:`finish` reported after it, journaled with the run's last batch)."""
         by_module = {s.module: s for s in self.sites}
         undo: list[UndoRecord] = []
         for module, delta in deltas.items():
@@ -492,6 +494,8 @@ class EditRun:
         self.plugin_states.replay(state)
         self.undo_log.append(undo)
         self.reports.append(BatchReport.from_journal(report, index=len(self.reports)))
+        if final is not None:
+            self.final_report = BatchReport.from_journal(final, index=int(final.get("index", len(self.reports))))
 
     def finish(self) -> BatchReport | None:
         """End of the run: offer the accumulated updates to the constraints (``stage="final"``) and
