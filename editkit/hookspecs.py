@@ -20,6 +20,7 @@ site in this order::
 
     sites = editkit_locate(run)                                     # once, when the run is made
     for batch:
+        editkit_batch_begin(run, batch)                              # the plugins' per-batch preparation
         targets = editkit_compute_targets(run, batch)                # z, h, v0 [u, d_model] or None
         for c in constraints with needs_targets (user order):        # may rescale or withdraw targets (NAS)
             targets = editkit_constrain_update(run, targets.site, targets) or targets
@@ -97,7 +98,8 @@ def editkit_register_editors(register: Callable[[EditorSpec], None]) -> None:
         instead) and ``default_constrain_mode`` (``inline`` or ``posthoc``).
 
     The stage object implements ``editkit_locate``, ``editkit_collect_keys``, ``editkit_compute_residual``
-    and ``editkit_solve`` (optionally ``editkit_compute_targets``, ``editkit_batch_end``, ``editkit_apply``,
+    and ``editkit_solve`` (optionally ``editkit_compute_targets``, ``editkit_batch_begin``,
+    ``editkit_batch_end``, ``editkit_apply``,
     ``editkit_save_state`` / ``editkit_load_state``). ``computes_targets`` says whether it implements
     ``editkit_compute_targets``; ``conflicts`` maps a constraint name to why the editor cannot run with it
     (refused before any work, exit 2).
@@ -113,7 +115,8 @@ def editkit_register_constraints(register: Callable[[ConstraintSpec], None]) -> 
 
     :param register: call it with one ``ConstraintSpec`` per constraint: ``name``, ``summary``,
         ``factory(hparams)`` (a fresh stage object per run, implementing ``editkit_constrain_update`` and
-        optionally ``editkit_measure_update``, ``editkit_batch_end``, ``editkit_save_state`` /
+        optionally ``editkit_measure_update``, ``editkit_batch_begin``, ``editkit_batch_end``,
+        ``editkit_save_state`` /
         ``editkit_load_state``), ``hparams``, ``invariant`` (in words, what the constraint guarantees on the
         update it returns), ``linear`` (whether ``T(aΔ + bΔ') = aT(Δ) + bT(Δ')``; the conformance suite
         checks a constraint that says so), ``needs_targets`` (it acts on ``TargetProposal``: refused with an
@@ -359,6 +362,22 @@ def editkit_apply(run: RunContext, site: Site, delta: torch.Tensor) -> UndoRecor
 
 
 @hookspec
+def editkit_batch_begin(run: RunContext, batch: EditBatch) -> None:
+    """Before anything of a batch is computed: per-batch work of your own, done once (tokenised prompts,
+    recorded inputs), instead of caching it inside the per-site hooks by the batch's identity.
+
+    The model is as the batch starts (nothing of it written yet). Work that depends on the edited weights
+    belongs in the per-site hooks, which the kernel calls again on the edited model (``Cp``'s keys). A batch
+    that fails is undone; the next ``edit`` begins a new batch (a new ``EditBatch``, possibly with the same
+    index), so drop what you prepared in ``editkit_batch_end`` or replace it here. Hooks may also be called
+    outside a batch (``run.targets_for``, tests): keep a fallback for a batch that was not begun.
+
+    Calling convention: every stage plugin of the run is called; nothing is returned.
+    Implemented by: editors (first-party ``memit`` and the editors built on it, the plugin guide's ``sgdft``).
+    """
+
+
+@hookspec
 def editkit_batch_end(run: RunContext, batch: EditBatch) -> None:
     """After every site of a batch was written and measured: update the plugins' own sequential state.
 
@@ -414,6 +433,7 @@ STAGE_HOOKS = (
     "editkit_solve",
     "editkit_apply",
     "editkit_measure_update",
+    "editkit_batch_begin",
     "editkit_batch_end",
     "editkit_save_state",
     "editkit_load_state",

@@ -304,7 +304,8 @@ class EditRun:
     def edit(self, requests: Sequence[EditRequest]) -> BatchReport:
         """Edit one batch; on any failure the batch's writes are undone before raising.
 
-        Per site: collect keys, compute the residual, solve (with the constraints inline), apply; then,
+        The plugins' batch begin and the target values; per site: collect keys, compute the residual, solve
+        (with the constraints inline), apply; then,
         for the whole batch, the post-hoc constraints, the constraints on the accumulated update and their
         measures, Cp grown by the batch's keys, and the editor's batch end."""
         self.plugin_states.restore_if_replayed(self)
@@ -314,6 +315,8 @@ class EditRun:
         undo: list[UndoRecord] = []
         start = time.perf_counter()
         try:
+            with report.stage("batch_begin", self.device):
+                self.pm.hook.editkit_batch_begin(run=self, batch=batch)
             with report.stage("compute_targets", self.device):
                 targets = self._targets(batch)
             solved = [self._edit_site(batch, site, report, undo, targets) for site in self.sites]

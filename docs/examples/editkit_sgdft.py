@@ -25,6 +25,7 @@ class SgdFtHParams:
 class SgdFtStages:
     def __init__(self, hparams: SgdFtHParams) -> None:
         self.hparams = hparams
+        self._prepared: tuple[EditBatch, Any] | None = None  # (the batch, its tokenised rows)
 
     @hookimpl
     def editkit_locate(self, run: RunContext) -> list[Site]:
@@ -49,12 +50,21 @@ class SgdFtStages:
         return padded, [padded.index(r, c) for r, c in enumerate(ends)], columns
 
     @hookimpl
+    def editkit_batch_begin(self, run: RunContext, batch: EditBatch) -> None:
+        self._prepared = (batch, self._rows(run, batch))  # tokenised once per batch
+
+    def _batch_rows(self, run: RunContext, batch: EditBatch) -> tuple[Any, list[int], list[tuple[int, int, int]]]:
+        if self._prepared is None or self._prepared[0] is not batch:  # a hook called outside a begun batch
+            self._prepared = (batch, self._rows(run, batch))
+        return self._prepared[1]
+
+    @hookimpl
     def editkit_collect_keys(self, run: RunContext, batch: EditBatch, site: Site) -> torch.Tensor:
         import torch
 
         from editkit.api import capture_inputs
 
-        padded, ends, _ = self._rows(run, batch)
+        padded, ends, _ = self._batch_rows(run, batch)
         with torch.no_grad(), capture_inputs(run.model, [site.module]) as captured:
             run.model(**padded.model_inputs())
         return captured[site.module][torch.arange(len(ends)), ends].float().T.cpu()  # [d_in, u]
@@ -69,7 +79,7 @@ class SgdFtStages:
 
         from editkit.api import added_update
 
-        padded, _, reads = self._rows(run, batch)
+        padded, _, reads = self._batch_rows(run, batch)
         rows, cols, targets = (torch.tensor(x, device=run.device) for x in zip(*reads))
         delta = torch.zeros(site.d_out, site.d_in, dtype=torch.float64, device=run.device, requires_grad=True)
         optimiser = torch.optim.Adam([delta], lr=self.hparams.lr)

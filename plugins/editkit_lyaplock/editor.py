@@ -48,6 +48,7 @@ class LyapLockStages(MemitStages):
 
     @hookimpl
     def editkit_batch_end(self, run: RunContext, batch: EditBatch) -> None:
+        super().editkit_batch_end(run, batch)  # MEMIT's per-batch keys are dropped
         hp = self.hparams
         self.saved = {}
         for site in run.sites:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any
 
 import torch
 
@@ -31,9 +30,8 @@ class MemitStages:
         self.hparams = hparams
         self.templates: tuple[str, ...] | None = None
         self._past_products: dict[str, PastProducts] = {}  # per edited module
-        # (the batch object, its keys): keyed on the object, not its index, since after an undo or a failed
-        # edit the next batch has the same index (a strong reference, so the identity is never reused)
-        self._keys: tuple[Any, BatchKeys] | None = None
+        # (the batch, its keys), made when the batch begins (editkit_batch_begin) and dropped at its end
+        self._keys: tuple[EditBatch, BatchKeys] | None = None
 
     # -- locate ---------------------------------------------------------------------------
     @hookimpl
@@ -53,12 +51,24 @@ class MemitStages:
             self.templates = run_templates(run, self.hparams.prefix_len)
         return self.templates
 
+    def _batch_keys(self, run: RunContext, batch: EditBatch) -> BatchKeys:
+        """The batch's key collector: its prefixed prompts tokenised once, the first edited block's inputs
+        recorded once (keys of later layers are recomputed on the current model)."""
+        return BatchKeys(run.model, run.tokenizer, run.layout.blocks, run.sites[-1].layer, batch.requests,
+                         self.prefix_templates(run), run.device)
+
+    @hookimpl
+    def editkit_batch_begin(self, run: RunContext, batch: EditBatch) -> None:
+        self._keys = (batch, self._batch_keys(run, batch))
+
+    @hookimpl
+    def editkit_batch_end(self, run: RunContext, batch: EditBatch) -> None:
+        self._keys = None
+
     @hookimpl
     def editkit_collect_keys(self, run: RunContext, batch: EditBatch, site: Site) -> torch.Tensor:
-        templates = self.prefix_templates(run)
-        if self._keys is None or self._keys[0] is not batch:  # one per batch: kept keys, recorded block inputs
-            self._keys = (batch, BatchKeys(run.model, run.tokenizer, run.layout.blocks, run.sites[-1].layer,
-                                           batch.requests, templates, run.device))
+        if self._keys is None or self._keys[0] is not batch:  # asked outside a begun batch: prepared here
+            self._keys = (batch, self._batch_keys(run, batch))
         with fused_activations(run.model) if self.hparams.fused_activations else nullcontext():
             return self._keys[1](site.layer, site.module)
 

@@ -153,3 +153,35 @@ def test_with_target_keeps_withdrawn_requests_withdrawn_and_checks_shapes():
         proposal.with_target(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="share one shape"):
         TargetProposal(site=site, initial=h, target=torch.zeros(3, 5), values=h)
+
+
+def test_batch_begin_comes_once_per_batch_before_the_targets_and_again_for_a_retried_batch():
+    events: list[tuple[str, int]] = []
+
+    class Records(Counter):
+        fail_in_batch: ClassVar[int | None] = 1
+
+        @hookimpl
+        def editkit_batch_begin(self, run, batch):
+            events.append(("begin", batch.index))
+
+        @hookimpl
+        def editkit_constrain_update(self, run, site, proposal):
+            if isinstance(proposal, TargetProposal):
+                events.append(("targets", len(events)))
+            return super().editkit_constrain_update(run, site, proposal)
+
+        @hookimpl
+        def editkit_batch_end(self, run, batch):
+            events.append(("end", batch.index))
+            super().editkit_batch_end(run, batch)
+
+    run = _run(Records)
+    run.edit(tiny_requests(2))
+    with pytest.raises(RuntimeError, match="boom"):
+        run.edit(tiny_requests(2, offset=2))
+    type(_counter(run)).fail_in_batch = None
+    run.edit(tiny_requests(2, offset=2))
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["begin", "targets", "end", "begin", "targets", "begin", "targets", "end"]
+    assert [i for kind, i in events if kind == "begin"] == [0, 1, 1]  # the failed batch is begun again

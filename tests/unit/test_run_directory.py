@@ -39,9 +39,9 @@ def _hold(out: Path, tmp_path: Path) -> subprocess.Popen:
 
 def test_a_second_claim_is_refused_naming_the_holder(tmp_path):
     out = tmp_path / "run"
-    with RunDirectory.claim(out, resume=False):
-        with pytest.raises(UsageError, match=rf"{out} is in use by another editkit run \(pid {os.getpid()} on "):
-            RunDirectory.claim(out, resume=False)
+    refused = rf"{out} is in use by another editkit run \(pid {os.getpid()} on "
+    with RunDirectory.claim(out, resume=False), pytest.raises(UsageError, match=refused):
+        RunDirectory.claim(out, resume=False)
     with RunDirectory.claim(out, resume=False):  # released: claimable again
         pass
 
