@@ -67,7 +67,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "default: all, or the dataset's own choice — the demo world uses 100)")
     p.add_argument("--metric-option", action="append", default=[], dest="metric_options", metavar="METRIC.KEY=VALUE",
                    help="option of a metric, e.g. general.limit=100, general.data=DIR, perplexity.data=FILE "
-                        "(see `editkit plugins` and the README)")
+                        "(see `editkit plugins` and docs/cli.md)")
     p.add_argument("--completions", type=int, metavar="N",
                    help="print (and record) the greedy completions before and after editing of the rewrite prompt, "
                         "a paraphrase and a neighbour of the first N edits (default: the dataset's choice, else 0)")

@@ -23,7 +23,7 @@ from editkit_facts.factset import FactSet, load_factset
 FACTS_FILE = Path(__file__).with_name("smollm2_facts.json")
 
 SMOLLM2_SETTINGS = {"layers": "4-8", "v_lr": "1.0", "v_steps": "10", "early_stop_loss": "0.3"}
-"""MEMIT's edited layers and v* calibrated on the 20 edits of the set (README, "The demo on a real model").
+"""MEMIT's edited layers and v* calibrated on the 20 edits of the set (docs/demo.md).
 
 With the published v* (lr 0.5, 20 steps, stop at loss 0.05) v* needs ~17 steps per request (the demo's main
 cost on 2 cores); lr 0.1 leaves it far from the target (median loss 6.1 after 19 steps on 4 edits). lr 1 with

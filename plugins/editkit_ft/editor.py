@@ -12,7 +12,7 @@
   the gradient is projected too, before the step (the steepest descent inside ``S_P``): Adam scales each
   entry separately, so a step taken from the full gradient points largely out of ``S_P`` and its
   projection keeps little of the descent (on the demo world, 100 edits, ε = lr = 5e-3: efficacy 1%
-  projecting the step only; see the README for the figures with both). The problem's
+  projecting the step only; see docs/results/editors-100-edits.md for the figures with both). The problem's
   preservation terms (C0, Cp, ridge) are not used: fine-tuning has no preservation term. Several sites
   are fine-tuned one after another, each on the model holding the earlier ones' updates (the kernel
   writes a site before the next site's solve), so a single layer — the published setting — is plain FT-L.

@@ -77,7 +77,7 @@ With the published v* (lr 0.5, clamp 0.75·‖h‖, 20 steps) the clamp binds an
 stays at 1.44 (22% of requests below 0.7): nothing downstream can write an edit that v* never
 found. lr 1, clamp 2, 25 steps reach a median loss of ≈0.3. The solve's λ (15000), the null-space
 threshold (2e-2) and L2 (10) stay as published, so ``--constraint nullspace`` is AlphaEdit as
-published; see the README's findings for what they do on this model."""
+published; see docs/results/demo-world.md for what they do on this model."""
 
 DEMO = DatasetSpec(
     name="demo",

@@ -1,4 +1,9 @@
-"""The code examples of docs/writing-a-plugin.md run as written: each block alone, with its own imports."""
+"""The code examples of the documentation run as written: each block alone, with its own imports.
+
+docs/writing-a-plugin.md's blocks, the README's "From Python" block (on a tiny model saved under the names it
+uses), and every ```python block of the other pages (CONTRIBUTING.md, docs/*.md, docs/results/*.md). A block that
+cannot run on its own (it needs a real model or data) is fenced ```python-norun: it must still compile.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +68,49 @@ def test_the_editor_example_is_the_tested_file():
 
 
 README = DOC.parents[1] / "README.md"
+ROOT = DOC.parents[1]
+OTHER_PAGES = [p for p in [ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md")),
+                           *sorted((ROOT / "docs" / "results").glob("*.md"))] if p != DOC]
+
+
+def _blocks(page: Path, fence: str) -> list[str]:
+    return re.findall(rf"^```{fence}\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)
+
+
+PAGE_BLOCKS = [(page, i, block) for page in OTHER_PAGES for i, block in enumerate(_blocks(page, "python"))]
+
+
+def _name(page: Path, index: int) -> str:
+    return f"{page.relative_to(ROOT)}[block {index}]"
+
+
+@pytest.mark.parametrize("page, index, block", PAGE_BLOCKS, ids=[_name(p, i) for p, i, _ in PAGE_BLOCKS])
+def test_each_python_block_of_the_other_pages_runs(page, index, block, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a block that writes files writes them here
+    namespace: dict = {"__name__": f"doc_example_{page.stem}_{index}"}
+    exec(compile(block, _name(page, index), "exec"), namespace)
+
+
+def test_the_moved_pages_have_runnable_examples():
+    assert any(page.name == "cli.md" for page, _, _ in PAGE_BLOCKS)
+
+
+def test_norun_blocks_compile():
+    """Blocks fenced ```python-norun are shown, not run (they need a real model or data), but must be Python."""
+    for page in [README, DOC, *OTHER_PAGES]:
+        for index, block in enumerate(_blocks(page, "python-norun")):
+            compile(block, _name(page, index), "exec")
+
+
+def _from_python_block(text: str) -> str:
+    """The one ```python block under the README's "From Python" heading (any level), before the next heading."""
+    heading = re.search(r"^#+ From Python\s*$", text, re.M)
+    assert heading, "README.md has a 'From Python' section"
+    section = text[heading.end():]
+    following = re.search(r"^#+ ", re.sub(r"^```.*?^```", lambda m: " " * len(m.group(0)), section, flags=re.S | re.M),
+                          re.M)
+    [block] = re.findall(r"^```python\n(.*?)^```", section[: following.start() if following else None], re.S | re.M)
+    return block
 
 
 def test_the_readme_python_example_runs_a_job(tmp_path, monkeypatch):
@@ -71,9 +119,7 @@ def test_the_readme_python_example_runs_a_job(tmp_path, monkeypatch):
 
     from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
 
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("### From Python"):]
-    [block] = re.findall(r"```python\n(.*?)```", section[: section.index("\n### ", 1)], re.S)
+    block = _from_python_block(README.read_text(encoding="utf-8"))
     tok = tiny_tokenizer()
     tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=64, d_mlp=256).save_pretrained(tmp_path / "my-model")
     tok.save_pretrained(tmp_path / "my-model")
