@@ -1,10 +1,10 @@
-"""Editing SmolLM2-135M on a CPU (issue #17): seconds per stage and per edit, and the ratio to the reference.
+"""Editing SmolLM2-135M on a CPU: seconds per stage and per edit, and the ratio to the reference.
 
 One command, every ratio measured in this one process:
 
 1. **editkit (default settings)** edits the first ``--requests`` (100) CounterFact requests of
    ``counterfact_portability_gpt4.json`` sequentially in batches of ``--batch-size`` (20): MEMIT + null space
-   (AlphaEdit: L2 10, threshold 2e-2), layers 4-8, λ 15,000, v* at the issue's setting (lr 0.1, 25 steps,
+   (AlphaEdit: L2 10, threshold 2e-2), layers 4-8, λ 15,000, v* at the llama3-8b preset's setting (lr 0.1, 25 steps,
    clamp 0.75, KL 0.0625, decay 0.5, early stop 0.05). Per stage: seconds summed over the batches, and per
    edit; seconds per edit: the median over the batches and the total / N; efficacy (new target preferred to
    the true one) before and after.
@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_suite import MODES, REFERENCE  # the five v* modes; the reference algorithm is one of them
-from smollm2_setup import COMMON, DEMO, ISSUE, LAYERS, STATS_TOKENS, key_statistics, load, requests
+from smollm2_setup import COMMON, DEMO, LAYERS, PRESET_VSTAR, STATS_TOKENS, key_statistics, load, requests
 
 from editkit import EditRun, RunConfig
 from editkit.pipeline import score_requests
@@ -141,18 +141,19 @@ def main() -> None:
     print(f"SmolLM2-135M (float32, CPU), {torch.get_num_threads()} threads, layers {LAYERS}, AlphaEdit, "
           f"{args.requests} CounterFact requests in batches of {args.batch_size}; C0 {STATS_TOKENS:,} tokens; "
           f"efficacy before {100 * sum(p.success for p in pre) / len(pre):.1f}%")
-    issue = {**COMMON, **ISSUE}
+    preset = {**COMMON, **PRESET_VSTAR}
     if args.only_lr is not None:
-        only = edit_all(model, tokenizer, stats, model_id, chunk, args.batch_size, {**issue, "v_lr": str(args.only_lr)})
+        only = edit_all(model, tokenizer, stats, model_id, chunk, args.batch_size,
+                        {**preset, "v_lr": str(args.only_lr)})
         stage_table(f"editkit, v* lr {args.only_lr:g}, 25 steps", only)
         return 0
-    results: dict[str, Any] = {"default": edit_all(model, tokenizer, stats, model_id, chunk, args.batch_size, issue)}
+    results: dict[str, Any] = {"default": edit_all(model, tokenizer, stats, model_id, chunk, args.batch_size, preset)}
     stage_table("editkit, default settings (v* lr 0.1, 25 steps)", results["default"])
 
     m = args.reference_requests
     ref_batches = m // args.batch_size
     results["reference"] = edit_all(model, tokenizer, stats, model_id, chunk[:m], args.batch_size,
-                                    {**issue, **MODES[REFERENCE]})
+                                    {**preset, **MODES[REFERENCE]})
     stage_table(f"reference algorithm ({REFERENCE})", results["reference"])
     ours = per_edit(results["default"], ref_batches)
     theirs = per_edit(results["reference"])
@@ -162,13 +163,13 @@ def main() -> None:
 
     if not args.no_options:
         first = chunk[: args.batch_size]
-        base = edit_all(model, tokenizer, stats, model_id, first, args.batch_size, issue)
+        base = edit_all(model, tokenizer, stats, model_id, first, args.batch_size, preset)
         print(f"\n== options on the first {len(first)} requests, against the default run (float32) of the same batch")
         print(f"  {'option':<28}{'s/edit':>8}{'speed-up':>10}{'max rel dz':>12}{'median':>10}{'efficacy':>10}")
         print(f"  {'(default, float32)':<28}{per_edit(base):>8.2f}{1.0:>9.2f}x{0.0:>12.1e}{0.0:>10.1e}"
               f"{100 * base['efficacy']:>9.1f}%")
         for name, extra in {"vstar_autocast=bfloat16": {"vstar_autocast": "bfloat16"}}.items():
-            out = edit_all(model, tokenizer, stats, model_id, first, args.batch_size, {**issue, **extra})
+            out = edit_all(model, tokenizer, stats, model_id, first, args.batch_size, {**preset, **extra})
             results[name] = out
             dz_max, dz_med = z_difference(out["z"], base["z"])
             print(f"  {name:<28}{per_edit(out):>8.2f}{per_edit(base) / per_edit(out):>9.2f}x{dz_max:>12.1e}"

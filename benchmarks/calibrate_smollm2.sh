@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Calibration of v*, MEMIT's λ and AlphaEdit's null space on SmolLM2-135M (issue #20 item 2), on held-out
+# Calibration of v*, MEMIT's λ and AlphaEdit's null space on SmolLM2-135M, on held-out
 # cases only: the last 100 records of counterfact_portability_gpt4.json (offset 931), which the sequential
 # table (benchmarks/sequential_smollm2.sh) never edits (it takes at most the first 900). counterfact-val.json
 # is never used. Each configuration is one `editkit run` into OUT/<stage>/<name>; a finished one is skipped, an

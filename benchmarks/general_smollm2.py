@@ -1,4 +1,4 @@
-"""General-capability scores and perplexity of an unedited model (issue #20 item 3), with wall times.
+"""General-capability scores and perplexity of an unedited model, with wall times.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/general_smollm2.py --model smollm2-135m \\
         --general-data ../shared/data/real/general --limit 100 \\

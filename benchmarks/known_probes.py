@@ -1,4 +1,4 @@
-"""The facts a model knows before editing: retention probes for sequential runs (issue #20).
+"""The facts a model knows before editing: retention probes for sequential runs.
 
     .venv/bin/python benchmarks/known_probes.py --model smollm2-135m \\
         --facts ../shared/data/real/known_1000.json --out runs/seq-smollm2/known_probes.json

@@ -1,7 +1,7 @@
-"""Profile one batch of SmolLM2-135M edits (issue #17): seconds per stage and per operator.
+"""Profile one batch of SmolLM2-135M edits: seconds per stage and per operator.
 
 One batch of ``--requests`` (20) CounterFact requests, layers 4-8, AlphaEdit (MEMIT + null space), v* at the
-issue's setting (lr 0.1, 25 steps; ``--steps`` fewer for a quick look: per-step costs scale), C0 reused from
+llama3-8b preset's setting (lr 0.1, 25 steps; ``--steps`` fewer for a quick look: per-step costs scale), C0 reused from
 the store (:mod:`smollm2_setup`). Prints the run's stage timings and torch.profiler's operator table (self
 CPU time), and, with ``--trace FILE``, writes a Chrome trace.
 
@@ -36,7 +36,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, tokenizer, model_id = setup.load()
     stats = setup.key_statistics(model, tokenizer, model_id)
-    overrides = {**setup.COMMON, **setup.ISSUE, "v_steps": str(args.steps)}
+    overrides = {**setup.COMMON, **setup.PRESET_VSTAR, "v_steps": str(args.steps)}
     overrides.update(dict(item.split("=", 1) for item in args.set))
     run = EditRun(model=model, tokenizer=tokenizer, key_statistics=stats, model_id=model_id,
                   config=RunConfig(layers=setup.LAYERS, constraints=("nullspace",), overrides=overrides.items()))

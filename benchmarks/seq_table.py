@@ -1,4 +1,4 @@
-"""Summarise sequential `editkit run` outputs (issue #20): one row per run, and the curves.
+"""Summarise sequential `editkit run` outputs: one row per run, and the curves.
 
     python benchmarks/seq_table.py RUN_DIR [RUN_DIR ...] [--curve]
 

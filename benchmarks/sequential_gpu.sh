@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The sequential protocol of benchmarks/sequential_smollm2.sh with 2,000 edits, for a machine with a CUDA GPU
-# (issue #20: the `device` tool, when a task is lent one). CounterFact in EasyEdit's form
+# (the `device` tool, when a task is lent one). CounterFact in EasyEdit's form
 # (counterfact-edit.json: one paraphrase and one neighbourhood prompt per case, no generation prompts, so no
 # fluency; the portability file has only 1,031 cases), converted to CounterFact's record form, without the
 # calibration's held-out cases (the case ids of counterfact_portability_gpt4.json's records 931-1030), first

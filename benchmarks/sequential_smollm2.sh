@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sequential table on SmolLM2-135M (issue #20 item 4): CounterFact edits in sequential batches for memit,
+# The sequential table on SmolLM2-135M: CounterFact edits in sequential batches for memit,
 # prune and rect, each without and with --constraint nullspace, then ZsRE for memit and memit + nullspace.
 # Every run evaluates before, every EVAL_EVERY batches and after: Eff/Gen/Spe (counterfact), fluency and
 # consistency (first 50 edited records' generation prompts), retention of the facts the model knows before

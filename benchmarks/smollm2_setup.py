@@ -1,4 +1,4 @@
-"""The SmolLM2-135M editing set-up shared by the speed benchmark and the profile (issue #17).
+"""The SmolLM2-135M editing set-up shared by the speed benchmark and the profile.
 
 Model ``smollm2-135m`` (installed by ``make``; converted once into ``$EDITKIT_CACHE``), the first N CounterFact
 requests of ``counterfact_portability_gpt4.json``, layers 4-8, AlphaEdit (MEMIT + null space), and C0 over the
@@ -17,7 +17,7 @@ CORPUS = f"{REAL / 'wikipedia_vital_leads_en.jsonl'}:text"
 MODEL = "smollm2-135m"
 LAYERS = (4, 5, 6, 7, 8)
 STATS_TOKENS = 100_000
-ISSUE = {"v_lr": "0.1", "v_steps": "25"}  # the issue's settings (the llama3-8b preset's v*)
+PRESET_VSTAR = {"v_lr": "0.1", "v_steps": "25"}  # the llama3-8b preset's v* settings
 DEMO = {"v_lr": "0.5", "v_steps": "25"}  # the demo's / editors table's v* setting
 COMMON = {"clamp_norm": "0.75", "kl_factor": "0.0625", "v_weight_decay": "0.5", "early_stop_loss": "0.05",
           "mom2_weight": "15000", "nullspace.l2": "10", "nullspace.threshold": "2e-2"}

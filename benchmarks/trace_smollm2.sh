@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Causal trace of SmolLM2-135M on ROME's known facts (issue #20 item 1): which layers' MLPs carry the facts.
+# Causal trace of SmolLM2-135M on ROME's known facts: which layers' MLPs carry the facts.
 # Two traces, one after the other: single-layer MLP and hidden-state restoration (ROME's Fig. 1 rows for
 # the MLP with window 1), then the MLP with a window of 5 layers (ROME's figures use 10 of GPT-2 XL's 48).
 # Results and the layer choice they support: README, "Causal tracing and general capability on SmolLM2".

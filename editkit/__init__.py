@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "EditRun": "editkit.run",
-    "EditBatch": "editkit.run",
+    "EditBatch": "editkit.requests",
     "RunConfig": "editkit.config",
     "SolveProblem": "editkit.updates",
     "DeltaProposal": "editkit.updates",

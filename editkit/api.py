@@ -24,7 +24,7 @@ What is here, by use:
   hook may use of the run), :class:`EditBatch`, :class:`EditRequest`, :class:`Site`, :class:`ModelLayout`,
   the proposals :class:`TargetProposal`, :class:`SolveProblem`, :class:`DeltaProposal`,
   :class:`AccumulatedProposal` (any of them: ``Proposal``),
-  the row :class:`Subspace`, :class:`UndoRecord`, :class:`KeyStatistics` (what
+  the row :class:`Subspace`, :class:`UndoRecord`, :class:`KeyStatisticsView` (what
   ``run.require_key_statistics()`` gives), :class:`Progress` / :class:`Task`.
 * **Tokenising prompts around a subject**: :func:`tokenize` (ids, character offsets, special-token flags),
   :func:`last_token_before` (e.g. the subject's last token), :func:`first_token_from` (e.g. a target's first
@@ -83,10 +83,10 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; at run time these load on f
     import torch
 
     from editkit.activations import fused_activations
-    from editkit.context import clip_left, fitting, max_positions
+    from editkit.contextwindow import clip_left, fitting, max_positions
     from editkit.generation import sample_continuations
     from editkit.keystats.spectrum import spectrum_profile
-    from editkit.run import EditBatch, EditRun
+    from editkit.requests import EditBatch
     from editkit.scoring import continuation_scores
     from editkit.tokens import PaddedBatch, TokenizedText, first_token_from, last_token_before, pad_batch, tokenize
     from editkit.tracing import (
@@ -109,7 +109,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; at run time these load on f
 
 
 @runtime_checkable
-class KeyStatistics(Protocol):
+class KeyStatisticsView(Protocol):
     """The key statistics (``C0``) of the unedited model, as ``run.require_key_statistics()`` returns them."""
 
     def second_moment(self, site: Site) -> torch.Tensor:
@@ -203,7 +203,7 @@ class RunContext(Protocol):
         """Names of the run's constraints that apply after ``name``, in order (empty if ``name`` is not run)."""
         ...
 
-    def require_key_statistics(self) -> KeyStatistics:
+    def require_key_statistics(self) -> KeyStatisticsView:
         """The background key statistics (C0); a clear :class:`UsageError` when the run has none."""
         ...
 
@@ -231,14 +231,8 @@ class RunContext(Protocol):
         ...
 
 
-if TYPE_CHECKING:  # pragma: no cover - checked by mypy (`make test`): the kernel's run is a RunContext
-
-    def _edit_run_is_a_run_context(run: EditRun) -> RunContext:
-        return run
-
-
 _LAZY = {
-    "EditBatch": "editkit.run",
+    "EditBatch": "editkit.requests",
     "AccumulatedProposal": "editkit.updates",
     "DeltaProposal": "editkit.updates",
     "Proposal": "editkit.updates",
@@ -252,9 +246,9 @@ _LAZY = {
     "last_token_before": "editkit.tokens",
     "pad_batch": "editkit.tokens",
     "tokenize": "editkit.tokens",
-    "clip_left": "editkit.context",
-    "fitting": "editkit.context",
-    "max_positions": "editkit.context",
+    "clip_left": "editkit.contextwindow",
+    "fitting": "editkit.contextwindow",
+    "max_positions": "editkit.contextwindow",
     "added_update": "editkit.tracing",
     "capture_inputs": "editkit.tracing",
     "capture_outputs": "editkit.tracing",
@@ -281,7 +275,7 @@ __all__ = [
     "EditorSpec",
     "EvalContext",
     "InputError",
-    "KeyStatistics",
+    "KeyStatisticsView",
     "MetricSpec",
     "ModelLayout",
     "ModelSpec",

@@ -10,12 +10,14 @@ prompts contributes only the prompts it has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from editkit.requests import EditRequest
+
+EXTRAS_KEY = "completions"  # a dataset's extras: how many requests' completions a run shows by default
 
 KINDS = ("rewrite", "paraphrase", "neighbour")
 MAX_NEW_TOKENS = 6
@@ -90,3 +92,12 @@ def completion_records(probes: Sequence[CompletionProbe], before: Sequence[str],
          "after_as_expected": starts_with(a, p.expected_after)}
         for p, b, a in zip(probes, before, after)
     ]
+
+
+def shown_completions(option: int | None, extras: Mapping[str, Any]) -> int:
+    """How many requests' completions a run shows: ``--completions`` when given, else the dataset's choice
+    (``extras["completions"]``), else 0."""
+    if option is not None:
+        return option
+    value = extras.get(EXTRAS_KEY, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -78,7 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
         MetricSpec,
         ModelSpec,
     )
-    from editkit.run import EditBatch
+    from editkit.requests import EditBatch
     from editkit.sites import Site
     from editkit.updates import Proposal, SolveProblem, TargetProposal, UndoRecord
 

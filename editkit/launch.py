@@ -247,7 +247,7 @@ def _load_model(job: RunJob, host: PluginHost) -> tuple[Any, Any, str]:
 
 def _screened(chosen: _Requests, tokenizer: Any, model: Any, skip_invalid: bool) -> _Requests:
     """The requests that fit in the model's context (over-long ones are bad records)."""
-    from editkit.context import screen_requests
+    from editkit.contextwindow import screen_requests
 
     requests, skipped = screen_requests(chosen.requests, chosen.records, chosen.skipped, tokenizer, model,
                                         source=chosen.source, skip_invalid=skip_invalid)
@@ -275,7 +275,7 @@ def _execute(job: RunJob, host: PluginHost, *, directory: RunDirectory, model: A
              chosen: _Requests, metric_names: list[str], metric_options: dict[str, Any],
              dataset: DatasetSpec | None) -> dict[str, Any]:
     """Collect (or reuse) the key statistics and edit, with the progress display of the job."""
-    from editkit.cli.completions import shown_completions
+    from editkit.completions import shown_completions
     from editkit.pipeline import Evaluation, RunInputs, execute
     from editkit.progress import progress_display
 

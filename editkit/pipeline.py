@@ -23,6 +23,7 @@ from editkit.errors import InputError
 from editkit.evaluation import EvalContext, run_metrics
 from editkit.journal import AFTER_HASH, BASE_HASH, recorded_hash, tensor_sha256
 from editkit.manifest import manifest, model_identity
+from editkit.plugins import PluginHost
 from editkit.progress import Progress
 from editkit.requests import EditRequest, batched
 from editkit.run import EditRun
@@ -139,7 +140,7 @@ class _Before:
 
 
 def execute(inputs: RunInputs, evaluation: Evaluation = Evaluation(), *, progress: Progress | None = None,
-            host: Any = None) -> dict[str, Any]:
+            host: PluginHost | None = None) -> dict[str, Any]:
     """Edit ``inputs.requests`` sequentially in batches of ``config.batch_size`` on one model (never
     restored), evaluate before and after (and every ``evaluation.every`` batches on the requests edited
     so far), and write the results.

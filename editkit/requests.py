@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from editkit.converters import to_tuple
 from editkit.errors import InputError
 
 
@@ -215,6 +216,19 @@ def read_json_records(path: str | Path) -> list[Any]:
     if not data:
         raise InputError(f"{path}: the requests file holds no records")
     return data
+
+
+@attrs.frozen(kw_only=True)
+class EditBatch:
+    """One batch of requests (``u`` = ``len(requests)``), numbered from 0 within the run (the ``batch`` argument
+    of the stage hooks)."""
+
+    index: int
+    requests: tuple[EditRequest, ...] = attrs.field(converter=to_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.requests:
+            raise ValueError("an edit batch needs at least one request")
 
 
 def batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

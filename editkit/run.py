@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import attrs
 import pluggy
@@ -23,7 +23,6 @@ from editkit.catalog import ConstraintSpec, EditorSpec
 from editkit.config import RunConfig
 from editkit.constraintchain import ConstraintChain
 from editkit.constraintchain import ConstraintWarning as ConstraintWarning  # its home before the chain had one
-from editkit.converters import to_tuple
 from editkit.errors import EditkitError, NumericalError, UsageError
 from editkit.hparams import to_json
 from editkit.layout import ModelLayout, resolve_layout
@@ -34,7 +33,7 @@ from editkit.methods import RunMethods
 from editkit.plugins import PluginHost
 from editkit.pluginstate import PluginStates
 from editkit.progress import NullProgress, Progress
-from editkit.requests import EditRequest
+from editkit.requests import EditBatch, EditRequest
 from editkit.sites import Site
 from editkit.updates import (
     AccumulatedProposal,
@@ -45,17 +44,8 @@ from editkit.updates import (
     add_exactly,
 )
 
-
-@attrs.frozen(kw_only=True)
-class EditBatch:
-    """One batch of requests (``u`` = ``len(requests)``), numbered from 0 within the run."""
-
-    index: int
-    requests: tuple[EditRequest, ...] = attrs.field(converter=to_tuple)
-
-    def __attrs_post_init__(self) -> None:
-        if not self.requests:
-            raise ValueError("an edit batch needs at least one request")
+if TYPE_CHECKING:
+    from editkit.api import KeyStatisticsView, RunContext
 
 
 @attrs.define(kw_only=True)
@@ -158,7 +148,7 @@ class EditRun:
         tokenizer: Any,
         config: RunConfig,
         host: PluginHost | None = None,
-        key_statistics: Any = None,
+        key_statistics: KeyStatisticsView | None = None,
         progress: Progress | None = None,
         model_id: str = "",
     ) -> None:
@@ -290,7 +280,7 @@ class EditRun:
                         parameter.copy_(saved[module])
         return dict(self._model_identity)
 
-    def require_key_statistics(self) -> Any:
+    def require_key_statistics(self) -> KeyStatisticsView:
         if self.key_statistics is None:
             raise UsageError(
                 "this run needs key statistics (C0) of the edited layers: pass --corpus with their background "
@@ -574,3 +564,8 @@ class EditRun:
             "layout": self.layout.to_json(),
         }
 
+
+if TYPE_CHECKING:  # pragma: no cover - checked by mypy (`make test`): the kernel's run is what plugins see
+
+    def _edit_run_is_a_run_context(run: EditRun) -> RunContext:
+        return run

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare what the `device` tool's GPU machine needs for benchmarks/sequential_gpu.sh (issue #20). That machine
+# Prepare what the `device` tool's GPU machine needs for benchmarks/sequential_gpu.sh. That machine
 # has python3 with CUDA torch, but no network, no ../shared and at most 64 MiB sent per call, so this packs
 # (into .gpu/ and .whl/, both git-ignored): editkit's wheel, transformers and gguf wheels (the versions used
 # here), the data files the protocol reads (xz), the retention probes, and the SmolLM2 GGUF (98 MB) split in two

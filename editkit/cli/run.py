@@ -105,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
 
 def print_outcome(result: dict[str, Any], out_dir: Path, *, report: bool) -> None:
     """The completions and metrics tables, one summary line, and the report written (``--report``)."""
-    from editkit.cli.completions import print_completions
+    from editkit.cli.completion_table import print_completions
 
     summary = result["summary"]
     print_completions(result.get("completions", []), summary["requests"])

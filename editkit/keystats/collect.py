@@ -28,8 +28,8 @@ import attrs
 import torch
 
 from editkit.errors import InputError
+from editkit.keystats.collection_progress import CollectionProgress
 from editkit.keystats.distributed import DistContext
-from editkit.keystats.progress import CollectionProgress
 from editkit.tokens import pad_batch
 from editkit.tracing import capture_inputs, run_until_stopped
 

@@ -16,11 +16,11 @@ import torch
 
 from editkit.errors import UsageError
 from editkit.keystats.collect import CollectionPlan, CollectionResult, ResumeState, collect
+from editkit.keystats.collection_progress import collection_progress
 from editkit.keystats.corpus import CorpusSpec
 from editkit.keystats.defaults import describe_budget
 from editkit.keystats.distributed import DistContext
 from editkit.keystats.identity import model_identity, site_identity
-from editkit.keystats.progress import collection_progress
 from editkit.keystats.reuse import Candidate, choose, closest
 from editkit.keystats.spectrum import DEFAULT_THRESHOLD, SpectrumSummary
 from editkit.keystats.store import StatsStore, StoredStatistics, statistics_sha256

@@ -63,7 +63,8 @@ from editkit.converters import to_tuple
 from editkit.errors import UsageError
 from editkit.markers import PROJECT_NAME
 from editkit.plugins import PluginHost
-from editkit.run import EditBatch, EditRun
+from editkit.requests import EditBatch
+from editkit.run import EditRun
 from editkit.sites import Site
 from editkit.testing.harness import (
     EditOutcome,

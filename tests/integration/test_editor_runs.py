@@ -17,8 +17,7 @@ from editkit_emmet.editor import DependentKeysWarning
 from editkit_rome.editor import OverwriteWarning
 
 from editkit.errors import UsageError
-from editkit.requests import EditRequest
-from editkit.run import EditBatch
+from editkit.requests import EditBatch, EditRequest
 from editkit.testing.harness import build_run, plugin_host, run_edit
 from editkit.testing.moments import MomentsFromText
 from editkit.testing.tiny import TINY_DIMS, tiny_model, tiny_requests, tiny_texts, tiny_tokenizer

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from new_user_harness import tiny_setup
+from cli_harness import tiny_setup
 from safetensors.torch import load_file
 
 from editkit.cli.main import main

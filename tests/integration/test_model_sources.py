@@ -1,4 +1,4 @@
-"""A dataset plugin's ``model()`` may name a registered model: ``editkit run`` loads it through the catalog (#16).
+"""A dataset plugin's ``model()`` may name a registered model: ``editkit run`` loads it through the catalog.
 
 A throwaway installed-looking plugin registers ``tiny-gguf`` (a tiny Llama ``.gguf``) and a dataset whose
 ``model()`` returns that name; ``editkit run --dataset`` converts the file once, edits the converted model,
@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from new_user_harness import editkit
+from cli_harness import editkit
 
 pytest.importorskip("gguf")
 

@@ -18,7 +18,7 @@ from editkit_wikileads.source import WIKI_LEADS
 
 from editkit.cli.main import main
 from editkit.plugins import PluginHost
-from tests.integration.new_user_harness import snapshot, tiny_setup
+from tests.integration.cli_harness import snapshot, tiny_setup
 
 MODEL = "smollm2-135m"
 

@@ -1,4 +1,4 @@
-"""`editkit report` and `editkit run --report` as a new user calls them: exit codes, what is written, and
+"""`editkit report` and `editkit run --report` through the command line: exit codes, what is written, and
 what a real run records for the report (update norms, the C0 spectrum, replayed batches)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from new_user_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
+from cli_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
 
 from editkit.testing.results import synthetic_result, write_run
 

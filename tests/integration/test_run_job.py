@@ -1,4 +1,4 @@
-"""`editkit.run_job` (issue #18): the Python entry point runs exactly what `editkit run` runs, with one plugin
+"""`editkit.run_job`: the Python entry point runs exactly what `editkit run` runs, with one plugin
 host per command, and resumes journals as they were written before the job existed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from new_user_harness import fast_run_args, tiny_setup
+from cli_harness import fast_run_args, tiny_setup
 from safetensors.torch import load_file
 
 import editkit.plugins

@@ -100,7 +100,7 @@ def test_the_identity_is_stable_across_loads(smol):
 
 
 def test_inspect_on_the_registered_name(smol, tmp_path):
-    from new_user_harness import editkit
+    from cli_harness import editkit
 
     proc = editkit("inspect", "--model", NAME, "--json", cwd=tmp_path, env={"EDITKIT_CACHE": str(smol["cache"])})
     assert proc.returncode == 0, proc.stderr
@@ -132,7 +132,7 @@ def stdlib_corpus(path: Path, limit_words: int = 30_000) -> Path:
 
 
 def test_an_edit_changes_the_greedy_completion_and_the_export_reloads(smol, tmp_path):
-    from new_user_harness import editkit
+    from cli_harness import editkit
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     env = {"EDITKIT_CACHE": str(smol["cache"])}

@@ -1,4 +1,4 @@
-"""Atomic writes leave files and directories with the ordinary, umask-derived mode (issue #15, item 10)."""
+"""Atomic writes leave files and directories with the ordinary, umask-derived mode."""
 
 from __future__ import annotations
 

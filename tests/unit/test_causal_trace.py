@@ -1,4 +1,4 @@
-"""Causal tracing (issue #20 item 1) against an independent straightforward reimplementation in float64,
+"""Causal tracing against an independent straightforward reimplementation in float64,
 and on tiny models with a planted dependency: MLPs that output nothing have no indirect effect, and
 restoring the last block's hidden state at the prompt's last token restores the clean probability."""
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from editkit.cli.completions import print_completions, short, shown_completions
-from editkit.completions import completion_probes, completion_records, starts_with
+from editkit.cli.completion_table import print_completions, short
+from editkit.completions import completion_probes, completion_records, shown_completions, starts_with
 from editkit.requests import EditRequest
 
 

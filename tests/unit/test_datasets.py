@@ -84,7 +84,7 @@ def test_offline_missing_dataset_says_where_to_put_it(tmp_path, monkeypatch):
 
 def test_knowedit_ground_truth_equal_to_the_target_is_an_insertion_without_target_true():
     """KnowEdit's ZsRE gives ``ground_truth`` == ``target_new`` for edits that insert the true answer; a true
-    target equal to the new one would be a bad record (nothing to edit), so the record has none (#15 item 8)."""
+    target equal to the new one would be a bad record (nothing to edit), so the record has none."""
     from editkit_datasets.formats import from_knowedit
 
     base = {"subject": "USA-199", "prompt": "What day was USA-199 launched?", "target_new": "20 December 2007"}

@@ -1,4 +1,4 @@
-"""The general-capability and perplexity metrics (issue #20 item 3) against hand-computed values on a
+"""The general-capability and perplexity metrics against hand-computed values on a
 "prefix-sum" model whose next-token distribution is known, their score formulas against independent
 computations, and bad data named by file and line."""
 

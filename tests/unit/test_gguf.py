@@ -1,4 +1,4 @@
-"""A ``.gguf`` file is converted once into the cache and then loaded as a plain directory (#16).
+"""A ``.gguf`` file is converted once into the cache and then loaded as a plain directory.
 
 Runs on a tiny Llama written with the ``gguf`` package's writer (editkit.testing.gguf), so the
 round trip can be checked exactly: the converted weights must be the original ones.

@@ -1,4 +1,4 @@
-"""The run job (issue #18): one frozen value for everything `editkit run` decides, its JSON, its journal form."""
+"""The run job: one frozen value for everything `editkit run` decides, its JSON, its journal form."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The journal's files without a model: what a new run may replace, what --resume accepts, how many
-batches a run has, and journals written before the hashes were renamed (issue #15 items 2, 6, 10)."""
+batches a run has, and journals written before the hashes were renamed."""
 
 from __future__ import annotations
 

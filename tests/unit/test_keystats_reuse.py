@@ -1,4 +1,4 @@
-"""Which stored key statistics a request reuses, and how a mismatch is explained (issue #15, item 3)."""
+"""Which stored key statistics a request reuses, and how a mismatch is explained."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Cp ledger and the stage timer that EditRun's edit() is written with (issue #18)."""
+"""The Cp ledger and the stage timer that EditRun's edit() is written with."""
 
 from __future__ import annotations
 

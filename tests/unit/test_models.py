@@ -1,7 +1,7 @@
-"""Model sources (#16): ModelSpec, the models catalog hook, and how ``--model`` resolves.
+"""Model sources: ModelSpec, the models catalog hook, and how ``--model`` resolves.
 
 Resolution order: a registered name → a ``save_pretrained`` directory → a ``.gguf`` file → a hub id;
-and the checks that turn a damaged model directory into one clear error (#15 item 7).
+and the checks that turn a damaged model directory into one clear error.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def test_a_file_that_is_neither_a_model_directory_nor_gguf(tmp_path):
         resolve_model(str(tmp_path / "weights.bin"), catalog=host_with().catalog)
 
 
-# --------------------------------------------------------------------------- damaged model directories (#15)
+# --------------------------------------------------------------------------- damaged model directories
 
 
 def test_a_directory_without_tokenizer_files_is_named(saved_model, tmp_path):

@@ -1,6 +1,5 @@
 """A threshold below every eigenvalue of C0 leaves an empty null space: Δ = 0 at that layer, which the
-constraint must say, once per layer, naming the layer and the threshold, and note in result.json
-(issue #15, item 8)."""
+constraint must say, once per layer, naming the layer and the threshold, and note in result.json."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``--set nullspace.energy=e``: the null space as the smallest eigen-directions of C0 whose cumulative
-share of its trace stays below ``e`` (AlphaEdit issue #38; issue #20 item 2), on known spectra in float64."""
+share of its trace stays below ``e`` (AlphaEdit issue #38), on known spectra in float64."""
 
 from __future__ import annotations
 

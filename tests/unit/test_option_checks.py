@@ -1,4 +1,4 @@
-"""Option values checked before any work (issue #15, items 5, 7, 8): --layers, --device, --out."""
+"""Option values checked before any work: --layers, --device, --out."""
 
 from __future__ import annotations
 

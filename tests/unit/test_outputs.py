@@ -1,4 +1,4 @@
-"""Output locations are checked before any work, with a usage error naming the path (issue #15 item 5)."""
+"""Output locations are checked before any work, with a usage error naming the path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Packaging metadata that setuptools accepts without deprecation banners (issue #15, item 10).
+"""Packaging metadata that setuptools accepts without deprecation banners.
 
 setuptools >= 77 prints a ``project.license as a TOML table is deprecated`` banner for
 ``license = {text = ...}`` (three times per project per install); the PEP 639 form is an SPDX

@@ -1,5 +1,5 @@
 """Progress output: plain lines when stderr is not a terminal (a log file), bars on a terminal, nothing
-when quiet (issue #15 item 9). A fake clock stands in for time; nothing sleeps."""
+when quiet. A fake clock stands in for time; nothing sleeps."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from editkit.keystats.progress import Lines
+from editkit.keystats.collection_progress import Lines
 from editkit.progress import LineProgress, NullProgress, clock_text, model_loading, progress_display, progress_style
 
 

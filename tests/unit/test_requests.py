@@ -30,7 +30,7 @@ def test_valid_request_gets_leading_spaces():
         ({"target_new": "  "}, "target_new"),
         ({"subject": ""}, "subject"),
         ({"subject": " padded "}, "subject"),
-        ({"target_new": "French", "target_true": " French"}, "target_new"),  # nothing to edit (#15 item 8)
+        ({"target_new": "French", "target_true": " French"}, "target_new"),  # nothing to edit
     ],
 )
 def test_invalid_request_names_the_field(kwargs, field):

@@ -1,6 +1,6 @@
-"""Issue #20 as a new user meets it: ``editkit trace`` on a saved model (the per-layer table, ``--out`` JSON),
-``editkit run --metrics general,perplexity`` with ``--metric-option``, and bad input to both: exit 2, one
-message naming the input, nothing written. Each ``editkit`` call is a subprocess."""
+"""Causal tracing and general-capability metrics through the command line: ``editkit trace`` on a saved model
+(the per-layer table, ``--out`` JSON), ``editkit run --metrics general,perplexity`` with ``--metric-option``,
+and bad input to both: exit 2, one message naming the input, nothing written. Each ``editkit`` call is a subprocess."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 try:  # rootdir-style test modules (no __init__.py): the sibling module is importable by name
-    from new_user_harness import SUBJECTS, assert_clean_failure, editkit, snapshot, tiny_setup
+    from cli_harness import SUBJECTS, assert_clean_failure, editkit, snapshot, tiny_setup
 except ImportError:  # pragma: no cover - if tests/ become packages
-    from .new_user_harness import SUBJECTS, assert_clean_failure, editkit, snapshot, tiny_setup
+    from .cli_harness import SUBJECTS, assert_clean_failure, editkit, snapshot, tiny_setup
 
 RELATIONS = ("{} plays", "{} was born in", "The mother tongue of {} is", "{} is in", "{} was founded by")
 

@@ -1,6 +1,6 @@
-"""Calling ``editkit`` as a new user does: a subprocess, its exit code and what it printed.
+"""Calling ``editkit`` from the command line: a subprocess, its exit code and what it printed.
 
-Shared by the ``test_new_user*`` modules (issue #15): every bad input must end with the documented
+Shared by the command-line test modules: every bad input must end with the documented
 exit code, one clear message naming the input, no traceback, and nothing written.
 """
 

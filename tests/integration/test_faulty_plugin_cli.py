@@ -1,4 +1,4 @@
-"""A faulty third-party plugin as a new user meets it: every command still works, one warning names it."""
+"""A faulty third-party plugin through the command line: every command still works, one warning names it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import textwrap
 
 import pytest
-from new_user_harness import editkit
+from cli_harness import editkit
 
 
 @pytest.fixture(scope="module")

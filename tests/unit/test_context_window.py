@@ -1,4 +1,4 @@
-"""Texts longer than the model's context (issue #15, item 7): bad records before editing, skipped and
+"""Texts longer than the model's context: bad records before editing, skipped and
 counted evaluation prompts, MEMIT's prefix templates cut from the left."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from editkit_metrics.counterfact import counterfact_scores
 from editkit_metrics.retention import retention
 from editkit_metrics.zsre import zsre_accuracy
 
-from editkit.context import ContextWarning, clip_left, max_positions, over_long_requests, screen_requests
+from editkit.contextwindow import ContextWarning, clip_left, max_positions, over_long_requests, screen_requests
 from editkit.errors import InputError
 from editkit.evaluation import EvalContext
 from editkit.requests import EditRequest

@@ -1,4 +1,4 @@
-"""``--model`` as a new user meets it (#15 item 7, #16): subprocesses, exit codes, messages, nothing written.
+"""``--model`` through the command line: subprocesses, exit codes, messages, nothing written.
 
 A truncated ``model.safetensors``, a model directory without tokenizer files, a path that does not
 exist, a name that is neither registered nor a path, a registered model whose package is missing,
@@ -15,12 +15,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from new_user_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
+from cli_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict[str, Path]:
-    return tiny_setup(tmp_path_factory.mktemp("new_user_models"))
+    return tiny_setup(tmp_path_factory.mktemp("model_cli"))
 
 
 @pytest.fixture(scope="module")

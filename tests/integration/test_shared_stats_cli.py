@@ -1,6 +1,6 @@
-"""Shared statistics as a new user meets them: ``editkit stats`` then ``editkit run`` share one statistics store and
-reuse it (item 3), an unusable ``--stats-dir`` stops both before any work (item 5), and the run that lacks
-key statistics asks for exactly what it needs (item 10). Each ``editkit`` call is a subprocess."""
+"""Shared statistics through the command line: ``editkit stats`` then ``editkit run`` share one statistics store
+and reuse it, an unusable ``--stats-dir`` stops both before any work, and the run that lacks key statistics
+asks for exactly what it needs. Each ``editkit`` call is a subprocess."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 try:  # rootdir-style test modules (no __init__.py): the sibling module is importable by name
-    from new_user_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
+    from cli_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
 except ImportError:  # pragma: no cover - if tests/ become packages
-    from .new_user_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
+    from .cli_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
 
 DEFAULT_STORE = {"EDITKIT_STATS_DIR": ""}  # the default store, $EDITKIT_CACHE/stats, whatever the caller set
 

@@ -5,18 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-EXTRAS_KEY = "completions"
 """A dataset's ``extras()`` may say how many edits to show (``{"completions": N}``); ``--completions`` overrides."""
 
 _LABELS = {"rewrite": "edit", "paraphrase": "paraphrase", "neighbour": "neighbour"}
-
-
-def shown_completions(option: int | None, extras: Mapping[str, Any]) -> int:
-    """``--completions`` when given, else the dataset's choice, else 0."""
-    if option is not None:
-        return option
-    value = extras.get(EXTRAS_KEY, 0)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def short(completion: str, limit: int = 20) -> str:

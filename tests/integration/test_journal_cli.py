@@ -1,4 +1,4 @@
-"""Issue #15 as a new user meets it: the run journal, export of interrupted runs, progress in logs,
+"""The run journal through the command line: a failed first batch, export of interrupted runs, progress in logs,
 and the output paths of run --resume / apply / export / revert (subprocess calls)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from new_user_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
+from cli_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
 
 from editkit.journal import Journal
 from editkit.manifest import file_sha256
@@ -16,7 +16,7 @@ from editkit.manifest import file_sha256
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("new-user-journal")
+    return tmp_path_factory.mktemp("journal-cli")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def interrupted_copy(finished_dir: Path, target: Path, *, keep: int, how: str) -
     return target
 
 
-# --------------------------------------------------------------------------- item 2: a failed first batch
+# --------------------------------------------------------------------------- a failed first batch
 
 
 def test_a_failed_first_batch_leaves_nothing_to_lock_the_output_directory(root, paths):
@@ -87,7 +87,7 @@ def test_a_journal_with_a_complete_batch_is_still_not_overwritten(root, paths, f
     assert "Loading weights" not in proc.stderr and snapshot(out) == before  # refused before loading the model
 
 
-# --------------------------------------------------------------------------- item 6: exporting an interrupted run
+# --------------------------------------------------------------------------- exporting an interrupted run
 
 
 @pytest.mark.parametrize(("command", "how"), [("export", "entry"), ("apply", "dir")])
@@ -110,7 +110,7 @@ def test_allow_partial_exports_the_complete_batches_and_says_so(root, paths, fin
     assert (target / "config.json").exists()
 
 
-# --------------------------------------------------------------------------- item 9: progress in a log
+# --------------------------------------------------------------------------- progress in a log
 
 
 def test_progress_is_reported_in_plain_lines_when_stderr_is_not_a_terminal(finished):
@@ -123,7 +123,7 @@ def test_progress_is_reported_in_plain_lines_when_stderr_is_not_a_terminal(finis
     assert "\r" not in err  # no terminal redraws in a log file
 
 
-# --------------------------------------------------------------------------- item 10: small things
+# --------------------------------------------------------------------------- batch counts and result.json
 
 
 @pytest.mark.parametrize(("command", "option", "value", "expected"),
@@ -162,7 +162,7 @@ def test_result_json_agrees_with_the_journal_and_names_its_hashes(paths, finishe
     assert len(set(values([result, manifest], "weights_sha256"))) == 1
 
 
-# --------------------------------------------------------------------------- item 5: output paths
+# --------------------------------------------------------------------------- output paths
 
 
 def test_resume_given_a_file_names_it(root, paths):

@@ -1,12 +1,12 @@
-"""`editkit run --editor rome|emmet|ft` as a new user: each runs with the null space and reports ΔP = Δ holding on
-what it wrote; ROME asked for several layers exits 2 naming the option, and writes nothing."""
+"""`editkit run --editor rome|emmet|ft` through the command line: each runs with the null space and reports
+ΔP = Δ holding on what it wrote; ROME asked for several layers exits 2 naming the option, and writes nothing."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from new_user_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
+from cli_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Bad option values and records as a new user meets them, through the CLI (issue #15, items 5, 7, 8, 10).
+"""Bad option values and records, through the CLI.
 
 Every bad input ends with exit 2, one message naming the input, no traceback and nothing written;
 what used to succeed silently (an edit with nothing to change, an empty null space) now says so.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from new_user_harness import SUBJECTS, assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
+from cli_harness import SUBJECTS, assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
 
 from editkit.testing.tiny import tiny_tokenizer
 
@@ -24,7 +24,7 @@ def paths(tmp_path_factory) -> dict[str, Path]:
     corpus has full rank, so a tiny null-space threshold leaves an empty null space)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    root = tmp_path_factory.mktemp("new_user_input")
+    root = tmp_path_factory.mktemp("bad_input")
     out = tiny_setup(root)
     tok = tiny_tokenizer()
     torch.manual_seed(0)
@@ -65,7 +65,7 @@ def fails_cleanly(tmp_path: Path, argv: list, mentions: tuple[str, ...]) -> None
     assert snapshot(tmp_path) == before, "a failed run wrote files"
 
 
-# ------------------------------------------------------------------ item 5: --out that cannot be written
+# ------------------------------------------------------------------ --out that cannot be written
 
 
 def test_out_is_a_regular_file(paths, tmp_path):
@@ -96,7 +96,7 @@ def test_out_in_a_read_only_directory(paths, tmp_path):
         locked.chmod(0o755)
 
 
-# ------------------------------------------------------------------ item 7 and 8: --layers, --device
+# ------------------------------------------------------------------ --layers, --device
 
 
 @pytest.mark.parametrize(("layers", "says"), [
@@ -131,7 +131,7 @@ def test_bad_device(paths, tmp_path, device, says):
                   (f"--device {device!r}", says))
 
 
-# ------------------------------------------------------------------ item 8: nothing to edit
+# ------------------------------------------------------------------ nothing to edit
 
 
 def test_a_record_with_nothing_to_edit_is_a_bad_record(paths, tmp_path):
@@ -140,7 +140,7 @@ def test_a_record_with_nothing_to_edit_is_a_bad_record(paths, tmp_path):
     fails_cleanly(tmp_path, args, ("record 1 (case_id 7)", "requested_rewrite.target_new.str", "is also target_true"))
 
 
-# ------------------------------------------------------------------ item 7: longer than the model's context
+# ------------------------------------------------------------------ longer than the model's context
 
 
 def test_a_request_longer_than_the_context_is_a_bad_record(paths, tmp_path):
@@ -154,7 +154,7 @@ def test_a_request_longer_than_the_context_is_a_bad_record(paths, tmp_path):
 
 def test_skip_invalid_skips_over_long_requests_and_metrics_skip_over_long_prompts(paths, tmp_path):
     """One run: a request too long is skipped (listed in result.json); an evaluation prompt too long is skipped
-    by the counterfact metric and counted; the files written have the ordinary mode (item 10)."""
+    by the counterfact metric and counted; the files written have the ordinary mode."""
     long_text = "The quick brown fox jumps over the lazy dog. " * 4  # 80 tokens
     records = [rewrite(0, SUBJECTS[0], paraphrase_prompts=[f"{SUBJECTS[0]} speaks", long_text + SUBJECTS[0]],
                        neighborhood_prompts=[f"The mother tongue of {SUBJECTS[2]}"]),
@@ -182,7 +182,7 @@ def test_skip_invalid_skips_over_long_requests_and_metrics_skip_over_long_prompt
 
 
 def test_real_counterfact_paraphrases_on_a_64_position_model(paths, tmp_path):
-    """The issue's case: CounterFact's paraphrases (with their long generated prefixes) run past a 64-position
+    """The reported case: CounterFact's paraphrases (with their long generated prefixes) run past a 64-position
     model's context; the counterfact metric used to end in an IndexError in the embedding."""
     from conftest import require_real_data
 
@@ -196,7 +196,7 @@ def test_real_counterfact_paraphrases_on_a_64_position_model(paths, tmp_path):
     assert post["counterfact_skipped_prompts"] >= 1 and "generalisation" in post
 
 
-# ------------------------------------------------------------------ item 8: an empty null space
+# ------------------------------------------------------------------ an empty null space
 
 
 def test_an_empty_null_space_is_warned_and_noted(paths, tmp_path):
