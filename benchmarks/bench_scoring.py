@@ -5,7 +5,7 @@
 Scores the CounterFact metric's pairs of the first N cases of counterfact_portability_gpt4.json (rewrite,
 paraphrase and neighbourhood prompts, each with the new and the true object) two ways, alternately, in one
 process: the previous implementation (the given order, batches of 64, logits and log-softmax over every
-column) and :func:`editkit.scoring.continuation_scores` (rows sorted by length, the output head only where a
+column) and :func:`editkit.helpers.scoring.continuation_scores` (rows sorted by length, the output head only where a
 target token is predicted). Prints the median seconds of each, their ratio, and the largest log-probability
 difference and argmax disagreements between them (float32; the differences are summation order only).
 """
@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from editkit.models import load_model
-from editkit.scoring import continuation_scores
-from editkit.tokens import first_token_from, pad_batch, tokenize
+from editkit.helpers.scoring import continuation_scores
+from editkit.helpers.tokens import first_token_from, pad_batch, tokenize
+from editkit.modelsource.resolve import load_model
 
 
 @torch.no_grad()

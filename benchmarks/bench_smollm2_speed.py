@@ -46,7 +46,7 @@ from bench_suite import MODES, REFERENCE  # the five v* modes; the reference alg
 from smollm2_setup import COMMON, DEMO, LAYERS, PRESET_VSTAR, STATS_TOKENS, key_statistics, load, requests
 
 from editkit import EditRun, RunConfig
-from editkit.pipeline import score_requests
+from editkit.job.pipeline import score_requests
 
 
 def edit_all(model: Any, tokenizer: Any, stats: Any, model_id: str, chunk: Sequence[Any], batch_size: int,

@@ -32,11 +32,11 @@ from pathlib import Path
 import torch
 
 from editkit.cli.stats import parse_layers
+from editkit.helpers.tokens import pad_batch
+from editkit.helpers.tracing import capture_inputs, run_until_stopped
 from editkit.keystats import CorpusSpec, KeyStatistics
 from editkit.keystats.collect import CollectionPlan, _batches, _chunks
 from editkit.layout import resolve_layout
-from editkit.tokens import pad_batch
-from editkit.tracing import capture_inputs, run_until_stopped
 
 SHARED_WIKI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "wikipedia_vital_leads_en.jsonl"
 

@@ -7,7 +7,7 @@
    five modes: one-at-a-time full forward (the reference algorithm), batched full forward,
    batched from the edit layer up, batched over the columns from the subject on with the prefix's
    keys and values cached (and blocks 0..L skipped), and the default configuration (the same plus
-   fused activation kernels, ``editkit.activations``; every other mode runs the model's own
+   fused activation kernels, ``editkit.helpers.activations``; every other mode runs the model's own
    modules, as the reference code does). ``--modes`` picks a subset; the reference always runs.
    Each mode's edit is undone before the next; every stage's time is printed; z and Δ are
    compared with the reference mode.

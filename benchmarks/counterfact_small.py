@@ -57,9 +57,9 @@ from editkit_world.recall import score_probes
 from editkit_world.tokenizer import train_tokenizer
 from editkit_world.train import build_progress, new_model, torch_threads, train_on_plan
 
-from editkit.atomic import write_directory_atomic, write_json_atomic
-from editkit.cachedir import cache_root
-from editkit.manifest import file_sha256
+from editkit.helpers.atomic import write_directory_atomic, write_json_atomic
+from editkit.helpers.cachedir import cache_root
+from editkit.job.manifest import file_sha256
 
 FORMAT_VERSION = 1
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"

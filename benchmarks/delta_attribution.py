@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from editkit.api import continuation_scores
-from editkit.models import load_resolved, resolve_model
+from editkit.modelsource.resolve import load_resolved, resolve_model
 from editkit.updates import add_exactly
 
 

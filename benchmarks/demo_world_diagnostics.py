@@ -35,11 +35,11 @@ from editkit_world import load_world
 from editkit_world.plugin import DEMO
 from safetensors.torch import load_file
 
-from editkit.cachedir import cache_root
+from editkit.helpers.cachedir import cache_root
 from editkit.keystats import KeyStatistics
 from editkit.keystats.defaults import corpus_selection, default_stats_dir
 from editkit.layout import resolve_layout
-from editkit.models import load_resolved, resolve_model
+from editkit.modelsource.resolve import load_resolved, resolve_model
 from editkit.requests import requests_from_records
 
 

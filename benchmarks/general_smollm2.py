@@ -15,10 +15,10 @@ import json
 import sys
 import time
 
-from editkit.atomic import write_json_atomic
 from editkit.evaluation import EvalContext, run_metrics
-from editkit.metricoptions import EXTRAS_KEY, build_metric_options
-from editkit.models import load_model
+from editkit.helpers.atomic import write_json_atomic
+from editkit.helpers.metricoptions import EXTRAS_KEY, build_metric_options
+from editkit.modelsource.resolve import load_model
 from editkit.plugins import PluginHost
 
 

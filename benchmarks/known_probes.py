@@ -21,11 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from editkit.atomic import write_json_atomic
 from editkit.errors import EditkitError
-from editkit.facts import facts_from_records
-from editkit.models import load_model
-from editkit.scoring import continuation_scores
+from editkit.helpers.atomic import write_json_atomic
+from editkit.helpers.scoring import continuation_scores
+from editkit.job.facts import facts_from_records
+from editkit.modelsource.resolve import load_model
 
 
 def main(argv: list[str] | None = None) -> int:

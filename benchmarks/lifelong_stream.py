@@ -14,7 +14,7 @@ from pathlib import Path
 
 from editkit_datasets.formats import from_easyedit
 
-from editkit.atomic import write_json_atomic
+from editkit.helpers.atomic import write_json_atomic
 from editkit.requests import requests_from_records
 
 

@@ -15,7 +15,7 @@ PY=${PY:-.venv/bin/python}
 mkdir -p "$OUT"
 "$PY" - "$DATA" "$OUT/counterfact-2000.json" "${EDITS:-2000}" <<'EOF'
 import json, sys
-from editkit.atomic import write_json_atomic
+from editkit.helpers.atomic import write_json_atomic
 from editkit.requests import requests_from_records
 from editkit_datasets.formats import from_easyedit
 data, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])

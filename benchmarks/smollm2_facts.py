@@ -200,7 +200,7 @@ def main() -> int:
     from editkit_facts.check import CHECK, judge
     from editkit_facts.factset import validate
 
-    from editkit.models import load_model
+    from editkit.modelsource.resolve import load_model
 
     problems = validate(records(EDITS), [list(p) for p in RETENTION])
     if problems:  # the candidates themselves must be disjoint
@@ -226,7 +226,7 @@ def main() -> int:
         print("kept set problems:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
     if args.write:
-        from editkit.atomic import write_json_atomic
+        from editkit.helpers.atomic import write_json_atomic
 
         write_json_atomic(OUT, {"model": MODEL, "check": CHECK, "edits": kept, "retention": probes})
         print(f"wrote {OUT}")

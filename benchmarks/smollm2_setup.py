@@ -25,7 +25,7 @@ COMMON = {"clamp_norm": "0.75", "kl_factor": "0.0625", "v_weight_decay": "0.5", 
 
 def load() -> tuple[Any, Any, str]:
     """``(model, tokenizer, model_id)`` of SmolLM2-135M in float32 on the CPU."""
-    from editkit.models import load_model, resolve_model
+    from editkit.modelsource.resolve import load_model, resolve_model
 
     source = resolve_model(MODEL, progress=False)
     model, tokenizer = load_model(source)

@@ -24,12 +24,12 @@ import torch
 def stats_rate(model: Any, tokenizer: Any, layers: tuple[int, ...], corpus_text: str, n_tokens: int,
                repeats: int) -> dict[str, float]:
     """Tokens per second of the one-pass C0 collection and of the bare truncated forward, median of ``repeats``."""
+    from editkit.helpers.tokens import pad_batch
+    from editkit.helpers.tracing import StopForward, run_until_stopped
     from editkit.keystats import CorpusSpec, KeyStatistics
     from editkit.keystats.collect import CollectionPlan, _batches, _chunks
     from editkit.layout import resolve_layout
     from editkit.plugins import PluginHost
-    from editkit.tokens import pad_batch
-    from editkit.tracing import StopForward, run_until_stopped
 
     layout = resolve_layout(model, PluginHost().catalog.entries["architectures"])
     sites = [layout.site(layer) for layer in layers]
@@ -84,7 +84,7 @@ def stats_rate(model: Any, tokenizer: Any, layers: tuple[int, ...], corpus_text:
 
 def main() -> None:
     from editkit.cli.stats import parse_layers
-    from editkit.models import load_model, resolve_model
+    from editkit.modelsource.resolve import load_model, resolve_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")

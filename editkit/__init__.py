@@ -37,8 +37,8 @@ _LAZY = {
     "ModelLayout": "editkit.layout",
     "resolve_layout": "editkit.layout",
     "PluginHost": "editkit.plugins",
-    "RunJob": "editkit.job",
-    "run_job": "editkit.launch",
+    "RunJob": "editkit.job.runjob",
+    "run_job": "editkit.job.launch",
 }
 
 __all__ = [

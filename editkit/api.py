@@ -55,8 +55,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from editkit.atomic import write_atomic, write_directory_atomic, write_json_atomic
-from editkit.cachedir import CACHE_ENV, cache_root
 from editkit.catalog import (
     ArchitectureSpec,
     CommandSpec,
@@ -66,30 +64,37 @@ from editkit.catalog import (
     MetricSpec,
     ModelSpec,
 )
-from editkit.completions import greedy_completions, starts_with
 from editkit.errors import EditkitError, InputError, NumericalError, UsageError
 from editkit.evaluation import EvalContext
-from editkit.kvcache import cache_argument, cache_of
+from editkit.helpers.atomic import write_atomic, write_directory_atomic, write_json_atomic
+from editkit.helpers.cachedir import CACHE_ENV, cache_root
+from editkit.helpers.completions import greedy_completions, starts_with
+from editkit.helpers.kvcache import cache_argument, cache_of
+from editkit.helpers.metricoptions import metric_options
+from editkit.helpers.progress import Progress, Task
+from editkit.job.manifest import file_sha256
 from editkit.layout import ModelLayout
 from editkit.lazy import lazy_attributes
-from editkit.manifest import file_sha256
 from editkit.markers import hookimpl
-from editkit.metricoptions import metric_options
-from editkit.progress import Progress, Task
 from editkit.requests import EditRequest, request_from_record
 from editkit.sites import Site
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; at run time these load on first access (_LAZY)
     import torch
 
-    from editkit.activations import fused_activations
-    from editkit.contextwindow import clip_left, fitting, max_positions
-    from editkit.generation import sample_continuations
-    from editkit.keystats.spectrum import spectrum_profile
-    from editkit.requests import EditBatch
-    from editkit.scoring import continuation_scores
-    from editkit.tokens import PaddedBatch, TokenizedText, first_token_from, last_token_before, pad_batch, tokenize
-    from editkit.tracing import (
+    from editkit.helpers.activations import fused_activations
+    from editkit.helpers.contextwindow import clip_left, fitting, max_positions
+    from editkit.helpers.generation import sample_continuations
+    from editkit.helpers.scoring import continuation_scores
+    from editkit.helpers.tokens import (
+        PaddedBatch,
+        TokenizedText,
+        first_token_from,
+        last_token_before,
+        pad_batch,
+        tokenize,
+    )
+    from editkit.helpers.tracing import (
         StopForward,
         added_update,
         capture_inputs,
@@ -97,6 +102,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; at run time these load on f
         edit_output,
         run_until_stopped,
     )
+    from editkit.keystats.spectrum import spectrum_profile
+    from editkit.requests import EditBatch
     from editkit.updates import (
         AccumulatedProposal,
         DeltaProposal,
@@ -240,24 +247,24 @@ _LAZY = {
     "Subspace": "editkit.updates",
     "TargetProposal": "editkit.updates",
     "UndoRecord": "editkit.updates",
-    "PaddedBatch": "editkit.tokens",
-    "TokenizedText": "editkit.tokens",
-    "first_token_from": "editkit.tokens",
-    "last_token_before": "editkit.tokens",
-    "pad_batch": "editkit.tokens",
-    "tokenize": "editkit.tokens",
-    "clip_left": "editkit.contextwindow",
-    "fitting": "editkit.contextwindow",
-    "max_positions": "editkit.contextwindow",
-    "added_update": "editkit.tracing",
-    "capture_inputs": "editkit.tracing",
-    "capture_outputs": "editkit.tracing",
-    "edit_output": "editkit.tracing",
-    "run_until_stopped": "editkit.tracing",
-    "StopForward": "editkit.tracing",
-    "fused_activations": "editkit.activations",
-    "continuation_scores": "editkit.scoring",
-    "sample_continuations": "editkit.generation",
+    "PaddedBatch": "editkit.helpers.tokens",
+    "TokenizedText": "editkit.helpers.tokens",
+    "first_token_from": "editkit.helpers.tokens",
+    "last_token_before": "editkit.helpers.tokens",
+    "pad_batch": "editkit.helpers.tokens",
+    "tokenize": "editkit.helpers.tokens",
+    "clip_left": "editkit.helpers.contextwindow",
+    "fitting": "editkit.helpers.contextwindow",
+    "max_positions": "editkit.helpers.contextwindow",
+    "added_update": "editkit.helpers.tracing",
+    "capture_inputs": "editkit.helpers.tracing",
+    "capture_outputs": "editkit.helpers.tracing",
+    "edit_output": "editkit.helpers.tracing",
+    "run_until_stopped": "editkit.helpers.tracing",
+    "StopForward": "editkit.helpers.tracing",
+    "fused_activations": "editkit.helpers.activations",
+    "continuation_scores": "editkit.helpers.scoring",
+    "sample_continuations": "editkit.helpers.generation",
     "spectrum_profile": "editkit.keystats.spectrum",
 }
 

@@ -127,7 +127,7 @@ class DatasetSpec:
     ``settings`` are hyperparameters calibrated for that model (``--set`` form, e.g.
     ``{"v_lr": "1", "nullspace.l2": "3"}``), used as a run's defaults when it edits that model
     (see :class:`editkit.config.RunConfig`). A run on the model named by ``model_name`` also takes
-    the dataset's requests, corpus and settings as its defaults (see :mod:`editkit.datasetdefaults`).
+    the dataset's requests, corpus and settings as its defaults (see :mod:`editkit.job.datasetdefaults`).
     At least one of load/corpus is given.
     """
 
@@ -170,8 +170,8 @@ class MetricSpec:
     """An evaluation metric; ``compute(...)`` signature is the metric family's own.
 
     ``options`` (optional): an attrs class of the metric's options, each with a default; ``editkit run
-    --metric-option NAME.KEY=VALUE`` fills it (validated before any work; see :mod:`editkit.metricoptions`)
-    and the metric reads it with :func:`editkit.metricoptions.metric_options`. Its module must not
+    --metric-option NAME.KEY=VALUE`` fills it (validated before any work; see :mod:`editkit.helpers.metricoptions`)
+    and the metric reads it with :func:`editkit.helpers.metricoptions.metric_options`. Its module must not
     import torch (``editkit --help`` loads it).
     """
 
@@ -197,7 +197,7 @@ class ModelSpec:
     """A model selectable by name wherever ``--model`` is taken (``--model smollm2-135m``).
 
     ``path()`` returns the model's weights on this machine: a ``.gguf`` file (editkit converts it
-    once into its cache, see :mod:`editkit.gguf`) or a ``save_pretrained`` directory; it is called
+    once into its cache, see :mod:`editkit.modelsource.gguf`) or a ``save_pretrained`` directory; it is called
     only when ``installed()`` is true, and may do one-off work (e.g. assemble chunks into a file).
     ``install`` is the exact command that installs the model (shown when it is missing); ``source``
     says where the file comes from, ``licence`` under which terms, ``size_bytes`` how large the

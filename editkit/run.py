@@ -24,6 +24,7 @@ from editkit.config import RunConfig
 from editkit.constraintchain import ConstraintChain
 from editkit.constraintchain import ConstraintWarning as ConstraintWarning  # its home before the chain had one
 from editkit.errors import EditkitError, NumericalError, UsageError
+from editkit.helpers.progress import NullProgress, Progress
 from editkit.hparams import to_json
 from editkit.layout import ModelLayout, resolve_layout
 from editkit.ledger import KeyLedger
@@ -32,7 +33,6 @@ from editkit.memory import peak_bytes, reset_peak
 from editkit.methods import RunMethods
 from editkit.plugins import PluginHost
 from editkit.pluginstate import PluginStates
-from editkit.progress import NullProgress, Progress
 from editkit.requests import EditBatch, EditRequest
 from editkit.sites import Site
 from editkit.updates import (

@@ -11,7 +11,7 @@ t0=$SECONDS
 python3 -m pytest -q -p no:cacheprovider tests/integration/test_cuda.py > "$OUT/cuda-tests.txt" 2>&1
 echo "CUDA tests: exit $?"; tail -3 "$OUT/cuda-tests.txt"
 export EDITKIT=/tmp/site/bin/editkit PY=python3 DATA=/tmp/data MODEL=/tmp/smollm2.gguf
-python3 -c "from editkit.models import resolve_model; resolve_model('/tmp/smollm2.gguf')" || exit 5  # convert once
+python3 -c "from editkit.modelsource.resolve import resolve_model; resolve_model('/tmp/smollm2.gguf')" || exit 5  # convert once
 B=${BUDGET:-420}
 read -r -a RUNS <<< "${ONLY:-memit memit+nullspace}"
 for name in "${RUNS[@]}"; do  # staggered: the first computes the key statistics the others reuse

@@ -1,4 +1,4 @@
-"""``editkit run``'s table of greedy completions before and after editing (see :mod:`editkit.completions`)."""
+"""``editkit run``'s table of greedy completions before and after editing (see :mod:`editkit.helpers.completions`)."""
 
 from __future__ import annotations
 

@@ -53,9 +53,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, action: str) -> int:
-    from editkit.artifacts import apply_selected, export_model, revert_selected, select_batches, select_revert
-    from editkit.models import load_model
-    from editkit.outputs import check_new_directory
+    from editkit.job.artifacts import apply_selected, export_model, revert_selected, select_batches, select_revert
+    from editkit.job.outputs import check_new_directory
+    from editkit.modelsource.resolve import load_model
 
     # every check that needs no model first: the output location, the journal, the batches to use
     check_new_directory(args.out, "--out")

@@ -68,7 +68,7 @@ def plan(layout: Any, layers: tuple[int, ...], batch_size: int) -> dict[str, Any
 def main(args: argparse.Namespace) -> int:
     from editkit.config import parse_layers
     from editkit.layout import resolve_layout
-    from editkit.models import load_model, resolve_model
+    from editkit.modelsource.resolve import load_model, resolve_model
     from editkit.plugins import PluginHost
 
     layers = parse_layers(args.layers) if args.layers is not None else None

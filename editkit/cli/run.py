@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from editkit.job.launch import DEFAULT_DATASET
 from editkit.keystats.defaults import DEFAULT_MAX_TOKENS, token_budget
-from editkit.launch import DEFAULT_DATASET
 
 if TYPE_CHECKING:
-    from editkit.job import RunJob
+    from editkit.job.runjob import RunJob
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -86,7 +86,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def job_from_argv(argv: Sequence[str]) -> RunJob:
     """The job of ``editkit run ARGV`` (the options alone, without ``run``), e.g. for a script that runs
     configurations given as options; bad options exit 2 with argparse's message, as the CLI does."""
-    from editkit.job import RunJob
+    from editkit.job.runjob import RunJob
 
     parser = argparse.ArgumentParser(prog="editkit")
     add_parser(parser.add_subparsers())
@@ -94,8 +94,8 @@ def job_from_argv(argv: Sequence[str]) -> RunJob:
 
 
 def main(args: argparse.Namespace) -> int:
-    from editkit.job import RunJob
-    from editkit.launch import run_job
+    from editkit.job.launch import run_job
+    from editkit.job.runjob import RunJob
 
     job = RunJob.from_args(args)
     result = run_job(job, host=getattr(args, "_plugin_host", None))  # the host the CLI's entry point built

@@ -123,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _corpus(args: argparse.Namespace, host: Any = None) -> Any:
-    from editkit.datasetdefaults import dataset_for_model
+    from editkit.job.datasetdefaults import dataset_for_model
     from editkit.keystats.corpus import WIKIPEDIA
     from editkit.keystats.defaults import corpus_selection
 
@@ -143,7 +143,7 @@ def _collect(args: argparse.Namespace, dist: Any) -> int:
     from editkit.keystats.statistics import DTYPES, KeyStatistics
     from editkit.keystats.store import StatsStore
     from editkit.layout import resolve_layout
-    from editkit.models import load_model, resolve_model
+    from editkit.modelsource.resolve import load_model, resolve_model
     from editkit.plugins import PluginHost
 
     if not args.model or not args.layers:
@@ -190,7 +190,7 @@ def _collect(args: argparse.Namespace, dist: Any) -> int:
 def _local_model(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """The identity of --model as `editkit run` computes it (its weights hashed), and its store name."""
     from editkit.keystats.identity import model_identity
-    from editkit.models import load_model, resolve_model
+    from editkit.modelsource.resolve import load_model, resolve_model
     from editkit.plugins import PluginHost
 
     host = PluginHost()

@@ -9,7 +9,7 @@ Reads facts (CounterFact records' true objects, or ROME's known facts ``{subject
 attribute}``), keeps the first ``--num-facts`` the model gets right (every object token the argmax),
 and for each layer measures the indirect effect of restoring its MLP output (and the block's hidden
 state) at the subject's last token on the object's probability, with the subject's embeddings
-corrupted by noise (:mod:`editkit.causaltrace`). Prints a table per layer; ``--out FILE`` writes the
+corrupted by noise (:mod:`editkit.job.causaltrace`). Prints a table per layer; ``--out FILE`` writes the
 results as JSON (atomically), ``--json`` prints them instead of the table.
 
 Exit codes: 0 success, 2 bad usage or input (nothing written), 1 runtime failure.
@@ -60,7 +60,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from editkit.causaltrace import TraceSettings
+    from editkit.job.causaltrace import TraceSettings
 
     for flag in ("num_facts", "samples", "window", "rows"):
         if getattr(args, flag) < 1:
@@ -96,7 +96,7 @@ def _records(args: argparse.Namespace, host: Any) -> tuple[list[Any], str]:
 
 
 def _check_out(path: Path | None) -> None:
-    from editkit.outputs import check_writable_directory
+    from editkit.job.outputs import check_writable_directory
 
     if path is None:
         return
@@ -108,13 +108,13 @@ def _check_out(path: Path | None) -> None:
 def main(args: argparse.Namespace) -> int:
     import warnings
 
-    from editkit.causaltrace import known, prepare, subject_embedding_std, summarise, trace_fact
-    from editkit.devices import check_device
-    from editkit.facts import facts_from_records
+    from editkit.helpers.progress import clock_text, model_loading
+    from editkit.job.causaltrace import known, prepare, subject_embedding_std, summarise, trace_fact
+    from editkit.job.devices import check_device
+    from editkit.job.facts import facts_from_records
     from editkit.layout import resolve_layout
-    from editkit.models import load_model, resolve_model
+    from editkit.modelsource.resolve import load_model, resolve_model
     from editkit.plugins import PluginHost
-    from editkit.progress import clock_text, model_loading
 
     settings = _settings(args)
     _check_out(args.out)
@@ -169,7 +169,7 @@ def main(args: argparse.Namespace) -> int:
         "per_fact": [t.to_json() for t in traces],
     }
     if args.out is not None:
-        from editkit.atomic import write_json_atomic
+        from editkit.helpers.atomic import write_json_atomic
 
         write_json_atomic(args.out, result)
     if args.json:

@@ -28,8 +28,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from editkit.atomic import write_atomic
 from editkit.errors import InputError
+from editkit.helpers.atomic import write_atomic
 from editkit.keystats.identity import canonical_json, tensor_bytes
 from editkit.keystats.reuse import Candidate, judge
 from editkit.keystats.statistics import cached_eigendecomposition

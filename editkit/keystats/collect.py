@@ -28,10 +28,10 @@ import attrs
 import torch
 
 from editkit.errors import InputError
+from editkit.helpers.tokens import pad_batch
+from editkit.helpers.tracing import capture_inputs, run_until_stopped
 from editkit.keystats.collection_progress import CollectionProgress
 from editkit.keystats.distributed import DistContext
-from editkit.tokens import pad_batch
-from editkit.tracing import capture_inputs, run_until_stopped
 
 PANELS = 8
 MAX_CHUNK_DOCUMENTS = 4096

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TextIO
 
-from editkit.progress import clock_text, progress_style
+from editkit.helpers.progress import clock_text, progress_style
 
 
 class CollectionProgress(Protocol):

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from editkit.errors import InputError, UsageError
-from editkit.manifest import file_sha256
+from editkit.job.manifest import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from editkit.plugins import PluginHost

@@ -1,7 +1,7 @@
 """The defaults ``editkit run`` and ``editkit stats`` share, so that both name the same statistics.
 
 * one store: ``$EDITKIT_STATS_DIR`` when set, else ``$EDITKIT_CACHE/stats``
-  (:func:`editkit.cachedir.cache_root`), for every model and corpus (files are keyed exactly);
+  (:func:`editkit.helpers.cachedir.cache_root`), for every model and corpus (files are keyed exactly);
 * one token budget, :data:`DEFAULT_MAX_TOKENS`; ``all`` means every selected document;
 * one corpus selection: with the budget ``all``, an ``hf:`` stream keeps its first
   :data:`HF_DEFAULT_SAMPLES` documents unless a sample count is given.
@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from editkit.cachedir import cache_root
+from editkit.helpers.cachedir import cache_root
 from editkit.keystats.corpus import CorpusSpec
 
 __all__ = ["DEFAULT_MAX_TOKENS", "HF_DEFAULT_SAMPLES", "STATS_DIR_ENV", "corpus_selection", "default_stats_dir",

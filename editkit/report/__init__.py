@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from editkit.atomic import write_atomic, write_json_atomic
 from editkit.errors import UsageError
+from editkit.helpers.atomic import write_atomic, write_json_atomic
 from editkit.report.data import extract, load_runs
 
 __all__ = ["build_report", "write_report"]

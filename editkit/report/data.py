@@ -5,7 +5,7 @@ data: plain JSON (``editkit report --json``), from which :mod:`editkit.report.fi
 plot. Each section holds, per run label, the data behind one figure, and under ``missing`` why a run
 has none ("no --eval-every curve", "not a null-space run"): a missing piece is stated, never an error.
 
-Where things are in ``result.json`` (see :mod:`editkit.pipeline`): ``summary``, ``metrics`` (pre/post
+Where things are in ``result.json`` (see :mod:`editkit.job.pipeline`): ``summary``, ``metrics`` (pre/post
 and seconds), ``curve`` (``--eval-every``), ``run`` (editor, constraints, hyperparameters, sites),
 ``batches`` (per batch: ``timings``, ``peak_memory_mib`` and per-layer notes such as
 ``nullspace.kept_key_energy``, ``nullspace.spectrum``, ``update.norm``, ``vstar.*`` and

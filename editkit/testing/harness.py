@@ -21,7 +21,7 @@ import torch
 
 from editkit.config import RunConfig
 from editkit.converters import to_tuple
-from editkit.pipeline import EditScore, score_requests
+from editkit.job.pipeline import EditScore, score_requests
 from editkit.plugins import PluginHost
 from editkit.requests import EditRequest
 from editkit.run import EditRun
@@ -145,7 +145,7 @@ class EditOutcome:
     ``initial`` / ``edited``: full model snapshots (every parameter and buffer) before the run and
     after the last batch; ``written``: per edited module, ``W_final − W0`` in math layout, float64;
     ``batch_written``: the same per batch; ``before`` / ``after``: per-request scores
-    (:func:`editkit.pipeline.score_requests`). ``run`` is the live :class:`~editkit.run.EditRun`
+    (:func:`editkit.job.pipeline.score_requests`). ``run`` is the live :class:`~editkit.run.EditRun`
     (its model is still edited until :meth:`assert_undo_exact` undoes it).
     """
 

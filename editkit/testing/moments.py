@@ -14,9 +14,9 @@ import attrs
 import torch
 
 from editkit.converters import to_tuple
+from editkit.helpers.tokens import encode
+from editkit.helpers.tracing import capture_inputs
 from editkit.sites import Site
-from editkit.tokens import encode
-from editkit.tracing import capture_inputs
 
 
 @attrs.define(kw_only=True)
@@ -24,7 +24,7 @@ class MomentsFromText:
     """``C0 = mean k kᵀ`` over every non-pad token of ``texts``, per site, in float64.
 
     ``k`` is the input of the site's module (``[d_in]``), captured with
-    :func:`editkit.tracing.capture_inputs` on ``model``. Moments are computed once per site and
+    :func:`editkit.helpers.tracing.capture_inputs` on ``model``. Moments are computed once per site and
     cached, so they stay those of the model as it was at :meth:`prepare` (the kernel calls
     ``prepare(sites)`` when the run is created, before any edit). ``prepared`` lists the modules
     prepared so far, in order.

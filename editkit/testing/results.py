@@ -1,4 +1,4 @@
-"""Synthetic ``result.json`` documents in :mod:`editkit.pipeline`'s layout, for tests of tools that read
+"""Synthetic ``result.json`` documents in :mod:`editkit.job.pipeline`'s layout, for tests of tools that read
 finished runs (``editkit report``) without running an edit. Values follow simple formulas, no randomness."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 Zhu et al. 2020, arXiv 2012.00363, ROME's baseline).
 
 An editor without a closed-form solve: its ``editkit_solve`` runs Adam on the update ``Δ`` of one
-site, the model computing as if ``W + Δ`` through :func:`editkit.tracing.added_update` (no weight is
+site, the model computing as if ``W + Δ`` through :func:`editkit.helpers.tracing.added_update` (no weight is
 written before ``editkit_apply``), clamping to FT-L's L∞ box after every step and, when a constraint
 restricts the solve to a row subspace (``--constraint nullspace``), projecting every step onto it.
 Constraints that transform the solved Δ (``rect``, ``prune``) apply to it like to any editor's.

@@ -7,7 +7,7 @@
 * **compute-residual** — fine-tuning has no target value for the module's output: ``R = 0``
   ``[d_out, u]``. The solve does not read it.
 * **solve** — Adam on ``Δ`` ``[d_out, d_in]`` (float64 master copy) with the model computing as if
-  ``W + Δ`` (:func:`editkit.tracing.added_update`); after every step ``Δ`` is clamped to the L∞ box and,
+  ``W + Δ`` (:func:`editkit.helpers.tracing.added_update`); after every step ``Δ`` is clamped to the L∞ box and,
   when the problem has a row subspace, projected onto it (:mod:`editkit_ft.projection`). With a subspace
   the gradient is projected too, before the step (the steepest descent inside ``S_P``): Adam scales each
   entry separately, so a step taken from the full gradient points largely out of ``S_P`` and its

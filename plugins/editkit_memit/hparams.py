@@ -33,7 +33,7 @@ class MemitHParams:
     ``auto`` (default) suffix, else upper, else full — whichever reproduces the model first.
     ``prefix_len``: tokens per generated prefix. ``fused_activations``: run the key collection
     and the v* steps with fused equivalents of unfused activation modules
-    (:mod:`editkit.activations`; the same function up to float rounding). ``vstar_autocast``:
+    (:mod:`editkit.helpers.activations`; the same function up to float rounding). ``vstar_autocast``:
     ``bfloat16`` runs the blocks of each v* step under ``torch.autocast`` (faster on CPUs with
     AVX512-BF16 or AMX and on GPUs; z moves by ~1e-2 relative, so off by default: ``none``).
     """

@@ -45,8 +45,8 @@ def subject_prompts(
     """Token ids of ``template.format(prompt)`` filled with the subject (plus ``suffix`` text),
     and the unpadded index of the subject's last token, request-major, template-minor.
 
-    With ``limit`` (the model's context, :func:`editkit.contextwindow.max_positions`) a prefixed text
-    longer than that loses tokens from the start of its prefix (:func:`editkit.contextwindow.clip_left`).
+    With ``limit`` (the model's context, :func:`editkit.helpers.contextwindow.max_positions`) a prefixed text
+    longer than that loses tokens from the start of its prefix (:func:`editkit.helpers.contextwindow.clip_left`).
     """
     ids, positions = [], []
     for request in requests:

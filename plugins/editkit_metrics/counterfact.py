@@ -7,7 +7,7 @@ over records, ×100. Magnitudes: mean of P_new − P_true (rewrite, paraphrase) 
 P_true − P_new (neighbourhood), P = exp(−NLL), ×100.
 
 A prompt that does not fit, with either target, in the model's context is skipped
-(:func:`editkit.contextwindow.fitting`) and counted in ``counterfact_skipped_prompts`` (reported only when
+(:func:`editkit.helpers.contextwindow.fitting`) and counted in ``counterfact_skipped_prompts`` (reported only when
 some were); a record whose prompts of one kind were all skipped does not count for that kind.
 """
 

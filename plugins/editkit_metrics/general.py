@@ -4,7 +4,7 @@ For each task of :mod:`editkit_metrics.general_tasks` the model's answer to an i
 continuation with the highest mean per-token log-probability after the prompt (the first of equal ones);
 the figure is ``general_<task>_<f1|mcc|acc>``: support-weighted F1 (MCC for CoLA, accuracy for MMLU)
 of the answers against the labels, ×100 (:mod:`editkit_metrics.classification`). Items whose prompt
-and candidates do not fit in the model's context are skipped (:func:`editkit.contextwindow.fitting`) and
+and candidates do not fit in the model's context are skipped (:func:`editkit.helpers.contextwindow.fitting`) and
 counted in ``general_skipped_items`` (reported only when some were).
 
 Options (``--metric-option general.KEY=VALUE``, :class:`~editkit_metrics.options.GeneralOptions`): the

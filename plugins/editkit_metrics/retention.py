@@ -2,7 +2,7 @@
 
 ``context.extras["fact_probes"]``: ``[(subject, prompt, object)]``; probes whose subject was edited
 are left out, and so are probes that do not fit in the model's context (counted in
-``retention_skipped_probes`` when there are any; see :func:`editkit.contextwindow.fitting`). A probe is
+``retention_skipped_probes`` when there are any; see :func:`editkit.helpers.contextwindow.fitting`). A probe is
 recalled when every token of the object is the argmax (teacher-forced).
 """
 

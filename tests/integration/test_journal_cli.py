@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cli_harness import assert_clean_failure, editkit, fast_run_args, snapshot, tiny_setup
 
-from editkit.journal import Journal
-from editkit.manifest import file_sha256
+from editkit.job.journal import Journal
+from editkit.job.manifest import file_sha256
 
 
 @pytest.fixture(scope="module")

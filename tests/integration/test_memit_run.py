@@ -8,7 +8,7 @@ import torch
 from editkit import EditRequest, EditRun, RunConfig, hookimpl
 from editkit.catalog import ConstraintSpec
 from editkit.errors import NumericalError
-from editkit.pipeline import score_requests
+from editkit.job.pipeline import score_requests
 from editkit.plugins import PluginHost
 from editkit.testing.moments import MomentsFromText
 from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer

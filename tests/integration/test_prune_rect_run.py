@@ -72,7 +72,7 @@ def edit(saved, out, method_args, batch_size):
 def null_space_defect(saved, delta):
     from editkit.keystats import CorpusSpec, KeyStatistics
     from editkit.layout import resolve_layout
-    from editkit.models import load_model
+    from editkit.modelsource.resolve import load_model
 
     model, tok = load_model(str(saved / "model"))
     layout = resolve_layout(model, PluginHost().catalog.entries["architectures"])

@@ -52,12 +52,12 @@ def test_a_missing_corpus_package_exits_2_with_the_pip_command(tiny, tmp_path, c
         argv = ["stats", "--model", str(tiny["model"]), "--layers", "1", "--corpus", "wiki-leads",
                 "--stats-dir", str(out), "--no-progress"]
     import editkit.cli.stats
-    import editkit.models
+    import editkit.modelsource.resolve
 
     def no_load(*args, **kwargs):
         raise AssertionError("the model was loaded before the corpus was checked")
 
-    monkeypatch.setattr(editkit.models, "load_model", no_load)
+    monkeypatch.setattr(editkit.modelsource.resolve, "load_model", no_load)
     before = snapshot(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -95,12 +95,12 @@ def _smollm2(monkeypatch) -> None:
     if not directory:
         pytest.skip(f"{MODEL} is not registered (models plugin) and EDITKIT_SMOLLM2_DIR is not set")
     import editkit.cli.run
-    import editkit.models
+    import editkit.modelsource.resolve
 
-    real = editkit.models.load_model
-    monkeypatch.setattr(editkit.models, "load_model",
+    real = editkit.modelsource.resolve.load_model
+    monkeypatch.setattr(editkit.modelsource.resolve, "load_model",
                         lambda name, **kw: real(directory if name == MODEL else name, **kw))
-    monkeypatch.setattr(editkit.cli.run, "load_model", editkit.models.load_model, raising=False)
+    monkeypatch.setattr(editkit.cli.run, "load_model", editkit.modelsource.resolve.load_model, raising=False)
 
 
 @pytest.mark.slow
@@ -109,9 +109,9 @@ def test_the_shipped_facts_are_known_to_smollm2(monkeypatch):
     from editkit_facts import facts
     from editkit_facts.check import failures
 
-    import editkit.models
+    import editkit.modelsource.resolve
 
-    model, tokenizer = editkit.models.load_model(MODEL)
+    model, tokenizer = editkit.modelsource.resolve.load_model(MODEL)
     factset = facts()
     assert failures(model, tokenizer, factset.records(), factset.probes()) == []
 

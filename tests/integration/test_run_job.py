@@ -15,7 +15,7 @@ import editkit.plugins
 from editkit import RunJob, run_job
 from editkit.cli.main import main
 from editkit.cli.run import job_from_argv
-from editkit.journal import Journal
+from editkit.job.journal import Journal
 
 
 @pytest.fixture(scope="module")

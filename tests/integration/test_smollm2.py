@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from editkit.gguf import converted_directory
+from editkit.job.manifest import file_sha256
 from editkit.keystats.identity import model_identity
-from editkit.manifest import file_sha256
-from editkit.models import load_model, resolve_model
+from editkit.modelsource.gguf import converted_directory
+from editkit.modelsource.resolve import load_model, resolve_model
 from editkit.plugins import PluginHost
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ def test_a_later_load_reads_the_cache_without_converting(smol, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr("editkit.gguf.convert_gguf", fail)
+    monkeypatch.setattr("editkit.modelsource.gguf.convert_gguf", fail)
     started = time.perf_counter()
     source = resolve_model(NAME, catalog=smol["catalog"])
     model, _ = load_model(source)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers.activations import NewGELUActivation
 
-from editkit.activations import fused_activations
+from editkit.helpers.activations import fused_activations
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 
 

@@ -1,4 +1,4 @@
-"""editkit.tracing.added_update: the model computes as if W + Δ (math layout), for Conv1D and Linear storage,
+"""editkit.helpers.tracing.added_update: the model computes as if W + Δ (math layout), for Conv1D and Linear storage,
 without writing the weight, and gradients reach Δ."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import copy
 import pytest
 import torch
 
+from editkit.helpers.tracing import added_update
 from editkit.layout import resolve_layout
 from editkit.plugins import PluginHost
 from editkit.testing.tiny import tiny_model
-from editkit.tracing import added_update
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from editkit.atomic import write_atomic, write_directory_atomic, write_json_atomic, write_safetensors_atomic
+from editkit.helpers.atomic import write_atomic, write_directory_atomic, write_json_atomic, write_safetensors_atomic
 
 
 @pytest.fixture(params=[0o022, 0o027], ids=["umask022", "umask027"])

@@ -10,7 +10,8 @@ import attrs
 import pytest
 import torch
 
-from editkit.causaltrace import (
+from editkit.errors import InputError
+from editkit.job.causaltrace import (
     Estimate,
     TraceSettings,
     input_embedding_name,
@@ -21,8 +22,7 @@ from editkit.causaltrace import (
     trace_fact,
     window_layers,
 )
-from editkit.errors import InputError
-from editkit.facts import Fact, fact_from_record, facts_from_records
+from editkit.job.facts import Fact, fact_from_record, facts_from_records
 from editkit.layout import resolve_layout
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 
@@ -203,7 +203,7 @@ def test_window_layers_are_centred_as_rome_centres_them():
 
 
 def test_summary_is_the_mean_and_standard_error_over_facts():
-    from editkit.causaltrace import FactTrace
+    from editkit.job.causaltrace import FactTrace
 
     traces = [FactTrace(fact=FACTS[0], clean=0.9, corrupted=0.2, restored={"mlp": (0.3, 0.6)}, subject_tokens=(0, 1)),
               FactTrace(fact=FACTS[1], clean=0.7, corrupted=0.1, restored={"mlp": (0.1, 0.5)}, subject_tokens=(0, 1)),

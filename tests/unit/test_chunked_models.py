@@ -13,7 +13,7 @@ from editkit_models import QWEN_CODER_0_5B, QWEN_CODER_1_5B, chunked
 
 from editkit import ModelSpec
 from editkit.errors import InputError
-from editkit.models import resolve_model
+from editkit.modelsource.resolve import resolve_model
 from editkit.plugins import PluginHost
 
 CHUNK = 7

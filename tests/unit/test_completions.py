@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from editkit.cli.completion_table import print_completions, short
-from editkit.completions import completion_probes, completion_records, shown_completions, starts_with
+from editkit.helpers.completions import completion_probes, completion_records, shown_completions, starts_with
 from editkit.requests import EditRequest
 
 

@@ -14,12 +14,12 @@ from editkit_metrics.counterfact import counterfact_scores
 from editkit_metrics.retention import retention
 from editkit_metrics.zsre import zsre_accuracy
 
-from editkit.contextwindow import ContextWarning, clip_left, max_positions, over_long_requests, screen_requests
 from editkit.errors import InputError
 from editkit.evaluation import EvalContext
+from editkit.helpers.contextwindow import ContextWarning, clip_left, max_positions, over_long_requests, screen_requests
+from editkit.helpers.tokens import TokenizedText, tokenize
 from editkit.requests import EditRequest
 from editkit.testing.tiny import tiny_config, tiny_model, tiny_tokenizer
-from editkit.tokens import TokenizedText, tokenize
 
 LONG = "The quick brown fox jumps over the lazy dog. " * 6  # 121 tokens with the tiny tokenizer
 

@@ -1,4 +1,4 @@
-"""What a run takes from registered datasets when the user does not say (editkit.datasetdefaults)."""
+"""What a run takes from registered datasets when the user does not say (editkit.job.datasetdefaults)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from editkit.catalog import DatasetSpec
 from editkit.cli.run import DEFAULT_DATASET
-from editkit.datasetdefaults import dataset_for_model, default_dataset_name, run_defaults
 from editkit.errors import UsageError
+from editkit.job.datasetdefaults import dataset_for_model, default_dataset_name, run_defaults
 from editkit.plugins import PluginHost
 
 built: list[str] = []

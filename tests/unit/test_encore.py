@@ -13,9 +13,9 @@ from editkit_encore.hparams import EncoreHParams
 from editkit_memit.targets import VStarSettings, optimise_targets
 from editkit_nullspace.projector import null_space
 
+from editkit.helpers.tracing import edit_output
 from editkit.sites import Site
 from editkit.testing.tiny import TINY_DIMS, tiny_model, tiny_requests, tiny_tokenizer
-from editkit.tracing import edit_output
 from editkit.updates import SolveProblem
 
 D_IN, D_OUT, U = 20, 6, 4

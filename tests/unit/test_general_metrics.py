@@ -19,11 +19,11 @@ from editkit_metrics.perplexity import perplexity, read_texts
 
 from editkit.errors import InputError, UsageError
 from editkit.evaluation import EvalContext
-from editkit.metricoptions import parse_metric_options
+from editkit.helpers.metricoptions import parse_metric_options
+from editkit.helpers.scoring import continuation_scores
+from editkit.helpers.tokens import tokenize
 from editkit.plugins import PluginHost
-from editkit.scoring import continuation_scores
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
-from editkit.tokens import tokenize
 
 
 class PrefixSum(torch.nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from editkit.generation import sample_continuations
+from editkit.helpers.generation import sample_continuations
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 
 PROMPTS = ["The mother tongue of", "Paris is the capital of a country where people", "A", "The the the the the"]

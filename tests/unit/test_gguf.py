@@ -14,10 +14,10 @@ import torch
 
 from editkit import ModelSpec, hookimpl
 from editkit.errors import InputError
-from editkit.gguf import MARKER, converted_directory, inspect_gguf, materialise_gguf
+from editkit.job.manifest import file_sha256
 from editkit.keystats.identity import model_identity
-from editkit.manifest import file_sha256
-from editkit.models import load_model, resolve_model
+from editkit.modelsource.gguf import MARKER, converted_directory, inspect_gguf, materialise_gguf
+from editkit.modelsource.resolve import load_model, resolve_model
 from editkit.plugins import PluginHost
 from editkit.testing.gguf import write_tiny_gguf
 
@@ -80,7 +80,7 @@ def test_the_second_load_reads_the_cache_without_converting(tiny_gguf, cache, mo
     def fail(*args, **kwargs):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr("editkit.gguf.convert_gguf", fail)
+    monkeypatch.setattr("editkit.modelsource.gguf.convert_gguf", fail)
     capsys.readouterr()
     assert materialise_gguf(path, progress=False) == first
     assert (first / "model.safetensors").stat().st_mtime_ns == stamp
@@ -169,7 +169,7 @@ def test_a_conversion_that_fails_part_way_leaves_nothing_in_the_cache(tiny_gguf,
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # e.g. Ctrl-C while saving
 
-    monkeypatch.setattr("editkit.gguf._plain_copy", crash)
+    monkeypatch.setattr("editkit.modelsource.gguf._plain_copy", crash)
     with pytest.raises(KeyboardInterrupt):
         materialise_gguf(tiny_gguf[0], progress=False)
     assert cache_entries(cache) == []

@@ -12,7 +12,7 @@ import pytest
 
 from editkit.cli.run import job_from_argv
 from editkit.errors import InputError, UsageError
-from editkit.job import RunJob, _journaled_job
+from editkit.job.runjob import RunJob, _journaled_job
 
 FULL_ARGV = ["--model", "m", "--requests", "r.json", "--num-edits", "7", "--offset", "2", "--shuffle",
              "--skip-invalid", "--editor", "rect", "--constraint", "nullspace", "--constraint", "prune",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from editkit.errors import InputError, UsageError
-from editkit.journal import AFTER_HASH, BASE_HASH, Journal, JournalError, recorded_hash
+from editkit.job.journal import AFTER_HASH, BASE_HASH, Journal, JournalError, recorded_hash
 
 
 def add_batch(journal: Journal, index: int) -> None:

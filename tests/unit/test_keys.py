@@ -6,10 +6,10 @@ import pytest
 import torch
 from editkit_memit.keys import collect_keys
 
+from editkit.helpers.tokens import last_token_before, tokenize
+from editkit.helpers.tracing import capture_inputs
 from editkit.requests import EditRequest
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
-from editkit.tokens import last_token_before, tokenize
-from editkit.tracing import capture_inputs
 
 TEMPLATES = ("{}", "The quick brown fox. {}", "Because I. {}")
 REQUESTS = [

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from editkit.helpers.tracing import capture_inputs
 from editkit.layout import LayoutError, resolve_layout
 from editkit.plugins import PluginHost
 from editkit.testing.tiny import FAMILIES, tiny_model
-from editkit.tracing import capture_inputs
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_unsupported_model_names_what_is_missing():
 
 
 def test_capture_context_reused_across_forwards_stops_after_the_last_module_each_time():
-    from editkit.tracing import run_until_stopped
+    from editkit.helpers.tracing import run_until_stopped
 
     model = tiny_model("gpt2", n_layers=3, d_model=32, d_mlp=96)
     names = ["transformer.h.0.mlp.c_proj", "transformer.h.2.mlp.c_proj"]
@@ -71,7 +71,7 @@ def test_capture_context_reused_across_forwards_stops_after_the_last_module_each
 
 
 def test_capture_outputs_stops_after_the_last_module_and_matches_a_full_forward():
-    from editkit.tracing import capture_outputs, run_until_stopped
+    from editkit.helpers.tracing import capture_outputs, run_until_stopped
 
     model = tiny_model("llama", n_layers=3, d_model=32, d_mlp=96)
     names = ["model.layers.0", "model.layers.1"]

@@ -12,8 +12,8 @@ from editkit_metrics.retention import retention
 from editkit_metrics.zsre import zsre_accuracy
 
 from editkit.evaluation import EvalContext
+from editkit.helpers.tokens import tokenize
 from editkit.testing.tiny import tiny_tokenizer
-from editkit.tokens import tokenize
 
 
 class Bigram(torch.nn.Module):

@@ -13,7 +13,7 @@ import pytest
 
 from editkit import ModelSpec, hookimpl
 from editkit.errors import InputError
-from editkit.models import check_model_directory, check_safetensors_file, load_model, resolve_model
+from editkit.modelsource.resolve import check_model_directory, check_safetensors_file, load_model, resolve_model
 from editkit.plugins import PluginHost
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 
@@ -105,12 +105,12 @@ def test_the_first_party_plugin_finds_package_files_without_importing_them(monke
 
     from editkit_models import sources
 
-    assert sources.package_file("editkit", "models.py") == Path(sys.modules["editkit"].__file__).parent / "models.py"
+    assert sources.package_file("editkit", "plugins.py") == Path(sys.modules["editkit"].__file__).parent / "plugins.py"
     assert sources.package_file("editkit", "no-such-file") is None
     assert sources.package_file("editkit_no_such_package_xyz", "__init__.py") is None
     monkeypatch.setattr(sources, "SMOLLM2_PACKAGE", "editkit_no_such_package_xyz")
     assert sources.smollm2_installed() is False
-    monkeypatch.setattr(sources, "GEMMA3_CHUNKS", (("editkit", "models.py"), ("editkit_no_such_part", "x")))
+    monkeypatch.setattr(sources, "GEMMA3_CHUNKS", (("editkit", "plugins.py"), ("editkit_no_such_part", "x")))
     assert sources.gemma3_chunks() is None and sources.gemma3_installed() is False
 
 

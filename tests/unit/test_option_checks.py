@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from editkit.config import parse_layers
-from editkit.devices import check_device
 from editkit.errors import UsageError
-from editkit.outputs import check_output_dir
+from editkit.job.devices import check_device
+from editkit.job.outputs import check_output_dir
 
 
 @pytest.mark.parametrize(("text", "layers"), [

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from editkit.errors import UsageError
-from editkit.outputs import check_new_directory, check_run_directory
+from editkit.job.outputs import check_new_directory, check_run_directory
 
 
 def test_a_new_directory_may_be_absent_or_empty(tmp_path):

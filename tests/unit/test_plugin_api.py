@@ -59,11 +59,11 @@ def test_plugins_import_kernel_names_from_the_declared_api_only():
 def test_the_scan_sees_a_private_import(tmp_path):
     plugin = tmp_path / "plugins" / "editkit_x"
     plugin.mkdir(parents=True)
-    (plugin / "a.py").write_text("from editkit.api import hookimpl\nfrom editkit.tokens import tokenize\n")
-    (plugin / "b.py").write_text("def f():\n    import editkit.tracing\n    from editkit import hookimpl\n")
+    (plugin / "a.py").write_text("from editkit.api import hookimpl\nfrom editkit.helpers.tokens import tokenize\n")
+    (plugin / "b.py").write_text("def f():\n    import editkit.helpers.tracing\n    from editkit import hookimpl\n")
     assert private_imports(tmp_path) == [
-        "plugins/editkit_x/a.py:2: editkit.tokens.tokenize",
-        "plugins/editkit_x/b.py:2: editkit.tracing.*",
+        "plugins/editkit_x/a.py:2: editkit.helpers.tokens.tokenize",
+        "plugins/editkit_x/b.py:2: editkit.helpers.tracing.*",
         "plugins/editkit_x/b.py:3: editkit.hookimpl",
     ]
 

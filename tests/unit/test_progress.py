@@ -7,8 +7,15 @@ import io
 
 import pytest
 
+from editkit.helpers.progress import (
+    LineProgress,
+    NullProgress,
+    clock_text,
+    model_loading,
+    progress_display,
+    progress_style,
+)
 from editkit.keystats.collection_progress import Lines
-from editkit.progress import LineProgress, NullProgress, clock_text, model_loading, progress_display, progress_style
 
 
 class Clock:

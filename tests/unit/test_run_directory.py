@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from editkit.errors import InputError, UsageError
-from editkit.rundir import LOCK_NAME, RunDirectory
+from editkit.job.rundir import LOCK_NAME, RunDirectory
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from editkit.rundir import RunDirectory
+from editkit.job.rundir import RunDirectory
 d = RunDirectory.claim(sys.argv[1], resume=False)
 Path(sys.argv[2]).write_text("held")
 time.sleep(600)

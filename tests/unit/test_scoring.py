@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from editkit.scoring import continuation_scores
+from editkit.helpers.scoring import continuation_scores
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
 
 PAIRS = [

@@ -27,9 +27,9 @@ import pytest
 import torch
 from editkit_memit.targets import VStarSettings, optimise_targets
 
+from editkit.helpers.tokens import first_token_from, last_token_before, tokenize
 from editkit.requests import EditRequest
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
-from editkit.tokens import first_token_from, last_token_before, tokenize
 
 SETTINGS = VStarSettings(lr=0.5, steps=12, weight_decay=0.5, clamp_norm=0.75, kl_factor=0.0625, early_stop_loss=5e-2)
 TEMPLATES = ("{}", "The quick brown fox. {}", "Because I. {}")

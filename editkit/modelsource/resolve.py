@@ -2,7 +2,7 @@
 
 :func:`resolve_model` decides, in that order, what ``--model`` names and returns the location an
 ordinary ``from_pretrained`` reads: a registered model (``editkit models``) or a ``.gguf`` file is
-first converted once into the editkit cache (:mod:`editkit.gguf`) and loaded from there, so every
+first converted once into the editkit cache (:mod:`editkit.modelsource.gguf`) and loaded from there, so every
 command sees a plain directory and the model's identity is that of the converted weights.
 :func:`load_model` is the one loader every command uses. A local directory is checked before
 loading (``config.json``, tokenizer files, complete safetensors files), so a damaged model stops
@@ -102,7 +102,7 @@ def _starts_with_gguf_magic(path: Path) -> bool:
 
 
 def _from_gguf(requested: str, path: Path, kind: str, progress: bool | None, convert: bool) -> ModelSource:
-    from editkit.gguf import inspect_gguf, materialise_gguf
+    from editkit.modelsource.gguf import inspect_gguf, materialise_gguf
 
     if not convert:
         info = inspect_gguf(path)
@@ -112,7 +112,7 @@ def _from_gguf(requested: str, path: Path, kind: str, progress: bool | None, con
 
 
 def _marker_sha(directory: Path) -> str | None:
-    from editkit.gguf import MARKER
+    from editkit.modelsource.gguf import MARKER
 
     try:
         return json.loads((directory / MARKER).read_text(encoding="utf-8")).get("sha256")

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from editkit.tokens import first_token_from, pad_batch, tokenize
+from editkit.helpers.tokens import first_token_from, pad_batch, tokenize
 
 
 @torch.no_grad()

@@ -61,8 +61,8 @@ def greedy_completions(model: Any, tokenizer: Any, prompts: Sequence[str], *, de
     """The greedy continuation of each prompt (``max_new_tokens`` tokens, cut at the first line break)."""
     import torch
 
-    from editkit.generation import sample_continuations
-    from editkit.tokens import tokenize
+    from editkit.helpers.generation import sample_continuations
+    from editkit.helpers.tokens import tokenize
 
     if not prompts:
         return []

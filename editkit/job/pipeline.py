@@ -16,19 +16,19 @@ from typing import Any
 import attrs
 import torch
 
-from editkit.completions import completion_probes, completion_records, greedy_completions
 from editkit.config import RunConfig
 from editkit.converters import to_tuple
 from editkit.errors import InputError
 from editkit.evaluation import EvalContext, run_metrics
-from editkit.journal import AFTER_HASH, BASE_HASH, recorded_hash, tensor_sha256
-from editkit.manifest import manifest, model_identity
+from editkit.helpers.completions import completion_probes, completion_records, greedy_completions
+from editkit.helpers.progress import Progress
+from editkit.helpers.scoring import continuation_scores
+from editkit.job.journal import AFTER_HASH, BASE_HASH, recorded_hash, tensor_sha256
+from editkit.job.manifest import manifest, model_identity
+from editkit.job.rundir import RunDirectory
 from editkit.plugins import PluginHost
-from editkit.progress import Progress
 from editkit.requests import EditRequest, batched
 from editkit.run import EditRun
-from editkit.rundir import RunDirectory
-from editkit.scoring import continuation_scores
 
 
 @attrs.frozen(kw_only=True)
@@ -81,7 +81,7 @@ def evaluate(
 @attrs.frozen(kw_only=True)
 class RunInputs:
     """What one run edits, decided and loaded: the model (and its ``model_id``), the requests, the config,
-    the claimed run directory (:class:`~editkit.rundir.RunDirectory`: new, or resuming its journal), the key
+    the claimed run directory (:class:`~editkit.job.rundir.RunDirectory`: new, or resuming its journal), the key
     statistics (C0 provider, or None), the ``invocation`` journaled for ``--resume``, and the bad records
     skipped (listed in ``result.json``)."""
 
@@ -104,7 +104,7 @@ class RunInputs:
 class Evaluation:
     """What a run measures besides edit success: the named ``metrics`` (with ``extras``: the dataset's
     and the metric options) before and after, and every ``every`` batches on the requests edited so far;
-    greedy ``completions`` of the first N requests before and after (:mod:`editkit.completions`)."""
+    greedy ``completions`` of the first N requests before and after (:mod:`editkit.helpers.completions`)."""
 
     metrics: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     extras: Mapping[str, Any] = attrs.field(factory=dict)
@@ -145,7 +145,7 @@ def execute(inputs: RunInputs, evaluation: Evaluation = Evaluation(), *, progres
     restored), evaluate before and after (and every ``evaluation.every`` batches on the requests edited
     so far), and write the results.
 
-    Every batch is journaled in the run directory (:class:`~editkit.rundir.RunDirectory`, which owns every
+    Every batch is journaled in the run directory (:class:`~editkit.job.rundir.RunDirectory`, which owns every
     file written there). When it resumes a journal, the journal's complete batches are replayed exactly and
     the run continues after them.
     ``inputs.invocation`` (JSON) is stored in the journal so that ``editkit run --resume`` can rebuild

@@ -226,7 +226,7 @@ class RunJob:
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any], run_dir: str | Path) -> RunJob:
         """The job of the interrupted run in ``run_dir`` as its journal manifest recorded it, resuming there
-        (the manifest as :class:`~editkit.rundir.RunDirectory` read it when it claimed ``run_dir``)."""
+        (the manifest as :class:`~editkit.job.rundir.RunDirectory` read it when it claimed ``run_dir``)."""
         return cls.from_json({**_journaled_job(manifest["invocation"], manifest["config"]), "out": str(run_dir),
                               "resume": str(run_dir)}, source=f"{run_dir}/journal/manifest.json")
 

@@ -38,9 +38,9 @@ from typing import Any
 import attrs
 import torch
 
-from editkit.atomic import write_json_atomic, write_safetensors_atomic
 from editkit.errors import InputError, UsageError
-from editkit.manifest import file_sha256
+from editkit.helpers.atomic import write_json_atomic, write_safetensors_atomic
+from editkit.job.manifest import file_sha256
 
 FORMAT = 1
 BASE_HASH = "edited_modules_sha256"  # journals written before it was named so: "base_weights_sha256"

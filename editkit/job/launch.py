@@ -1,10 +1,10 @@
-"""``run_job``: a :class:`~editkit.job.RunJob` from its options to ``OUT/result.json``.
+"""``run_job``: a :class:`~editkit.job.runjob.RunJob` from its options to ``OUT/result.json``.
 
 The steps ``editkit run`` takes, in its order, each a function: claim the run directory
-(:class:`~editkit.rundir.RunDirectory`, its one owner from here on) and check the device; resolve the
+(:class:`~editkit.job.rundir.RunDirectory`, its one owner from here on) and check the device; resolve the
 dataset, the method and metric names; read and select the requests; decide the model, its corpus and
 calibrated settings; check the corpus and the statistics store; load the model; screen the requests
-against its context; then edit (:func:`editkit.pipeline.execute`). Every check of the user's input comes
+against its context; then edit (:func:`editkit.job.pipeline.execute`). Every check of the user's input comes
 before the model is loaded and raises :class:`~editkit.errors.UsageError` or
 :class:`~editkit.errors.InputError`; nothing is written before the first batch is journaled (the claim's
 lock file is removed again, and the directory with it when the claim created it). Nothing is printed on
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from editkit.errors import InputError, UsageError
-from editkit.job import RunJob, default_out_dir
+from editkit.job.runjob import RunJob, default_out_dir
 
 if TYPE_CHECKING:
     from editkit.catalog import DatasetSpec
+    from editkit.job.rundir import RunDirectory
     from editkit.plugins import PluginHost
-    from editkit.rundir import RunDirectory
 
 DEFAULT_DATASET = "smollm2-facts"  # SmolLM2-135M and well-known facts it gets right (plugins/editkit_facts)
 DEFAULT_DATASET_EDITS = 300  # sequential edits on a dataset when --num-edits is not given
@@ -95,7 +95,7 @@ def run_job(job: RunJob, *, host: PluginHost | None = None) -> dict[str, Any]:
 def _claimed_directory(job: RunJob) -> RunDirectory:
     """The run directory, claimed: ``--resume``'s (it must hold a resumable journal) or ``--out``'s (it must
     hold no journal with a complete batch)."""
-    from editkit.rundir import RunDirectory
+    from editkit.job.rundir import RunDirectory
 
     if job.resume is not None:
         return RunDirectory.claim(job.resume, resume=True)
@@ -103,14 +103,14 @@ def _claimed_directory(job: RunJob) -> RunDirectory:
 
 
 def _check_device(job: RunJob) -> None:
-    from editkit.devices import check_device
+    from editkit.job.devices import check_device
 
     check_device(job.device)  # a resumed journal's device may not exist on this machine
 
 
 def _dataset_name(job: RunJob, host: PluginHost) -> str | None:
     """The dataset of a new run: none with ``requests``, else the one given, else the one built for the model."""
-    from editkit.datasetdefaults import default_dataset_name
+    from editkit.job.datasetdefaults import default_dataset_name
 
     if job.requests is not None:
         return None
@@ -137,7 +137,7 @@ def _source(name: str | None, host: PluginHost) -> _Source:
 def _check_names(job: RunJob, on_dataset: bool, host: PluginHost) -> tuple[list[str], dict[str, Any]]:
     """The editor, constraint and metric names exist (before any heavy work); the metric names (the
     default for the source when the job names none) and the parsed metric options."""
-    from editkit.metricoptions import parse_metric_options
+    from editkit.helpers.metricoptions import parse_metric_options
 
     host.catalog.get("editors", job.editor)
     for name in job.constraints:
@@ -207,7 +207,7 @@ def torch_free_permutation(n: int, seed: int) -> list[int]:
 def _decided(job: RunJob, dataset: DatasetSpec | None, host: PluginHost) -> RunJob:
     """The job with the model, corpus and calibrated settings its dataset gives it (a resumed job keeps
     its journaled settings)."""
-    from editkit.datasetdefaults import run_defaults
+    from editkit.job.datasetdefaults import run_defaults
 
     defaults = run_defaults(host.catalog.entries["datasets"], dataset, model=job.model, corpus=job.corpus)
     settings = job.hparam_defaults if job.hparam_defaults is not None else defaults.settings
@@ -235,8 +235,8 @@ def _check_statistics_inputs(job: RunJob, host: PluginHost) -> None:
 def _load_model(job: RunJob, host: PluginHost) -> tuple[Any, Any, str]:
     """``(model, tokenizer, model_id)``; ``model_id`` is where the weights are (a registered name or .gguf:
     its converted directory)."""
-    from editkit.models import load_model, resolve_model
-    from editkit.progress import model_loading
+    from editkit.helpers.progress import model_loading
+    from editkit.modelsource.resolve import load_model, resolve_model
 
     assert job.model is not None
     model_source = resolve_model(job.model, catalog=host.catalog, progress=not job.quiet and sys.stderr.isatty())
@@ -247,7 +247,7 @@ def _load_model(job: RunJob, host: PluginHost) -> tuple[Any, Any, str]:
 
 def _screened(chosen: _Requests, tokenizer: Any, model: Any, skip_invalid: bool) -> _Requests:
     """The requests that fit in the model's context (over-long ones are bad records)."""
-    from editkit.contextwindow import screen_requests
+    from editkit.helpers.contextwindow import screen_requests
 
     requests, skipped = screen_requests(chosen.requests, chosen.records, chosen.skipped, tokenizer, model,
                                         source=chosen.source, skip_invalid=skip_invalid)
@@ -258,8 +258,8 @@ def _eval_extras(job: RunJob, dataset: DatasetSpec | None, metric_options: dict[
                  host: PluginHost) -> dict[str, Any]:
     """What the metrics read besides the records: the dataset's extras, ``generation_records``, the
     retention probes, the metric options."""
-    from editkit.metricoptions import EXTRAS_KEY as METRIC_OPTIONS
-    from editkit.metricoptions import build_metric_options
+    from editkit.helpers.metricoptions import EXTRAS_KEY as METRIC_OPTIONS
+    from editkit.helpers.metricoptions import build_metric_options
 
     extras = dict(dataset.extras()) if dataset is not None and dataset.extras is not None else {}
     if job.generation_records is not None:
@@ -275,9 +275,9 @@ def _execute(job: RunJob, host: PluginHost, *, directory: RunDirectory, model: A
              chosen: _Requests, metric_names: list[str], metric_options: dict[str, Any],
              dataset: DatasetSpec | None) -> dict[str, Any]:
     """Collect (or reuse) the key statistics and edit, with the progress display of the job."""
-    from editkit.completions import shown_completions
-    from editkit.pipeline import Evaluation, RunInputs, execute
-    from editkit.progress import progress_display
+    from editkit.helpers.completions import shown_completions
+    from editkit.helpers.progress import progress_display
+    from editkit.job.pipeline import Evaluation, RunInputs, execute
 
     extras = _eval_extras(job, dataset, metric_options, host)
     evaluation = Evaluation(metrics=metric_names, extras=extras, every=job.eval_every,

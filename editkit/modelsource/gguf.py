@@ -27,13 +27,13 @@ from typing import Any
 
 import attrs
 
-from editkit.atomic import write_directory_atomic
-from editkit.cachedir import cache_root
 from editkit.errors import InputError
+from editkit.helpers.atomic import write_directory_atomic
+from editkit.helpers.cachedir import cache_root
 
 MARKER = "editkit-gguf.json"
 """Written into every converted directory: the source file's sha256, name and size, and the versions used."""
-FORMAT = "editkit.gguf/1"
+FORMAT = "editkit.modelsource.gguf/1"
 
 
 @attrs.frozen(kw_only=True)
@@ -67,7 +67,7 @@ def inspect_gguf(path: str | Path, *, sha256: str | None = None) -> GgufFile:
     """Read ``path``'s GGUF header and tensor table, check every tensor lies inside the file, hash it."""
     from gguf import GGUFReader
 
-    from editkit.manifest import file_sha256
+    from editkit.job.manifest import file_sha256
 
     path = Path(path)
     size = _check_magic(path)
@@ -116,7 +116,7 @@ def materialise_gguf(path: str | Path, *, progress: bool | None = None, root: Pa
     ``progress``: ``transformers``' per-tensor bar on a terminal (default: when stderr is one); stage
     lines (what, how long) are printed on stderr either way when a conversion runs.
     """
-    from editkit.manifest import file_sha256
+    from editkit.job.manifest import file_sha256
 
     path = Path(path)
     _check_magic(path)
@@ -161,7 +161,7 @@ def convert_gguf(info: GgufFile, directory: Path, *, show_bar: bool = False,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from editkit.atomic import write_json_atomic
+    from editkit.helpers.atomic import write_json_atomic
 
     folder, name = str(info.path.parent), info.path.name
     t = time.perf_counter()

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from editkit.kvcache import cache_argument, cache_of
-from editkit.tokens import pad_batch, tokenize
+from editkit.helpers.kvcache import cache_argument, cache_of
+from editkit.helpers.tokens import pad_batch, tokenize
 
 
 def _top_k_sample(logits: torch.Tensor, top_k: int, generator: torch.Generator) -> torch.Tensor:

@@ -20,7 +20,7 @@ error, ``sd / √n``). The noise of a fact is drawn from a generator seeded by `
 so a fact's result does not depend on the other facts traced, and every restoration of a fact
 sees the same draws (as in ROME).
 
-Hooks are the scoped ones of :mod:`editkit.tracing`; each forward runs up to ``rows`` copies of
+Hooks are the scoped ones of :mod:`editkit.helpers.tracing`; each forward runs up to ``rows`` copies of
 one prompt (no padding) and only the last position's logits are formed when the model allows it.
 """
 
@@ -35,11 +35,11 @@ from typing import Any
 import attrs
 import torch
 
-from editkit.facts import Fact
+from editkit.helpers.scoring import continuation_scores
+from editkit.helpers.tokens import first_token_from, last_token_before, tokenize
+from editkit.helpers.tracing import capture_outputs, edit_output
+from editkit.job.facts import Fact
 from editkit.layout import LayoutError, ModelLayout
-from editkit.scoring import continuation_scores
-from editkit.tokens import first_token_from, last_token_before, tokenize
-from editkit.tracing import capture_outputs, edit_output
 
 KINDS = ("mlp", "hidden")
 

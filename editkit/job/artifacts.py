@@ -14,10 +14,10 @@ from typing import Any, cast
 import attrs
 import torch
 
-from editkit.atomic import write_directory_atomic
 from editkit.errors import InputError, UsageError
-from editkit.journal import AFTER_HASH, BASE_HASH, Journal, JournalEntry, recorded_hash, tensor_sha256
-from editkit.outputs import check_new_directory
+from editkit.helpers.atomic import write_directory_atomic
+from editkit.job.journal import AFTER_HASH, BASE_HASH, Journal, JournalEntry, recorded_hash, tensor_sha256
+from editkit.job.outputs import check_new_directory
 from editkit.updates import add_exactly
 
 

@@ -23,8 +23,8 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from editkit.helpers.tokens import TokenizedText, tokenize
 from editkit.requests import EditRequest
-from editkit.tokens import TokenizedText, tokenize
 
 #: Config fields that hold a model's context length, in the order they are read (GPT-2 names it
 #: ``n_positions`` / ``n_ctx``; most families ``max_position_embeddings``; some ``seq_length``).

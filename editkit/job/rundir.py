@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from editkit.atomic import write_json_atomic, write_safetensors_atomic
 from editkit.errors import UsageError
-from editkit.journal import FORMAT, Journal
-from editkit.outputs import check_output_dir, check_run_directory
+from editkit.helpers.atomic import write_json_atomic, write_safetensors_atomic
+from editkit.job.journal import FORMAT, Journal
+from editkit.job.outputs import check_output_dir, check_run_directory
 
 LOCK_NAME = ".editkit-run.lock"
 
@@ -109,7 +109,7 @@ class RunDirectory:
                   pre_completions: list[str]) -> None:
         """The manifest of a new run, written with its first batch (a run that fails before then leaves no
         journal). Its fields are those ``--resume``, ``editkit apply`` and ``editkit report`` read."""
-        from editkit.journal import BASE_HASH
+        from editkit.job.journal import BASE_HASH
 
         self._pending_manifest = {
             "invocation": dict(invocation), "config": dict(config), "model": model,
