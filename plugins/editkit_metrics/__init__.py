@@ -42,6 +42,18 @@ def _general(context):
     return general_capability(context)
 
 
+def _generation(context):
+    from editkit_metrics.generation import generation_scores
+
+    return generation_scores(context)
+
+
+def _portability(context):
+    from editkit_metrics.generation import portability
+
+    return portability(context)
+
+
 def _perplexity(context):
     from editkit_metrics.perplexity import perplexity
 
@@ -60,6 +72,11 @@ METRICS = (
                "sentiment, dialogue; answers by candidate log-probability; weighted F1 (MCC for CoLA, accuracy "
                "for MMLU); data from --metric-option general.data=DIR or $EDITKIT_GENERAL_DATA",
                compute=_general, options=GeneralOptions),
+    MetricSpec(name="generation", summary="edits judged by greedy generation, not teacher forcing: the rewrite "
+               "prompt, paraphrases and neighbourhood prompts begin with the right object (CounterFact); exact match "
+               "and token F1 of the answer (ZsRE); known facts still generated", compute=_generation),
+    MetricSpec(name="portability", summary="portability questions (an answer that follows from the edit), "
+               "teacher-forced token accuracy and generation exact match / token F1", compute=_portability),
     MetricSpec(name="perplexity", summary="token-weighted perplexity on held-out texts; data from --metric-option "
                "perplexity.data=FILE or $EDITKIT_PERPLEXITY_DATA", compute=_perplexity, options=PerplexityOptions),
 )
