@@ -13,8 +13,8 @@
 #   ONLY="memit encore" nohup benchmarks/lifelong.sh /work/runs/lifelong > /work/runs/b.log 2>&1 &
 # Summary: .venv/bin/python benchmarks/seq_table.py /work/runs/lifelong/* --curve
 #
-# Settings: SmolLM2's calibrated MEMIT settings (layers 4-8, v* lr 0.5 × 25 steps, λ = LAMBDA, default 1000),
-# AlphaEdit's null space (τ 2e-2, L2 10); each stabiliser with its published defaults (its preset), n̄ of NAS
+# Settings: SmolLM2's calibrated MEMIT settings (layers 4-8, v* lr 0.5 × 25 steps, stop at loss 0.3, λ = LAMBDA,
+# default 1000),# AlphaEdit's null space (τ 2e-2, L2 10); each stabiliser with its published defaults (its preset), n̄ of NAS
 # over NAS_SAMPLES rewrites of counterfact-edit.json (default 100; the authors sample 1,000) optimised on the
 # unedited model (stored beside C0 and reused).
 # Environment: EDITS (default 1000), BATCH (100), EVAL_EVERY (5), ONLY, DEVICE (cpu), EXTRA, DATA, EDITKIT, PY.
@@ -40,7 +40,7 @@ STREAM="$OUT/stream-$EDITS.json"
 COMMON=(--model "$MODEL" --device "$DEVICE" --layers 4-8 --batch-size "$BATCH" --eval-every "$EVAL_EVERY"
         --requests "$STREAM" --num-edits "$EDITS"
         --corpus "$DATA/wikipedia_vital_leads_en.jsonl:text" --stats-max-tokens 100000
-        --set v_lr=0.5 --set v_steps=25 --set "mom2_weight=${LAMBDA:-1000}"
+        --set v_lr=0.5 --set v_steps=25 --set early_stop_loss=0.3 --set "mom2_weight=${LAMBDA:-1000}"
         --retention-probes "$OUT/known_probes.json" --metrics counterfact,retention,general,perplexity
         --metric-option "general.data=$DATA/general" --metric-option general.tasks=sst2,sentiment_analysis,nli,rte
         --metric-option general.limit=100 --metric-option "perplexity.data=$DATA/ME-PPL.json"

@@ -42,7 +42,7 @@ mkdir -p "$OUT/cf" "$OUT/zsre"
 
 COMMON=(--model "$MODEL" --device "$DEVICE" --layers 4-8 --batch-size "$BATCH" --eval-every "$EVAL_EVERY"
         --num-edits "$EDITS" --corpus "$DATA/wikipedia_vital_leads_en.jsonl:text" --stats-max-tokens 100000
-        --set v_lr=0.5 --set v_steps=25 --set "mom2_weight=${LAMBDA:-1000}" --retention-probes "$OUT/known_probes.json" --generation-records 50
+        --set v_lr=0.5 --set v_steps=25 --set early_stop_loss=0.3 --set "mom2_weight=${LAMBDA:-1000}" --retention-probes "$OUT/known_probes.json" --generation-records 50
         --metric-option "general.data=$DATA/general" --metric-option general.tasks=sst2,sentiment_analysis,nli,rte
         --metric-option general.limit=100 --metric-option "perplexity.data=$DATA/ME-PPL.json"
         --metric-option perplexity.limit=300 --quiet)

@@ -2,11 +2,14 @@
 ``--set KEY=VALUE`` overrides (validated; unknown keys rejected with the valid ones listed).
 
 A key is either bare (``v_lr=0.5``: the one method that has it) or qualified with the
-method's name (``nullspace.threshold=1e-2``).
+method's name (``nullspace.threshold=1e-2``). A float field takes finite numbers only (``inf``, ``-inf``
+and ``nan`` are refused naming the key); a value a field's validator refuses is one line naming
+``method.field`` (an attrs ``in_`` validator: the values it takes).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,16 +46,22 @@ def _convert(owner: str, field: attrs.Attribute, raw: Any) -> Any:
         if isinstance(default, int):
             return int(text)
         if isinstance(default, float):
-            return float(text)
+            return _finite(float(text))
         if isinstance(default, tuple) or (default is None and "tuple" in str(field.type)):
             return parse_int_list(text) if text else ()
         if default is None and "float" in str(field.type):
-            return None if text.lower() == "none" else float(text)
+            return None if text.lower() == "none" else _finite(float(text))
         if default is None and "int" in str(field.type):
             return None if text.lower() == "none" else int(text)
     except ValueError as exc:
         raise UsageError(f"{owner}.{field.name}: cannot use {raw!r} ({exc})") from None
     return text
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
 
 
 def parse_int_list(text: str) -> tuple[int, ...]:
@@ -80,7 +89,27 @@ def build(owner: str, cls: type, values: Mapping[str, Any]) -> Any:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
-        raise UsageError(f"{owner}: invalid hyperparameters: {exc}") from None
+        raise UsageError(_refusal(owner, exc)) from None
+
+
+def _refusal(owner: str, exc: BaseException) -> str:
+    """One line for a value a hparams class refused. attrs' own validators raise with
+    ``(message, Attribute, expected, value)`` as arguments, whose ``str`` is a tuple with the attribute's repr:
+    those become ``owner.field: expected ..., got VALUE``; a plugin's own message is kept as it is."""
+    args = exc.args
+    if len(args) >= 2 and isinstance(args[1], attrs.Attribute):
+        name = f"{owner}.{args[1].name}"
+        if len(args) >= 4:
+            expected, value = args[2], args[3]
+            if isinstance(exc, ValueError) and isinstance(expected, tuple | list | set | frozenset | dict):
+                shown = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in expected)
+                return f"{name}: expected one of {shown}, got {value!r}"
+            if isinstance(expected, type):
+                return f"{name}: expected {expected.__name__}, got {value!r}"
+        message = str(args[0]) if args else type(exc).__name__
+        return f"{name}: {message}"
+    message = " ".join(str(a) for a in args) if args else type(exc).__name__
+    return f"{owner}: invalid hyperparameters: {message}"
 
 
 def _holders(key: str, owners: Sequence[tuple[str, type]]) -> tuple[str | None, str, list[int]]:
@@ -89,6 +118,12 @@ def _holders(key: str, owners: Sequence[tuple[str, type]]) -> tuple[str | None, 
     holders = [i for i, (o, cls) in enumerate(owners)
                if (owner is None or o == owner) and field in {f.name for f in attrs.fields(cls)}]
     return owner, field, holders
+
+
+def holder(key: str, owners: Sequence[tuple[str, type]]) -> int | None:
+    """The index in ``owners`` of the one owner that holds ``[owner.]field`` ``key`` (None: none or several)."""
+    holders = _holders(key, owners)[2]
+    return holders[0] if len(holders) == 1 else None
 
 
 def split_overrides(overrides: Mapping[str, str], owners: Sequence[tuple[str, type]]) -> list[dict[str, str]]:

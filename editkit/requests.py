@@ -3,6 +3,9 @@
 An :class:`EditRequest` asks that ``prompt.format(subject)`` be completed by ``target_new``
 ("The mother tongue of {} is" / "Danielle Darrieux" / " English"). Invalid requests fail at
 construction with a message naming the field.
+
+Request text comes from files anyone may write: :func:`printable` is what the command line shows of it
+(control characters escaped, so no text of a request can drive the terminal).
 """
 
 from __future__ import annotations
@@ -18,14 +21,38 @@ from editkit.converters import to_tuple
 from editkit.errors import InputError
 
 
+def _escape(code: int) -> str:
+    named = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+    return named.get(code) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+# C0 controls, DEL, C1 controls (ESC and CSI start terminal escape sequences), the line and paragraph separators,
+# and the bidirectional embeddings, overrides and isolates (they reorder what a terminal shows)
+_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPE_ALL = {code: _escape(code) for code in _CONTROLS}
+_ESCAPE_ALL_BUT_LINES = {code: text for code, text in _ESCAPE_ALL.items() if chr(code) not in "\n\t"}
+
+
+def printable(value: Any, *, lines: bool = False) -> str:
+    """``str(value)`` safe to print on a terminal: control characters shown as escapes (ESC as ``\\x1b``,
+    U+202E as ``\\u202e``); with ``lines``, newlines and tabs are kept (a multi-line message)."""
+    return str(value).translate(_ESCAPE_ALL_BUT_LINES if lines else _ESCAPE_ALL)
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to about ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
 def _nonblank(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{attribute.name}: expected a non-empty string, got {value!r}")
+        raise ValueError(f"{attribute.name}: expected a non-empty string, got {_shown(value)}")
 
 
 def _template(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, str):
-        raise ValueError(f"{attribute.name}: expected a string, got {value!r}")
+        raise ValueError(f"{attribute.name}: expected a string, got {_shown(value)}")
     count = value.count("{}")
     if count != 1:
         raise ValueError(
@@ -38,13 +65,28 @@ def _optional_nonblank(instance: Any, attribute: attrs.Attribute, value: Any) ->
         _nonblank(instance, attribute, value)
 
 
+def _is_list(value: Any) -> bool:
+    """A list of items (a JSON array, or any sequence that is not a string, bytes or an object)."""
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, bytearray, Mapping))
+
+
+def _list_as_tuple(value: Any) -> Any:
+    """A list-valued field as a tuple; anything else (a string above all, which ``tuple`` would take apart into
+    its characters) is left for :func:`_str_tuple` to refuse."""
+    return tuple(value) if _is_list(value) else value
+
+
 def _str_tuple(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, tuple):
+        raise ValueError(f"{attribute.name}: expected a list of strings, got {_shown(value)}")
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
-            raise ValueError(f"{attribute.name}[{i}]: expected a non-empty string, got {item!r}")
+            raise ValueError(f"{attribute.name}[{i}]: expected a non-empty string, got {_shown(item)}")
 
 
-def _leading_space(text: str) -> str:
+def _leading_space(text: Any) -> Any:
+    if not isinstance(text, str) or not text.strip():
+        return text  # left for the validator to name, as it was given
     return text if text.startswith(" ") else " " + text
 
 
@@ -63,9 +105,9 @@ class EditRequest:
     target_true: str | None = attrs.field(
         default=None, validator=_optional_nonblank, converter=attrs.converters.optional(_leading_space)
     )
-    paraphrase_prompts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_str_tuple)
-    neighborhood_prompts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_str_tuple)
-    generation_prompts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_str_tuple)
+    paraphrase_prompts: tuple[str, ...] = attrs.field(default=(), converter=_list_as_tuple, validator=_str_tuple)
+    neighborhood_prompts: tuple[str, ...] = attrs.field(default=(), converter=_list_as_tuple, validator=_str_tuple)
+    generation_prompts: tuple[str, ...] = attrs.field(default=(), converter=_list_as_tuple, validator=_str_tuple)
     record: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)  # the source record
 
     def __attrs_post_init__(self) -> None:
@@ -102,12 +144,61 @@ class EditRequest:
 
 
 def _field(record: Mapping[str, Any], path: str) -> Any:
+    """The value at the dotted ``path``; ``KeyError`` where a key is missing, ``ValueError`` where a value on the
+    way is not an object (``"target_new": "English"`` for ``{"str": "English"}``)."""
     node: Any = record
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+    parts = path.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(node, Mapping):
+            where = ".".join(parts[:depth])
+            raise ValueError(f"{where}: expected an object with a {part!r} field, got {_shown(node)}")
+        if part not in node:
             raise KeyError(path)
         node = node[part]
     return node
+
+
+# fields of a record that metrics or datasets read from it (not parts of the request): lists of strings, and
+# zsre's locality questions (a list of {"prompt", "answer"} objects, scored by the zsre metric)
+RECORD_STRING_LISTS = ("attribute_prompts", "dependancy_generation_prompts")
+RECORD_QUESTION_LISTS = ("locality",)
+# portability questions: the loaders' list of {"prompt", "answer"} objects, or an upstream object kept as it is
+# (EasyEdit's CounterFact: {"New Question", "New Answer", ...}); never a string
+RECORD_QUESTIONS = ("portability",)
+_QUESTIONS = '{"prompt", "answer"}'
+
+
+def _check_questions(field: str, value: Any) -> None:
+    if not _is_list(value):
+        raise ValueError(f"{field}: expected a list of {_QUESTIONS} objects, got {_shown(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"{field}[{i}]: expected a {_QUESTIONS} object, got {_shown(item)}")
+        for key in ("prompt", "answer"):
+            text = item.get(key)
+            if not isinstance(text, str) or (key == "prompt" and not text.strip()):
+                what = "a non-empty string" if key == "prompt" else "a string"
+                raise ValueError(f"{field}[{i}].{key}: expected {what}, got {_shown(text)}")
+
+
+def _check_record_lists(record: Mapping[str, Any]) -> None:
+    """Refuse a list-valued field of the record that is not a list of the right items (a string would be read
+    character by character)."""
+    for field in RECORD_STRING_LISTS:
+        if field not in record:
+            continue
+        value = record[field]
+        if not _is_list(value):
+            raise ValueError(f"{field}: expected a list of strings, got {_shown(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueError(f"{field}[{i}]: expected a string, got {_shown(item)}")
+    for field in RECORD_QUESTION_LISTS:
+        if field in record:
+            _check_questions(field, record[field])
+    for field in RECORD_QUESTIONS:
+        if field in record and not isinstance(record[field], Mapping):
+            _check_questions(field, record[field])
 
 
 def request_from_record(record: Any) -> EditRequest:
@@ -134,7 +225,7 @@ def request_from_record(record: Any) -> EditRequest:
     except KeyError:
         target_true = None
     try:
-        return EditRequest(
+        request = EditRequest(
             case_id=values["case_id"],
             subject=subject,
             prompt=prompt,
@@ -157,6 +248,8 @@ def request_from_record(record: Any) -> EditRequest:
         if field in mapping:
             msg = mapping[field] + msg[len(field) :]
         raise ValueError(msg) from None
+    _check_record_lists(record)
+    return request
 
 
 def parse_records(records: Sequence[Any]) -> tuple[list[EditRequest], list[str]]:
@@ -167,7 +260,7 @@ def parse_records(records: Sequence[Any]) -> tuple[list[EditRequest], list[str]]
     problems: list[str] = []
     seen: dict[str, int] = {}
     for index, record in enumerate(records):
-        case = record.get("case_id", "?") if isinstance(record, Mapping) else "?"
+        case = printable(record.get("case_id", "?")) if isinstance(record, Mapping) else "?"  # shown in messages
         try:
             if isinstance(record, Mapping) and "_invalid" in record:
                 raise ValueError(record["_invalid"])

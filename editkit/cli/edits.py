@@ -53,11 +53,20 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, action: str) -> int:
-    from editkit.job.artifacts import apply_selected, export_model, revert_selected, select_batches, select_revert
+    from editkit.job.artifacts import (
+        apply_selected,
+        check_output,
+        export_model,
+        revert_selected,
+        select_batches,
+        select_revert,
+    )
     from editkit.job.outputs import check_new_directory
     from editkit.modelsource.resolve import load_model
 
-    # every check that needs no model first: the output location, the journal, the batches to use
+    # every check that needs no model first: the output location (never the input model or the run's own
+    # files), the journal, the batches to use
+    check_output(args.out, args.edits, args.model)
     check_new_directory(args.out, "--out")
     if action == "revert":
         selection = select_revert(args.edits, last=args.last)

@@ -10,9 +10,11 @@ Exit codes: 0 success, 2 bad usage or bad input, 1 runtime failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ def _plugin_commands(sub: argparse._SubParsersAction, *, warn: bool) -> PluginHo
 
 def main(argv: Sequence[str] | None = None) -> int:
     from editkit.errors import EditkitError
+    from editkit.requests import printable
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(warn=argv[:1] != ["plugins"])  # `editkit plugins` lists failures itself
@@ -74,13 +77,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._main(args) or 0)
-    except EditkitError as exc:
-        print(f"editkit {args.command}: error: {exc}", file=sys.stderr)
+        with _printable_warnings():
+            return int(args._main(args) or 0)
+    except EditkitError as exc:  # its message may quote request text: shown with control characters escaped
+        print(f"editkit {args.command}: error: {printable(exc, lines=True)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"editkit {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        hint = getattr(exc, "hint", None)  # what to do next, where the command knows (editkit run: --resume)
+        print(f"editkit {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _printable_warnings() -> Iterator[None]:
+    """Warnings shown while a command runs have their message's control characters escaped (a warning may quote
+    request text, e.g. a case id); what the warning carries is unchanged."""
+    from editkit.requests import printable
+
+    original = warnings.formatwarning
+
+    def formatwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+        return original(printable(message, lines=True), category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,10 +28,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     from editkit.errors import UsageError
-    from editkit.report import write_report
+    from editkit.report import check_outputs, write_report
 
     out = Path(args.out)
     json_out = out.with_suffix(".json") if args.json else None
+    check_outputs(args.runs, out, json_out)  # first: never write over what a run owns, its own result.json above all
     if json_out is not None and json_out == out:
         raise UsageError(f"--out {out} ends in .json: give the HTML file (e.g. report.html); --json writes {out}")
     for path in (out, json_out):

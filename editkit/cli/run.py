@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,9 +99,33 @@ def main(args: argparse.Namespace) -> int:
     from editkit.job.runjob import RunJob
 
     job = RunJob.from_args(args)
-    result = run_job(job, host=getattr(args, "_plugin_host", None))  # the host the CLI's entry point built
-    print_outcome(result, job.resume or job.out or Path("."), report=job.report)
+    run_dir = job.resume or job.out or Path(".")
+    try:
+        result = run_job(job, host=getattr(args, "_plugin_host", None))  # the host the CLI's entry point built
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(resume_hint(run_dir)) from exc
+    print_outcome(result, run_dir, report=job.report)
     return 0
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, with what to do next (``hint``, printed by the CLI's entry point)."""
+
+    def __init__(self, hint: str) -> None:
+        super().__init__(hint)
+        self.hint = hint
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What an interrupted run in ``run_dir`` leaves to do: the command that continues it where its journal
+    holds a complete batch, else starting it again."""
+    from editkit.job.journal import Journal
+
+    quoted = shlex.quote(str(run_dir))
+    if Journal(run_dir).has_complete_batch():
+        return f"its journaled batches are kept; continue it with: editkit run --resume {quoted}"
+    return (f"nothing was journaled in {quoted} (no batch was complete), so there is nothing to resume: start "
+            f"the run again (`editkit run ... --out {quoted}` replaces what it left)")
 
 
 def print_outcome(result: dict[str, Any], out_dir: Path, *, report: bool) -> None:

@@ -14,7 +14,8 @@ Statistics go to the store ``editkit run`` reads: ``--stats-dir``, else ``$EDITK
 else ``$EDITKIT_CACHE/stats``; the default token budget is ``editkit run``'s (200,000), and a run
 reuses stored statistics of at least the tokens it asks for (:mod:`editkit.keystats.reuse`).
 
-Exit codes: 0 success, 2 bad usage or input (nothing written), 1 runtime failure.
+Exit codes: 0 success, 2 bad usage or input (nothing written; an unknown or absent --device too), 1 runtime
+failure (a write that fails, e.g. on a full disk, says which file and why, and leaves nothing partial).
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ def _stats_dir(args: argparse.Namespace) -> Path:
 def main(args: argparse.Namespace) -> int:
     from editkit.keystats.distributed import DistContext, shutdown
 
+    if args.device is not None:
+        from editkit.job.devices import check_device
+
+        check_device(args.device)  # a device this machine has (exit 2), before loading anything, as run and trace
     backend = "gloo" if args.device and args.device.startswith("cpu") else None
     dist, owned = DistContext.init_from_env(backend)
     try:

@@ -9,7 +9,11 @@ registers). Such a dataset supplies the defaults of a run on that model:
   the model of a registered dataset (else the default dataset is used);
 * the corpus of the key statistics C0, when ``--corpus`` is not given: the corpus of the dataset
   built for the run's model, else the corpus of the run's dataset;
-* the hyperparameters calibrated for the model (``settings``);
+* the hyperparameters calibrated for the model (``settings``), but only when the run edits that very
+  dataset (``--dataset NAME``, or the default dataset): requests from a file (``--requests``) or from
+  another dataset on the same model are not what the settings were calibrated on
+  (:meth:`RunDefaults.settings_for`); and with ``--preset`` the editor takes none of them (a preset is
+  complete; :func:`editkit.methods.without_editor_defaults`);
 * whether its C0 is cached in the user cache (the dataset's own model and corpus).
 
 The kernel names no model: a model is matched by the string ``--model`` gives and ``model_name``
@@ -43,12 +47,38 @@ def default_dataset_name(datasets: Mapping[str, DatasetSpec], model: str | None,
 @attrs.frozen(kw_only=True)
 class RunDefaults:
     """``model``: the model to load; ``corpus``: the ``--corpus`` value to use (None: no C0 source);
-    ``settings``: calibrated hyperparameters (``--set`` form); ``cache_stats``: keep C0 in the user cache."""
+    ``settings``: the hyperparameters calibrated for the model (``--set`` form) by the dataset
+    ``settings_from``; ``cache_stats``: keep C0 in the user cache."""
 
     model: str
     corpus: str | None
     settings: tuple[tuple[str, str], ...] = ()
     cache_stats: bool = False
+    settings_from: str | None = None
+
+    def settings_for(self, dataset: DatasetSpec | None) -> tuple[tuple[str, str], ...]:
+        """The calibrated settings a run on ``dataset`` (None: ``--requests``) applies: :attr:`settings` when
+        ``dataset`` is the dataset they were calibrated on, else none."""
+        if dataset is None or self.settings_from is None or dataset.name != self.settings_from:
+            return ()
+        return self.settings
+
+
+def dataset_reader(datasets: Mapping[str, DatasetSpec]) -> DatasetSpec | None:
+    """The dataset plugin that reads a dataset file (``--dataset FILE``): the first by name that loads requests
+    and is not built for a model."""
+    return next((d for _, d in sorted(datasets.items()) if d.load is not None and d.model is None
+                 and d.model_name is None), None)
+
+
+def defaults_origin(datasets: Mapping[str, DatasetSpec], dataset: str | None, defaults: Mapping[str, str]) -> str:
+    """Where a run's calibrated defaults came from, in words: ``"dataset default (NAME)"`` when they are the
+    calibrated settings of the run's dataset ``NAME`` (all, or those left with a preset), else
+    ``"calibrated defaults"`` (given as such, e.g. ``RunJob(hparam_defaults=...)``)."""
+    spec = datasets.get(dataset) if dataset is not None else None
+    if spec is not None and set(dict(defaults).items()) <= set(spec.settings):
+        return f"dataset default ({spec.name})"
+    return "calibrated defaults"
 
 
 def run_defaults(datasets: Mapping[str, DatasetSpec], dataset: DatasetSpec | None, *, model: str | None,
@@ -64,10 +94,11 @@ def run_defaults(datasets: Mapping[str, DatasetSpec], dataset: DatasetSpec | Non
         model = dataset.model_name if dataset.model_name is not None else str(dataset.model())  # type: ignore[misc]
     built_for = dataset_for_model(datasets, model)
     settings: tuple[tuple[str, str], ...] = ()
+    settings_from = None
     if built_for is not None:
-        settings = built_for.settings
+        settings, settings_from = built_for.settings, built_for.name
     elif own and dataset is not None:
-        settings = dataset.settings
+        settings, settings_from = dataset.settings, dataset.name
     chosen = corpus
     if chosen is None:
         if built_for is not None and built_for.corpus is not None:
@@ -75,5 +106,6 @@ def run_defaults(datasets: Mapping[str, DatasetSpec], dataset: DatasetSpec | Non
         elif dataset is not None and dataset.corpus is not None:
             chosen = dataset.name
     cache = corpus is None and chosen is not None and (built_for is not None or own)
-    return RunDefaults(model=str(model), corpus=chosen, settings=settings, cache_stats=cache)
+    return RunDefaults(model=str(model), corpus=chosen, settings=settings, cache_stats=cache,
+                       settings_from=settings_from if settings else None)
 

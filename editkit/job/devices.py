@@ -1,7 +1,8 @@
 """The ``--device`` option: a torch device string that names a device present on this machine.
 
-Checked before any work, so that ``--device gpu0`` (not a device) or ``--device cuda`` on a machine
-without CUDA stops with exit 2 naming the option, instead of a traceback after the model was loaded.
+Checked before any work, so that ``--device gpu0`` (not a device), ``--device cuda`` on a machine
+without CUDA or ``--device cpu:1`` (torch has one CPU device, ``cpu`` = ``cpu:0``) stops with exit 2 naming
+the option and what is valid, instead of a traceback or a silently different device after the model was loaded.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ def check_device(text: str, option: str = "--device") -> str:
         raise UsageError(f"{option} {text!r}: not a torch device; expected e.g. {EXAMPLES}") from None
     kind = device.type
     if kind == "cpu":
+        if device.index not in (None, 0):
+            raise UsageError(f"{option} {text!r}: torch has one CPU device, cpu (also written cpu:0); "
+                             f"there is no {text}")
         return text
     if kind == "meta":
         raise UsageError(f"{option} {text!r}: the meta device holds no weights; expected e.g. {EXAMPLES}")

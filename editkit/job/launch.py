@@ -3,12 +3,13 @@
 The steps ``editkit run`` takes, in its order, each a function: claim the run directory
 (:class:`~editkit.job.rundir.RunDirectory`, its one owner from here on) and check the device; resolve the
 dataset, the method and metric names; read and select the requests; decide the model, its corpus and
-calibrated settings; check the corpus and the statistics store; load the model; screen the requests
-against its context; then edit (:func:`editkit.job.pipeline.execute`). Every check of the user's input comes
-before the model is loaded and raises :class:`~editkit.errors.UsageError` or
-:class:`~editkit.errors.InputError`; nothing is written before the first batch is journaled (the claim's
-lock file is removed again, and the directory with it when the claim created it). Nothing is printed on
-stdout (progress goes to stderr unless ``job.quiet``).
+calibrated settings; resolve the hyperparameters (and say where each came from); check the corpus and the
+statistics store; load the model; screen the requests against its context; then edit
+(:func:`editkit.job.pipeline.execute`). Every check of the user's input comes before the model is loaded and
+raises :class:`~editkit.errors.UsageError` or :class:`~editkit.errors.InputError`; nothing is written before
+the first batch is journaled (the claim's lock file is removed again, and the directory with it when the claim
+created it). Nothing is printed on stdout (the hyperparameters' sources and progress go to stderr unless
+``job.quiet``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def run_job(job: RunJob, *, host: PluginHost | None = None) -> dict[str, Any]:
         metric_names, metric_options = _check_names(job, source.dataset is not None, host)
         chosen = _journaled_requests(directory) if resuming else _read_requests(job, source)
         job = _decided(job, source.dataset, host)
+        _report_hyperparameters(job, host)
         _check_statistics_inputs(job, host)
         model, tokenizer, model_id = _load_model(job, host)
         if not resuming:  # now that the tokenizer and the model's context length are known
@@ -123,8 +125,9 @@ def _source(name: str | None, host: PluginHost) -> _Source:
     if name is None:
         return _Source()
     if Path(name).is_file():
-        datasets = sorted(host.catalog.entries["datasets"].items())
-        reader = next((d for _, d in datasets if d.load is not None and d.model is None and d.model_name is None), None)
+        from editkit.job.datasetdefaults import dataset_reader
+
+        reader = dataset_reader(host.catalog.entries["datasets"])
         if reader is None:
             raise UsageError("no installed dataset plugin reads dataset files")
         return _Source(dataset=reader, file=name)
@@ -145,7 +148,8 @@ def _check_names(job: RunJob, on_dataset: bool, host: PluginHost) -> tuple[list[
     if job.metrics is not None:
         metric_names = list(job.metrics)
     else:
-        metric_names = ["counterfact", "fluency", "retention"] if on_dataset else ["counterfact"]
+        # teacher-forced and generation-based figures side by side (docs/metrics.md)
+        metric_names = ["counterfact", "generation", *(("fluency", "retention") if on_dataset else ())]
     for name in metric_names:
         host.catalog.get("metrics", name)
     options = parse_metric_options(list(job.metric_options), host.catalog.entries["metrics"], metric_names)
@@ -206,12 +210,36 @@ def torch_free_permutation(n: int, seed: int) -> list[int]:
 
 def _decided(job: RunJob, dataset: DatasetSpec | None, host: PluginHost) -> RunJob:
     """The job with the model, corpus and calibrated settings its dataset gives it (a resumed job keeps
-    its journaled settings)."""
+    its journaled settings, a job that names ``hparam_defaults`` its own).
+
+    A dataset's calibrated settings apply only when the job edits that dataset (not ``--requests FILE`` on its
+    model), and with ``--preset`` only to the constraints: a preset is complete
+    (:mod:`editkit.job.datasetdefaults`)."""
     from editkit.job.datasetdefaults import run_defaults
+    from editkit.methods import without_editor_defaults
 
     defaults = run_defaults(host.catalog.entries["datasets"], dataset, model=job.model, corpus=job.corpus)
-    settings = job.hparam_defaults if job.hparam_defaults is not None else defaults.settings
+    settings = job.hparam_defaults
+    if settings is None:
+        settings = defaults.settings_for(dataset)
+        if job.preset is not None and settings:
+            settings = tuple(without_editor_defaults(host.catalog, job.config(), dict(settings)).items())
     return attrs.evolve(job, model=defaults.model, corpus=defaults.corpus, hparam_defaults=settings)
+
+
+def _report_hyperparameters(job: RunJob, host: PluginHost) -> None:
+    """Resolve the methods' hyperparameters before anything is loaded (a bad ``--set`` stops the run here, exit
+    2) and, unless ``job.quiet``, say on stderr where each value that is not a class default came from: one line
+    per source (the dataset's calibrated defaults, the preset, ``--layers``, ``--set``)."""
+    from editkit.job.datasetdefaults import defaults_origin
+    from editkit.methods import RunMethods, provenance_lines
+
+    methods = RunMethods.resolve(host.catalog, job.config())
+    if job.quiet:
+        return
+    origin = defaults_origin(host.catalog.entries["datasets"], job.dataset, dict(job.hparam_defaults or ()))
+    for line in provenance_lines(methods, origin):
+        print(line, file=sys.stderr)
 
 
 def _check_statistics_inputs(job: RunJob, host: PluginHost) -> None:

@@ -1,4 +1,5 @@
-"""Run manifests: versions, git commit, configuration, seeds and input identities."""
+"""Run manifests: versions, git commit, configuration, seeds, input identities, and the plugins used (which
+distribution and version provided each)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import hashlib
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from editkit.plugins import PluginHost
 
 
 def _version(dist: str) -> str | None:
@@ -61,4 +66,30 @@ def manifest(**sections: Any) -> dict[str, Any]:
         },
         "git_commit": git_commit(),
         **sections,
+    }
+
+
+def plugins_used(host: PluginHost, *, editor: str, constraints: Sequence[str], metrics: Sequence[str],
+                 dataset: str | None = None, model: str | None = None, corpus: str | None = None) -> dict[str, Any]:
+    """Which plugin, distribution and version provided each method and input a run used
+    (:meth:`~editkit.plugins.PluginHost.origin`): the editor, the constraints (in the run's order), the metrics,
+    the dataset (a dataset file: the plugin that read it, with ``"file"``), the model when a plugin registered
+    it by name (``model_source``), and the corpus when it is a registered dataset; None where there is none."""
+    from editkit.job.datasetdefaults import dataset_reader
+
+    datasets = host.catalog.entries["datasets"]
+    read: dict[str, Any] | None = None
+    if dataset is not None:
+        if dataset in datasets:
+            read = host.origin("datasets", dataset)
+        else:
+            reader = dataset_reader(datasets)
+            read = {**(host.origin("datasets", reader.name) or {}), "file": dataset} if reader else {"file": dataset}
+    return {
+        "editor": host.origin("editors", editor),
+        "constraints": [host.origin("constraints", name) for name in constraints],
+        "metrics": [host.origin("metrics", name) for name in metrics],
+        "dataset": read,
+        "model_source": host.origin("models", model) if model is not None else None,
+        "corpus": host.origin("datasets", corpus) if corpus is not None and corpus in datasets else None,
     }

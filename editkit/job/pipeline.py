@@ -290,8 +290,25 @@ def _result(run: EditRun, inputs: RunInputs, before: _Before, after: Sequence[Ed
         "requests": _per_request(requests, before.scores, after, config.batch_size),
         "state": {"prefix_templates": run.state.get("prefix_templates")},
         "manifest": manifest(config=config.to_json(), seed=config.seed, model=model_identity(inputs.model_id),
-                             key_statistics=_stats_identity(inputs.key_statistics, run), **extra_manifest),
+                             key_statistics=_stats_identity(inputs.key_statistics, run),
+                             **_provenance(run, inputs, metrics=list(eval_timings["post"])), **extra_manifest),
     }
+
+
+def _provenance(run: EditRun, inputs: RunInputs, *, metrics: list[str]) -> dict[str, Any]:
+    """The manifest's ``plugins`` (which distribution and version provided each plugin the run used) and
+    ``hyperparameters`` (``"method.field"`` → the source and value of each one not at its class default)."""
+    from editkit.job.datasetdefaults import defaults_origin
+    from editkit.job.manifest import plugins_used
+    from editkit.methods import provenance
+
+    invocation = inputs.invocation
+    dataset = invocation.get("dataset")
+    plugins = plugins_used(run.host, editor=run.methods.editor_spec.name, metrics=metrics,
+                           constraints=[spec.name for spec in run.methods.constraint_specs], dataset=dataset,
+                           model=invocation.get("model"), corpus=invocation.get("corpus"))
+    origin = defaults_origin(run.catalog.entries["datasets"], dataset, dict(run.config.defaults))
+    return {"plugins": plugins, "hyperparameters": provenance(run.methods, origin)}
 
 
 def _per_request(requests: Sequence[EditRequest], before: Sequence[EditScore], after: Sequence[EditScore],

@@ -215,13 +215,15 @@ def collect(
         for rows, consumed in _chunks(tokenizer, documents(position), plan, tokens):
             rows.sort(key=len, reverse=True)
             mine = [rows[i] for i in dist.shard(len(rows))]
+            chunk_tokens = sum(len(r) for r in rows)
             done = 0
             for batch in _batches(mine, plan.batch_tokens):
                 done += collector.add_batch(batch)
-                if progress is not None:  # this rank's share, scaled to all ranks (approximate)
-                    progress.update(tokens=tokens + done * dist.world_size, documents=position)
+                if progress is not None:  # this rank's share, scaled to all ranks; documents pro rata (approximate)
+                    seen = min(done * dist.world_size, chunk_tokens)
+                    progress.update(tokens=tokens + seen, documents=position + consumed * seen // max(chunk_tokens, 1))
             position += consumed
-            tokens += sum(len(r) for r in rows)
+            tokens += chunk_tokens
             if progress is not None:
                 progress.update(tokens=tokens, documents=position)
             if checkpoint is not None:

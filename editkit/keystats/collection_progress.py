@@ -1,8 +1,13 @@
 """Progress of a collection: a rich bar on stderr with tokens, tokens/s and ETA when stderr is a
 terminal, plain lines when it is not (a log file, a pipe), or nothing.
 
-The bar counts tokens. Its fraction is the larger of tokens / ``max_tokens`` and documents /
-``samples`` (whichever limit is known); the ETA extrapolates elapsed time from that fraction.
+The bar counts tokens. A collection ends at the token budget ``max_tokens`` or when the corpus runs out
+of documents, whichever comes first, so its fraction is the larger of tokens / ``max_tokens`` and
+documents / ``samples`` — ``samples`` being how many documents the corpus selection yields, when that
+is known (its sample cap, or the size of a local file: :meth:`~editkit.keystats.corpus.CorpusSpec.size`).
+A corpus smaller than the budget therefore ends at 100%, not at its share of the budget. The ETA
+extrapolates the time spent in this process from the fraction done in it; when neither limit is known
+there is no fraction: no percentage and no ETA, only counts and time.
 """
 
 from __future__ import annotations
@@ -34,7 +39,14 @@ class _Rich:
 
     def update(self, *, tokens: int, documents: int) -> None:
         fraction = _fraction(tokens, documents, self._max_tokens, self._samples)
-        self._progress.update(self._task, completed=tokens, documents=documents, fraction=fraction)
+        # the bar's total: the tokens the whole collection will hold, as far as the fraction tells (None: unchanged)
+        total = _total(tokens, fraction) if fraction else None
+        self._progress.update(self._task, completed=tokens, total=total, documents=documents, fraction=fraction)
+
+
+def _total(tokens: int, fraction: float) -> int:
+    """The tokens of the whole collection when ``tokens`` are ``fraction`` of it."""
+    return tokens if fraction >= 1.0 else max(tokens, round(tokens / fraction))
 
 
 def _fraction(tokens: int, documents: int, max_tokens: int | None, samples: int | None) -> float | None:
@@ -51,7 +63,7 @@ class Lines:
     amount of work is not known, every ``interval`` seconds), one at the end; each flushed."""
 
     def __init__(self, description: str, *, max_tokens: int | None, samples: int | None, start_tokens: int = 0,
-                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
+                 start_documents: int = 0, stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
                  interval: float = 60.0) -> None:
         self._description = description
         self._max_tokens = max_tokens
@@ -60,11 +72,13 @@ class Lines:
         self._clock = clock
         self._interval = interval
         self._started = clock()
-        self._tokens, self._documents = start_tokens, 0
-        self._start_fraction = _fraction(start_tokens, 0, max_tokens, None) or 0.0
+        self._tokens, self._documents = start_tokens, start_documents
+        self._start_fraction = _fraction(start_tokens, start_documents, max_tokens, samples) or 0.0
         self._tenths = int(self._start_fraction * 10)  # tenths of the work reported so far
         self._last = self._started
         limit = f"up to {max_tokens:,} tokens" if max_tokens else "every document"
+        if samples:
+            limit += f" of {samples:,} document{'s' if samples != 1 else ''}"
         resumed = f", resuming at {start_tokens:,} tokens" if start_tokens else ""
         self._print(f"{description}: collecting ({limit}{resumed})")
 
@@ -110,10 +124,11 @@ def _columns() -> tuple[Any, ...]:
     class Eta(ProgressColumn):
         def render(self, task: Any) -> Text:
             fraction = task.fields.get("fraction")
+            done = (fraction or 0.0) - task.fields.get("start_fraction", 0.0)  # the share done in this process
             elapsed = task.elapsed
-            if not fraction or not elapsed or fraction >= 1.0:
+            if not fraction or not elapsed or fraction >= 1.0 or done <= 0:
                 return Text("ETA —", style="progress.remaining")
-            left = int(elapsed * (1.0 - fraction) / fraction)
+            left = int(elapsed * (1.0 - fraction) / done)
             return Text(f"ETA {left // 3600:d}:{left // 60 % 60:02d}:{left % 60:02d}", style="progress.remaining")
 
     return (
@@ -128,22 +143,30 @@ def _columns() -> tuple[Any, ...]:
 
 @contextmanager
 def collection_progress(
-    description: str, *, enabled: bool, max_tokens: int | None, samples: int | None, start_tokens: int = 0
+    description: str, *, enabled: bool, max_tokens: int | None, samples: int | None, start_tokens: int = 0,
+    start_documents: int = 0,
 ) -> Iterator[CollectionProgress]:
     """When ``enabled``: a live progress bar on a terminal, else plain lines (:class:`Lines`); when
-    not, a silent stand-in."""
+    not, a silent stand-in. ``samples``: how many documents the corpus selection yields, None if unknown;
+    ``start_tokens`` / ``start_documents``: where a resumed collection starts."""
     style = progress_style(enabled)
     if style == "off":
         yield _Silent()
         return
     if style == "lines":
-        lines = Lines(description, max_tokens=max_tokens, samples=samples, start_tokens=start_tokens)
+        lines = Lines(description, max_tokens=max_tokens, samples=samples, start_tokens=start_tokens,
+                      start_documents=start_documents)
         yield lines
         lines.close()
         return
     from rich.console import Console
     from rich.progress import Progress
 
+    start = _fraction(start_tokens, start_documents, max_tokens, samples)
+    total = None if samples else max_tokens  # with a known corpus size, the first update estimates the total
+    if start:
+        total = _total(start_tokens, start)
     with Progress(*_columns(), console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task(description, total=max_tokens, completed=start_tokens, documents=0, fraction=None)
+        task = progress.add_task(description, total=total, completed=start_tokens, documents=start_documents,
+                                 fraction=start, start_fraction=start or 0.0)
         yield _Rich(progress, task, max_tokens, samples)

@@ -154,6 +154,37 @@ class CorpusSpec:
             texts = self._registered_texts(host or _default_host())
         return itertools.islice(texts, start, self.samples)
 
+    def size(self, host: PluginHost | None = None) -> int | None:
+        """How many documents :meth:`documents` yields, when that is cheap to know, else None.
+
+        Local files are counted (non-blank lines of ``.txt`` / ``.jsonl``, records of a ``.json`` list), a
+        registered corpus when it returns a sized collection (a list or tuple); an ``hf:`` stream's size is
+        not known, only the ``samples`` cap. Never raises: an unreadable corpus is reported when it is read.
+        """
+        try:
+            available = self._count(host)
+        except Exception:  # progress only: reading the corpus says what is wrong with it
+            available = None
+        if available is None:
+            return self.samples
+        return available if self.samples is None else min(available, self.samples)
+
+    def _count(self, host: PluginHost | None) -> int | None:
+        if self.kind in ("text", "json"):
+            path = Path(str(self.path))
+            if self.kind == "json" and path.suffix.lower() != ".jsonl":
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(data, dict) and isinstance(data.get("data"), list):
+                    data = data["data"]
+                return len(data) if isinstance(data, list) else None
+            with path.open(encoding="utf-8") as fh:  # blank lines are no documents (_text_lines, _jsonl_records)
+                return sum(1 for line in fh if line.strip())
+        if self.kind == "registered":
+            spec = (host or _default_host()).catalog.get("datasets", str(self.name))
+            items = spec.corpus() if spec.corpus is not None else None
+            return len(items) if isinstance(items, (list, tuple)) else None
+        return None
+
     def check(self, host: PluginHost | None = None) -> None:
         """Fail early (:class:`InputError`) if the corpus is unreadable, empty or lacks the text field."""
         first = next(iter(self.documents(host=host)), None)

@@ -23,7 +23,7 @@ from editkit.keystats.distributed import DistContext
 from editkit.keystats.identity import model_identity, site_identity
 from editkit.keystats.reuse import Candidate, choose, closest
 from editkit.keystats.spectrum import DEFAULT_THRESHOLD, SpectrumSummary
-from editkit.keystats.store import StatsStore, StoredStatistics, statistics_sha256
+from editkit.keystats.store import OlderStatisticsError, StatsStore, StoredStatistics, statistics_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from editkit.layout import ModelLayout
@@ -183,11 +183,12 @@ class KeyStatistics:
         missing: list[Site] = []
         reused: list[Site] = []
         candidates: list[Candidate] | None = None
+        refused: list[tuple[Path, str]] = []
         for site in sites:
             if site.module in self._stats or any(s.module == site.module for s in missing):
                 continue
             if candidates is None:  # read the store's headers once, and only when something is looked up
-                candidates = self.store.candidates() if self.store is not None else []
+                candidates, refused = self.store.scan() if self.store is not None else ([], [])
             stored = self._lookup(site, candidates) if self.store is not None else None
             if stored is not None:
                 self._stats[site.module] = stored
@@ -200,6 +201,7 @@ class KeyStatistics:
         if missing:
             missing.sort(key=lambda s: s.layer)
             self._say_collecting(missing, candidates or [])
+            self._say_refused(refused)
             self._collect(missing)
 
     def _lookup(self, site: Site, candidates: list[Candidate]) -> StoredStatistics | None:
@@ -209,7 +211,11 @@ class KeyStatistics:
         best = choose(candidates, wanted)
         if best is not None:
             return self.store.read(best.path)
-        return self.store.load(wanted)  # None, or CorruptStatisticsError for a damaged file of exactly this key
+        try:
+            return self.store.load(wanted)  # None, or CorruptStatisticsError for a damaged file of exactly this key
+        except OlderStatisticsError as older:  # not tampered with, only unverifiable: computed again, overwritten
+            self._say(f"key statistics: {older}; computing them again")
+            return None
 
     def _say(self, line: str) -> None:
         if self._report is not None and self.dist.is_main:
@@ -254,6 +260,15 @@ class KeyStatistics:
         told = "; ".join((why if len(reasons) == 1 else f"{_layers(group)}: {why}")
                          + f" [in {', '.join(sorted(folders[why]))}]" for why, group in reasons.items())
         self._say(f"{where}; the closest stored statistics differ in {told}")
+
+    def _say_refused(self, refused: Sequence[tuple[Path, str]]) -> None:
+        """Name the stored files that were not considered for reuse because their header does not verify."""
+        if not refused:
+            return
+        shown = "; ".join(f"{path} {why}" for path, why in refused[:3])
+        more = f"; and {len(refused) - 3} more" if len(refused) > 3 else ""
+        self._say(f"key statistics: {len(refused)} stored file(s) left out, never reused: {shown}{more}; delete "
+                  "them to recompute")
 
     def stored(self, site: Site) -> StoredStatistics:
         self.prepare([site])
@@ -321,9 +336,11 @@ class KeyStatistics:
                 store.save_checkpoint(identities, totals, position=position, tokens=tokens, layout=plan.layout())
 
         host = self.host if self.corpus.kind == "registered" else None
+        shown = self.progress and self.dist.is_main
         with collection_progress(
-            f"C0 {_layers(sites)}", enabled=self.progress and self.dist.is_main, max_tokens=self.max_tokens,
-            samples=self.corpus.samples, start_tokens=resume.tokens if resume else 0,
+            f"C0 {_layers(sites)}", enabled=shown, max_tokens=self.max_tokens,
+            samples=self.corpus.size(host) if shown else None,  # the progress ends at the corpus's end, if sooner
+            start_tokens=resume.tokens if resume else 0, start_documents=resume.position if resume else 0,
         ) as bar:
             result = collect(
                 self.model, self.tokenizer, lambda start: self.corpus.documents(start=start, host=host), plan,

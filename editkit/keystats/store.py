@@ -9,11 +9,18 @@ Layout under ``stats_dir``::
 ``digest`` is the sha256 of the layer's identity (:mod:`editkit.keystats.identity`); a lookup
 also compares the stored identity with the requested one, so it never returns a file made
 for anything else. Every file carries the sha256 of its tensor bytes, checked on load: a
-corrupt or truncated file raises :class:`CorruptStatisticsError`, it is never used. Every
-write goes to a temporary file in the same folder, is fsynced, then ``os.replace``-d, so a
+corrupt or truncated file raises :class:`CorruptStatisticsError`, it is never used. Every file
+also carries ``editkit.header_sha256``, the sha256 of the canonical JSON of all its other
+``editkit.*`` metadata fields (kind, identity, token count, tensor checksum, info; a checkpoint's
+position and token count), so no field that decides the numbers can change unnoticed: a file whose
+header does not verify is refused on read and is never a reuse candidate. Files written before
+that field existed are refused too (their token count cannot be trusted): delete them to
+recompute. Every write goes to a temporary file in the same folder, is fsynced, then ``os.replace``-d, so a
 killed process leaves either the old file, the new file, or a stray ``.*.tmp-*`` file that no
 lookup reads. Checkpoints live apart (``.partial``) and are marked ``kind=checkpoint``, so no
-lookup accepts one as complete. Nothing is pickled.
+lookup accepts one as complete. A write that fails (disk full, …) raises
+:class:`~editkit.helpers.atomic.WriteError` naming the file, and leaves no temporary file behind.
+Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from editkit.errors import EditkitError, UsageError
+from editkit.helpers.atomic import writing
 from editkit.keystats.identity import FORMAT, canonical_json, digest, tensor_bytes
 from editkit.keystats.reuse import Candidate
 
@@ -43,10 +51,17 @@ _SLUG = re.compile(r"[^A-Za-z0-9._\-]+")
 KIND_STATS = "statistics"
 KIND_EIGH = "eigh"
 KIND_CHECKPOINT = "checkpoint"
+HEADER_KEY = "editkit.header_sha256"
+_OLDER = ("was written by an older editkit: its token count, identity and kind are not covered by a checksum, so "
+          "it cannot be trusted")
 
 
 class CorruptStatisticsError(EditkitError):
     """A statistics, eigendecomposition or checkpoint file failed its integrity check."""
+
+
+class OlderStatisticsError(CorruptStatisticsError):
+    """A file written by an older editkit, whose header no checksum covers: recomputed where it would be used."""
 
 
 def slug(text: str) -> str:
@@ -97,17 +112,48 @@ class Checkpoint:
     path: Path
 
 
+def header_sha256(metadata: Mapping[str, str]) -> str:
+    """The checksum of a file's header: every ``editkit.*`` metadata field but this checksum itself."""
+    fields = {k: v for k, v in metadata.items() if k.startswith("editkit.") and k != HEADER_KEY}
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+
+
+def _with_header(metadata: Mapping[str, str]) -> dict[str, str]:
+    return {**metadata, HEADER_KEY: header_sha256(metadata)}
+
+
+def _header_problem(metadata: Mapping[str, str]) -> str | None:
+    """Why a header does not verify (missing or changed checksum), None when it does."""
+    expected = metadata.get(HEADER_KEY)
+    if expected is None:
+        return _OLDER
+    if header_sha256(metadata) != expected:
+        return ("failed its header checksum (its token count, identity, kind or another metadata field changed "
+                "since it was written)")
+    return None
+
+
+def _check_header(path: Path, what: str, metadata: Mapping[str, str], action: str = "recompute") -> None:
+    problem = _header_problem(metadata)
+    if problem is not None:
+        kind = OlderStatisticsError if problem is _OLDER else CorruptStatisticsError
+        raise kind(f"{what} {path} {problem}; delete it to {action}")
+
+
 def _atomic_save(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path, any_os_error=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), dict(metadata))
-        os.chmod(tmp, 0o644)  # readable by others sharing the stats dir (mkstemp-style files are 0600)
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with writing(path):
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), dict(metadata))
+        with writing(path, any_os_error=True):
+            os.chmod(tmp, 0o644)  # readable by others sharing the stats dir (mkstemp-style files are 0600)
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone already, or a failing unlink must not hide why the write failed
             tmp.unlink()
     with contextlib.suppress(OSError):  # make the rename durable where the platform allows
         fd = os.open(path.parent, os.O_RDONLY)
@@ -189,14 +235,14 @@ class StatsStore:
         tensors = {"total": total}
         full_info = {"editkit_version": _editkit_version(), "created": time.time(), **info}
         sha256 = _sha256_tensors(tensors)
-        metadata = {
+        metadata = _with_header({
             "format": "pt",
             "editkit.kind": KIND_STATS,
             "editkit.identity": canonical_json(identity),
             "editkit.token_count": str(int(count)),
             "editkit.info": canonical_json(full_info),
             "editkit.sha256": sha256,
-        }
+        })
         path = self.stats_path(identity)
         _atomic_save(path, tensors, metadata)
         return StoredStatistics(total=total, count=int(count), identity=dict(identity), info=full_info,
@@ -222,6 +268,7 @@ class StatsStore:
         if identity is not None and canonical_json(stored_identity) != canonical_json(identity):
             return None  # a digest collision or a hand-renamed file: never return it
         _check(path, what, metadata, tensors)
+        _check_header(path, what, metadata)
         try:
             count = int(metadata["editkit.token_count"])
         except (KeyError, ValueError):
@@ -243,23 +290,36 @@ class StatsStore:
                            if not p.name.startswith(".") and not p.name.endswith(".eigh.safetensors")))
 
     def candidates(self) -> list[Candidate]:
-        """Every complete-statistics file under the root, as its header describes it (no tensor is read).
+        """Every complete-statistics file under the root whose header verifies, as that header describes it
+        (no tensor is read; :meth:`read` checks the tensors).
 
-        Files whose header cannot be read are left out here; reading one (:meth:`read`) still
-        raises :class:`CorruptStatisticsError`.
+        Files whose header cannot be read or does not verify are left out here (:meth:`scan` says which and
+        why); reading one (:meth:`read`) raises :class:`CorruptStatisticsError`.
         """
-        out = []
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[Candidate], list[tuple[Path, str]]]:
+        """:meth:`candidates`, and the files left out, each with the reason."""
+        out, refused = [], []
         for path in self.entries():
             try:
                 with safe_open(str(path), framework="pt") as fh:
                     metadata = dict(fh.metadata() or {})
-                if metadata.get("editkit.kind") != KIND_STATS:
-                    continue
-                out.append(Candidate(path=path, identity=json.loads(metadata["editkit.identity"]),
-                                     count=int(metadata["editkit.token_count"])))
-            except Exception:  # a damaged header: not a candidate (a lookup of exactly its key says why)
+            except Exception as exc:  # a damaged header: not a candidate (a lookup of exactly its key says why)
+                refused.append((path, f"is corrupt or truncated ({type(exc).__name__})"))
                 continue
-        return out
+            if metadata.get("editkit.kind") != KIND_STATS:
+                continue
+            problem = _header_problem(metadata)
+            if problem is None:
+                try:
+                    out.append(Candidate(path=path, identity=json.loads(metadata["editkit.identity"]),
+                                         count=int(metadata["editkit.token_count"])))
+                    continue
+                except (KeyError, TypeError, ValueError):
+                    problem = "has a malformed identity or token count"
+            refused.append((path, problem))
+        return out, refused
 
     def check_writable(self, hint: str = "") -> None:
         """Raise :class:`~editkit.errors.UsageError` (naming the root, then ``hint``) unless the root is, or can
@@ -287,28 +347,34 @@ class StatsStore:
 
     def save_eigh(self, stats: StoredStatistics, eigenvalues: torch.Tensor, eigenvectors: torch.Tensor) -> Path:
         tensors = {"eigenvalues": eigenvalues, "eigenvectors": eigenvectors}
-        metadata = {
+        metadata = _with_header({
             "format": "pt",
             "editkit.kind": KIND_EIGH,
             "editkit.format": FORMAT,
             "editkit.statistics_sha256": stats.sha256,
             "editkit.identity_digest": digest(stats.identity),
+            "editkit.token_count": str(int(stats.count)),  # C0 = total / count: the eigenvalues scale with it
             "editkit.sha256": _sha256_tensors(tensors),
-        }
+        })
         path = self.eigh_path(stats.identity)
         _atomic_save(path, tensors, metadata)
         return path
 
     def load_eigh(self, stats: StoredStatistics) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The cached ``(eigenvalues, eigenvectors)`` of exactly these statistics, else None."""
+        """The cached ``(eigenvalues, eigenvectors)`` of exactly these statistics (tensors, identity and token
+        count), else None; a cache written before caches recorded the token count is not used (it is recomputed
+        and overwritten by the caller)."""
         path = self.eigh_path(stats.identity)
         if not path.is_file():
             return None
         what = "eigendecomposition cache"
         metadata, tensors = _read(path, what)
-        if (metadata.get("editkit.kind") != KIND_EIGH
-                or metadata.get("editkit.statistics_sha256") != stats.sha256
-                or metadata.get("editkit.identity_digest") != digest(stats.identity)):
+        if metadata.get("editkit.kind") != KIND_EIGH or HEADER_KEY not in metadata:
+            return None
+        _check_header(path, what, metadata)
+        if (metadata.get("editkit.statistics_sha256") != stats.sha256
+                or metadata.get("editkit.identity_digest") != digest(stats.identity)
+                or metadata.get("editkit.token_count") != str(int(stats.count))):
             return None  # made from other statistics: recomputed and overwritten by the caller
         _check(path, what, metadata, tensors)
         return tensors["eigenvalues"], tensors["eigenvectors"]
@@ -333,12 +399,12 @@ class StatsStore:
             "editkit_version": _editkit_version(),
             "saved": time.time(),
         }
-        metadata = {
+        metadata = _with_header({
             "format": "pt",
             "editkit.kind": KIND_CHECKPOINT,
             "editkit.checkpoint": canonical_json(state),
             "editkit.sha256": _sha256_tensors(tensors),
-        }
+        })
         path = self.checkpoint_path(identities)
         _atomic_save(path, tensors, metadata)
         return path
@@ -356,6 +422,7 @@ class StatsStore:
         if state.get("identities") != sorted(digest(i) for i in identities):
             return None
         _check(path, what, metadata, tensors)
+        _check_header(path, what, metadata, "start the collection over")
         totals = {name.removeprefix("total/"): t for name, t in tensors.items()}
         if set(totals) != {i["module"] for i in identities}:
             return None

@@ -17,9 +17,24 @@ from typing import Any, cast
 
 from editkit.errors import UsageError
 from editkit.helpers.atomic import write_atomic, write_json_atomic
-from editkit.report.data import extract, load_runs
+from editkit.report.data import extract, load_runs, owned_by_run
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_report", "check_outputs", "write_report"]
+
+
+def check_outputs(directories: Sequence[str | Path], out: str | Path, json_out: str | Path | None = None) -> None:
+    """Raise :class:`UsageError` (one line) when the page or its data would be written over what the report reads
+    or a run owns: a run directory given, its ``result.json``, ``deltas.safetensors``, anything in its
+    ``journal/`` (also of a run above the path that was not given). ``report.html`` in a run directory is
+    fine: that is where ``run --report`` writes the run's page."""
+    for path, option in ((out, "--out"), (json_out, "--json")):
+        if path is None:
+            continue
+        owner = owned_by_run(path, directories)
+        if owner is not None:
+            shown = f"--out {out}: --json would write {path}, which" if option == "--json" else f"--out {path}: that"
+            raise UsageError(f"{shown} is {owner}; the report never writes over a run, choose another file (e.g. "
+                             "report.html)")
 
 
 def build_report(directories: Sequence[str | Path]) -> tuple[dict[str, Any], str]:
@@ -35,7 +50,8 @@ def build_report(directories: Sequence[str | Path]) -> tuple[dict[str, Any], str
 
 def write_report(directories: Sequence[str | Path], out: str | Path, json_out: str | Path | None = None) -> Path:
     """Write the page to ``out`` (and the data to ``json_out``), each atomically, after both are built:
-    bad input writes nothing."""
+    bad input writes nothing, nor does an ``out`` or ``json_out`` that is a run's own (:func:`check_outputs`)."""
+    check_outputs(directories, out, json_out)
     data, html = build_report(directories)
     out = Path(out)
     for path, write in ((json_out, lambda: write_json_atomic(cast("str | Path", json_out), data)),  # only if given

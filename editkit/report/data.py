@@ -24,11 +24,15 @@ import attrs
 
 from editkit.errors import InputError
 
-__all__ = ["FORMAT", "RESULT_FILE", "LoadedRun", "extract", "load_run", "load_runs"]
+__all__ = ["FORMAT", "RESULT_FILE", "RUN_OWNED", "LoadedRun", "extract", "load_run", "load_runs", "owned_by_run"]
 
 FORMAT = "editkit-report/1"
 RESULT_FILE = "result.json"
 REQUIRED = ("summary", "run", "batches")  # without these a result.json is not a finished run's
+RUN_OWNED = (RESULT_FILE, "deltas.safetensors", "journal", ".editkit-run.lock")
+"""What ``editkit run`` writes into its run directory and reads back (:mod:`editkit.job.rundir`,
+:mod:`editkit.job.journal`): no other command may write over any of it. ``report.html`` is not among them:
+``run --report`` writes the run's page there, and ``editkit report`` may rewrite it."""
 
 METRIC_ORDER = ("efficacy", "generalisation", "specificity", "retention", "fluency", "consistency", "perplexity")
 """Curve panels in this order first (the rest alphabetically)."""
@@ -90,6 +94,30 @@ def load_runs(directories: Sequence[str | Path]) -> list[LoadedRun]:
     if len(set(labels)) < len(labels):
         labels = [f"{i + 1}: {label}" for i, label in enumerate(labels)]
     return [load_run(p, label) for p, label in zip(paths, labels)]
+
+
+def _is_run_directory(directory: Path) -> bool:
+    return (directory / RESULT_FILE).is_file() or (directory / "journal" / "manifest.json").is_file()
+
+
+def owned_by_run(path: str | Path, runs: Sequence[str | Path] = ()) -> str | None:
+    """Why ``path`` must not be written, in words ("the run directory R", "result.json of the run in R",
+    "inside the journal of the run in R"), or None: it is one of the run directories ``runs`` (what a command
+    reads), or it is or lies in what a run directory owns (:data:`RUN_OWNED`) — of ``runs`` or of any directory
+    above ``path`` that holds a run. Paths are compared resolved (symbolic links followed, ``..`` removed)."""
+    target = Path(path).resolve()
+    directories = [Path(r).resolve() for r in runs]
+    directories += [a for a in (target, *target.parents) if a not in directories and _is_run_directory(a)]
+    for directory in directories:
+        if target == directory:
+            return f"the run directory {directory}"
+        if directory not in target.parents:
+            continue
+        owned = target.relative_to(directory).parts[0]
+        if owned in RUN_OWNED:
+            what = "the journal" if owned == "journal" else owned
+            return f"{'' if target == directory / owned else 'inside '}{what} of the run in {directory}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -165,6 +193,7 @@ def overview(run: LoadedRun) -> dict[str, Any]:
         "edits": summary.get("requests"),
         "batches": summary.get("batches", len(batches)),
         "batch_size": config.get("batch_size"),
+        "batch_sizes": batch_sizes(result),
         "seed": manifest.get("seed", config.get("seed")),
         "device": config.get("device"),
         "versions": _dict(manifest.get("versions")),
@@ -176,6 +205,28 @@ def overview(run: LoadedRun) -> dict[str, Any]:
         "replayed_batches": replayed,
         "resumed": bool(replayed),
     }
+
+
+def batch_sizes(result: Mapping[str, Any]) -> list[int] | None:
+    """How many requests each batch edited, in order: the batches' own ``size`` (what ``batches × size``
+    shows; the configured batch size is not what a short last batch, or a run smaller than one batch, held).
+    From ``summary.requests`` and the configured batch size when the batches do not record it (the run cut its
+    requests into batches of that size, the last one shorter); ``None`` when neither tells."""
+    batches = _batches(result)
+    sizes = [s for b in batches if isinstance(s := b.get("size"), int) and not isinstance(s, bool) and s > 0]
+    if batches and len(sizes) == len(batches):
+        return sizes
+    requests = _dict(result.get("summary")).get("requests")
+    size = _dict(_dict(result.get("manifest")).get("config")).get("batch_size")
+    if not (isinstance(requests, int) and isinstance(size, int) and requests > 0 and size > 0):
+        return None
+    derived = [min(size, requests - start) for start in range(0, requests, size)]
+    return derived if not batches or len(derived) == len(batches) else None
+
+
+def most_batches(runs: Sequence[LoadedRun]) -> int:
+    """The largest number of batches of any run: with at most one, per-batch figures have no axis to draw."""
+    return max((len(_batches(run.result)) for run in runs), default=0)
 
 
 def replayed_batches(batches: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -454,6 +505,7 @@ def extract(runs: Sequence[LoadedRun]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "runs": [overview(run) for run in runs],
+        "most_batches": most_batches(runs),
         "metrics": metrics_table(runs),
         "curves": curves(runs),
         "spectra": spectra(runs),

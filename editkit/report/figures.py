@@ -58,7 +58,7 @@ def _draw(build: Callable[[], Any]) -> str:
 def _integer_x(axis: Any) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 batch: tick 1, not 0.945…1.05
 
 
 def _people_ticks(axis: Any, which: str = "y") -> None:

@@ -7,7 +7,7 @@ whose source is its SVG as a ``data:`` URI (so the figures' SVG ids cannot clash
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -51,6 +51,26 @@ def _figure(svg: str | None, alt: str, caption: str) -> str:
             f"<figcaption>{caption}</figcaption></figure>")
 
 
+def batches_and_sizes(run: Mapping[str, Any]) -> str:
+    """The batches a run edited and how many requests each held: "1 × 20", "3 × 100"; unequal ones
+    honestly, "3 batches: 100, 100, 20" (long runs grouped: "51 batches: 50 × 100, 20")."""
+    sizes = run.get("batch_sizes")
+    if not sizes:  # not recorded, not derivable: the configured size, said to be that
+        return (f"{fmt.value(run.get('batches'))} × {fmt.value(run.get('batch_size'))}"
+                + (" (configured batch size)" if run.get("batch_size") is not None else ""))
+    if len(set(sizes)) == 1:
+        return f"{len(sizes)} × {sizes[0]}"
+    if len(sizes) <= 6:
+        return f"{len(sizes)} batches: " + ", ".join(map(str, sizes))
+    groups: list[list[int]] = []  # [size, how many in a row]
+    for size in sizes:
+        if groups and groups[-1][0] == size:
+            groups[-1][1] += 1
+        else:
+            groups.append([size, 1])
+    return f"{len(sizes)} batches: " + ", ".join(f"{n} × {size}" if n > 1 else str(size) for size, n in groups)
+
+
 def _runs_table(runs: Sequence[Mapping[str, Any]], colours: Mapping[str, str]) -> str:
     def times(run: Mapping[str, Any]) -> str:
         evals = run["eval_seconds"]
@@ -74,7 +94,7 @@ def _runs_table(runs: Sequence[Mapping[str, Any]], colours: Mapping[str, str]) -
          + (f" ({escape(str(r['constrain_mode']))})" if r["constraints"] and r["constrain_mode"] else "")),
         ("edited layers", lambda r: escape(fmt.value(r["layers"]))),
         ("edits", lambda r: escape(fmt.value(r["edits"]))),
-        ("batches × size", lambda r: escape(f"{fmt.value(r['batches'])} × {fmt.value(r['batch_size'])}")),
+        ("batches × size", lambda r: escape(batches_and_sizes(r))),
         ("seed", lambda r: escape(fmt.value(r["seed"]))),
         ("device", lambda r: escape(fmt.value(r["device"]))),
         ("wall time", lambda r: escape(times(r))),
@@ -149,10 +169,84 @@ def _peak_table(section: Mapping[str, Any], colours: Mapping[str, str]) -> str:
     return f"<table><tr><th>run</th><th>peak</th><th>measures</th></tr>{rows}</table>" if rows else ""
 
 
+ONE_BATCH = "Every run has a single batch: no per-batch curve to draw; the values of that one batch (batch 1):"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    if not rows:
+        return ""
+    return ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(row) + "</tr>" for row in rows) + "</table>")
+
+
+def _run_cell(label: str, colours: Mapping[str, str]) -> str:
+    return f"<td>{_swatch(colours[label])}{escape(label)}</td>"
+
+
+def _num(x: Any, *, count: bool = False) -> str:
+    """A number cell; a ``count`` (a null space's size, read back as a float) without decimals."""
+    whole = count and isinstance(x, float) and x.is_integer()
+    return f'<td class="num">{fmt.number(int(x) if whole else x)}</td>'
+
+
+def _one_batch_layers(section: Mapping[str, Any], colours: Mapping[str, str],
+                      columns: Sequence[tuple[str, str]], counts: Sequence[str] = ()) -> str:
+    """Per run and layer, the one batch's values of ``columns`` (section key, heading); ``counts``: keys that
+    count things."""
+    rows = [[_run_cell(label, colours), f'<td class="num">{escape(layer)}</td>',
+             *(_num(series[key][0] if series[key] else None, count=key in counts) for key, _ in columns)]
+            for label, layers in section["runs"].items()
+            for layer, series in sorted(layers.items(), key=lambda kv: int(kv[0]))]
+    return _table(["run", "layer", *(heading for _, heading in columns)], rows)
+
+
+def _one_batch_vstar(section: Mapping[str, Any], colours: Mapping[str, str]) -> str:
+    rows = [[_run_cell(label, colours), _num(series["median_final_loss"][0]), _num(series["share_below_0.7"][0])]
+            for label, series in section["runs"].items() if series["batch"]]
+    return _table(["run", "v* median final loss (nats)", "share of requests with loss &lt; 0.7"], rows)
+
+
+def _one_batch_timings(section: Mapping[str, Any], colours: Mapping[str, str]) -> str:
+    runs = list(section["runs"])
+    if not runs:
+        return ""
+    stages = list(dict.fromkeys(s for data in section["runs"].values() for s in data["stages"]))
+
+    def cell(label: str, stage: str) -> str:
+        seconds = section["runs"][label]["seconds"].get(stage)
+        return f'<td class="num">{fmt.seconds(seconds[0]) if seconds else "–"}</td>'
+
+    head = ["stage", *(f"{_swatch(colours[label])}{escape(label)}" for label in runs)]
+    rows = [[f"<th>{escape(stage)}</th>", *(cell(label, stage) for label in runs)] for stage in stages]
+    return _table(head, rows)
+
+
+def _curves(section: Mapping[str, Any], colours: Mapping[str, str]) -> str:
+    """The curves against the number of edits; when no run has a second point (one batch, evaluated once
+    after it), no curve but a sentence: the one point is the metrics table's "after"."""
+    points = max((len(s["edits"]) for series in section["runs"].values() for s in series.values()), default=0)
+    if points == 1:
+        return ('<p class="sub">Each run was evaluated once, after its last batch: no curve to draw; those values are '
+                "the metrics table's <i>after</i>.</p>")
+    return _figure(figures.curves(section, colours), "metric curves",
+                   "Each metric on the requests edited so far, every <code>--eval-every</code> batches; the last "
+                   "point is after the last batch (all requests).")
+
+
+def _per_batch(per_batch: bool, figure: Callable[[], str], table: Callable[[], str]) -> str:
+    """A per-batch section's figure or, when no run has a second batch (a curve over one point has no
+    axis to speak of), the one batch's values in a table, said to be so; the figure is not drawn then."""
+    if per_batch:
+        return figure()
+    values = table()
+    return f'<p class="sub">{escape(ONE_BATCH)}</p>{values}' if values else ""
+
+
 def render(data: Mapping[str, Any], *, generated: str = "") -> str:
     """The page for :func:`editkit.report.data.extract`'s ``data``."""
     runs = data["runs"]
     labels = [r["label"] for r in runs]
+    per_batch = data.get("most_batches", 2) > 1  # else every run has one batch: no axis for a per-batch curve
     colours = figures.run_colours(labels)
     title = "editkit report: " + ", ".join(labels)
     parts = [
@@ -169,9 +263,7 @@ def render(data: Mapping[str, Any], *, generated: str = "") -> str:
         "batch; <i>edit success</i> is the share of requests whose new target is preferred (%).</p>",
         _metrics_table(data["metrics"], labels, colours),
         "<h2>Curves against the number of edits</h2>",
-        _figure(figures.curves(data["curves"], colours), "metric curves",
-                "Each metric on the requests edited so far, every <code>--eval-every</code> batches; the last point "
-                "is after the last batch (all requests)."),
+        _curves(data["curves"], colours),
         _missing(data["curves"], colours),
         "<h2>Per edited layer</h2>",
         "<h3>C0 eigenvalue spectrum</h3>",
@@ -181,35 +273,52 @@ def render(data: Mapping[str, Any], *, generated: str = "") -> str:
                 "space that AlphaEdit projects updates onto). Eigenvalues are a downsample of the full spectrum."),
         _missing(data["spectra"], colours),
         "<h3>Kept key energy</h3>",
-        _figure(figures.per_layer(data["kept_key_energy"], colours, "kept", title="kept key energy",
-                                  ylabel="‖P K₁‖ / ‖K₁‖", unit_interval=True), "kept key energy",
-                "Share of the batch keys' norm inside the null space: the part of each new key the projected update "
-                "can still act on."),
+        _per_batch(per_batch,
+                   lambda: _figure(figures.per_layer(data["kept_key_energy"], colours, "kept", title="kept key energy",
+                                                     ylabel="‖P K₁‖ / ‖K₁‖", unit_interval=True), "kept key energy",
+                                   "Share of the batch keys' norm inside the null space: the part of each new key the "
+                                   "projected update can still act on."),
+                   lambda: _one_batch_layers(data["kept_key_energy"], colours,
+                                             [("kept", "kept key energy ‖P K₁‖ / ‖K₁‖"),
+                                              ("null_space", "null-space size")], counts=("null_space",))),
         _missing(data["kept_key_energy"], colours),
         "<h2>Per batch</h2>",
         "<h3>Update norm per layer</h3>",
-        _figure(figures.per_layer(data["update_norms"], colours, "norm", title="‖ΔW‖ per batch",
-                                  ylabel="‖ΔW‖ (Frobenius)"), "update norms",
-                "Frobenius norm of what each batch wrote to the layer's weight (after all constraints)."),
+        _per_batch(per_batch,
+                   lambda: _figure(figures.per_layer(data["update_norms"], colours, "norm", title="‖ΔW‖ per batch",
+                                                     ylabel="‖ΔW‖ (Frobenius)"), "update norms",
+                                   "Frobenius norm of what each batch wrote to the layer's weight (after all "
+                                   "constraints)."),
+                   lambda: _one_batch_layers(data["update_norms"], colours,
+                                             [("norm", "‖ΔW‖ (Frobenius)"), ("relative", "‖ΔW‖ / ‖W‖")])),
         _missing(data["update_norms"], colours),
         "<h3>v* optimisation</h3>",
-        _figure(figures.vstar(data["vstar"], colours), "v* losses",
-                "The target vectors' final loss per batch (median over the batch's requests) and the share of "
-                "requests whose loss ended below 0.7."),
+        _per_batch(per_batch,
+                   lambda: _figure(figures.vstar(data["vstar"], colours), "v* losses",
+                                   "The target vectors' final loss per batch (median over the batch's requests) and "
+                                   "the share of requests whose loss ended below 0.7."),
+                   lambda: _one_batch_vstar(data["vstar"], colours)),
         _missing(data["vstar"], colours),
         "<h3>Invariant checks</h3>",
         _invariant_table(data["invariants"], colours),
-        _figure(figures.invariants(data["invariants"]), "invariant checks",
-                "Each constraint's invariant measured on the update actually written, per batch and layer: green "
-                "circles hold, red crosses are broken; grey dashes are the tolerances."),
+        _per_batch(per_batch,
+                   lambda: _figure(figures.invariants(data["invariants"]), "invariant checks",
+                                   "Each constraint's invariant measured on the update actually written, per batch "
+                                   "and layer: green circles hold, red crosses are broken; grey dashes are the "
+                                   "tolerances."),
+                   str),  # one batch: the table above says it all
         _missing(data["invariants"], colours),
         "<h2>Stage timings and memory</h2>",
-        _figure(figures.timings(data["timings"]), "stage timings",
-                "Seconds per stage in each batch, stacked (same scale for every run)."),
+        _per_batch(per_batch,
+                   lambda: _figure(figures.timings(data["timings"]), "stage timings",
+                                   "Seconds per stage in each batch, stacked (same scale for every run)."),
+                   lambda: _one_batch_timings(data["timings"], colours)),
         _missing(data["timings"], colours),
         _peak_table(data["peak_memory"], colours),
-        _figure(figures.peak_memory(data["peak_memory"], colours), "peak memory",
-                "Peak memory per batch: the highest of the batch's stages."),
+        _per_batch(per_batch,
+                   lambda: _figure(figures.peak_memory(data["peak_memory"], colours), "peak memory",
+                                   "Peak memory per batch: the highest of the batch's stages."),
+                   str),  # one batch: its peak is the table's
         _missing(data["peak_memory"], colours),
         "</body></html>",
     ]

@@ -5,6 +5,10 @@ n-gram frequency distribution; averaged over texts and records, ×100. Consisten
 TF-IDF vectors between a record's generated texts (joined) and the reference texts of its new
 object (``context.extras["reference_texts"][object]``), IDF over all reference documents, ×100.
 Words are ``\\w+`` runs and single punctuation marks.
+
+Generations stay inside the model's context: a prompt gets at most ``context − len(prompt)`` new tokens (of
+``generation_length``); how many generations were cut short that way is ``fluency_truncated_generations``
+(only when some were).
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ def fluency_and_consistency(context: Any) -> dict[str, float]:
     texts = sample_continuations(context.model, context.tokenizer, prompts, max_new_tokens=context.generation_length,
                                  generator=generator, device=context.device, batch_size=context.batch_size)
     out: dict[str, float] = {}
+    truncated = texts.truncated  # generations cut short by the model's context
+    if truncated:
+        out["fluency_truncated_generations"] = float(truncated)
     per_record: list[list[str]] = []
     start = 0
     for r in records:

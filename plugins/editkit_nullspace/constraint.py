@@ -21,7 +21,8 @@ from editkit_nullspace.projector import null_mask, null_space, written_invariant
 
 
 class NullspaceWarning(UserWarning):
-    """The null space at a layer is empty: every update there is projected to zero."""
+    """The null space at a layer is empty (every update there is projected to zero), or the whole space (the
+    constraint protects nothing there)."""
 
 
 class NullspaceStages:
@@ -33,6 +34,7 @@ class NullspaceStages:
         self.subspaces: dict[str, Subspace] = {}
         self.range_bases: dict[str, torch.Tensor] = {}  # site module -> orthonormal basis of range(P) [d_in, r]
         self.empty: dict[str, dict[str, float]] = {}  # site module -> threshold figures, where P = 0
+        self.whole: dict[str, dict[str, float]] = {}  # site module -> threshold figures, where P = I
         self.energy_shares: dict[str, float] = {}  # site module -> share of trace(C0) in the null space
 
     def subspace(self, run: RunContext, site: Site) -> Subspace:
@@ -40,7 +42,9 @@ class NullspaceStages:
 
         Where no eigenvalue of C0 is below the threshold, P = 0 and every update of the layer
         becomes 0: that is warned once per layer (:class:`NullspaceWarning`, naming the layer and the
-        threshold) and noted in each batch's layer notes (``nullspace.empty``).
+        threshold) and noted in each batch's layer notes (``nullspace.empty``). Where every eigenvalue is
+        below it (e.g. ``--set nullspace.threshold=1e9``), P = I: the constraint leaves every update as it is
+        and protects none of the preserved keys; that is warned and noted the same way (``nullspace.whole``).
         """
         if site.module not in self.subspaces:
             evals, evecs = run.require_key_statistics().eigendecomposition(site)
@@ -53,9 +57,35 @@ class NullspaceStages:
             self.energy_shares[site.module] = float(positive[mask].sum()) / trace if trace > 0 else 0.0
             if sub.dim == 0:
                 self._warn_empty(site, evals)
+            elif bool(mask.all()):
+                self._warn_whole(site, evals)
         if site.module in self.empty:
             run.note(site, "nullspace.empty", self.empty[site.module])
+        if site.module in self.whole:
+            run.note(site, "nullspace.whole", self.whole[site.module])
         return self.subspaces[site.module]
+
+    def _warn_whole(self, site: Site, evals: torch.Tensor) -> None:
+        hp = self.hparams
+        largest = float(evals.max())
+        if hp.energy is not None:
+            self.whole[site.module] = {"energy": hp.energy, "largest_eigenvalue": largest}
+            reason = f"the share {hp.energy:g} of C0's energy covers every direction"
+            fix = "lower --set nullspace.energy (e.g. 0.01)"
+        else:
+            tau = hp.threshold * largest if hp.relative else hp.threshold
+            self.whole[site.module] = {"threshold": tau, "largest_eigenvalue": largest}
+            given = (f"{hp.threshold:g} × the largest eigenvalue {largest:.3g} = {tau:.3g}" if hp.relative
+                     else f"{tau:g}")
+            reason = f"every eigenvalue of C0 is below the threshold {given} (the largest is {largest:.3g})"
+            fix = ("lower --set nullspace.threshold (AlphaEdit's default is 2e-2), or give a share of C0's energy "
+                   "with --set nullspace.energy")
+        warnings.warn(
+            f"nullspace: the null space at layer {site.layer} is the whole space: {reason}, so the constraint "
+            f"leaves updates at layer {site.layer} unrestricted and protects none of the preserved keys; {fix}",
+            NullspaceWarning,
+            stacklevel=2,
+        )
 
     def _warn_empty(self, site: Site, evals: torch.Tensor) -> None:
         hp = self.hparams

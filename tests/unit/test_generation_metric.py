@@ -4,12 +4,12 @@ records, portability both ways, and prompts at the model's context limit cut or 
 from __future__ import annotations
 
 import pytest
+from editkit_metrics import generation
+from editkit_metrics.generation import begins_with, exact_match, first_clause, normalise, token_f1
 
 from editkit.evaluation import EvalContext
 from editkit.plugins import PluginHost
 from editkit.testing.tiny import tiny_model, tiny_tokenizer
-from editkit_metrics import generation
-from editkit_metrics.generation import begins_with, exact_match, first_clause, normalise, token_f1
 
 # (continuation, answers, begins with?) judged by hand
 BEGINS = [
