@@ -287,14 +287,19 @@ def _ordered(keys: Iterable[str]) -> list[str]:
         if key in ordered:
             continue
         ordered.append(key)
-        if f"{key}_magnitude" in rest and f"{key}_magnitude" not in ordered:
-            ordered.append(f"{key}_magnitude")
+        # beside a teacher-forced figure: its magnitude, then the same figure judged by generation
+        for companion in (f"{key}_magnitude", f"generation_{key}"):
+            if companion in rest and companion not in ordered:
+                ordered.append(companion)
     return ordered
 
 
+_COUNT_SUFFIXES = ("_probes", "_prompts", "_questions", "_generations")
+
+
 def _is_count(key: str) -> bool:
-    """Keys that count things (``retention_probes``) are not curves."""
-    return key.endswith("_probes")
+    """Keys that count things (``retention_probes``, ``generation_prompts``, ``*_skipped_*``) are not curves."""
+    return key.endswith(_COUNT_SUFFIXES) or "_skipped_" in key
 
 
 def curves(runs: Sequence[LoadedRun]) -> dict[str, Any]:

@@ -193,3 +193,19 @@ def test_a_file_given_as_a_run_directory(tmp_path):
     (tmp_path / "result.json").write_text("{}")
     with pytest.raises(InputError, match=r"result.json: not a directory \(give a run's --out directory"):
         load_run(tmp_path / "result.json")
+
+
+def test_generation_figures_sit_beside_their_teacher_forced_ones_and_counts_are_not_curves(tmp_path):
+    result = synthetic_result(batches=2)
+    result["metrics"]["pre"].update({"generation_efficacy": 1.0, "generation_specificity": 40.0,
+                                     "generation_prompts": 30.0, "generation_skipped_prompts": 2.0})
+    result["metrics"]["post"].update({"generation_efficacy": 60.0, "generation_specificity": 35.0,
+                                      "generation_prompts": 30.0, "generation_skipped_prompts": 2.0})
+    for point in result["curve"]:
+        point.update({"generation_efficacy": 50.0, "generation_prompts": 30.0, "portability_questions": 4.0})
+    data = extract(load_runs([write_run(tmp_path / "run", result)]))
+    names = data["metrics"]["metrics"]
+    assert names.index("generation_efficacy") == names.index("efficacy") + 1
+    assert names.index("generation_specificity") == names.index("specificity") + 1
+    assert data["curves"]["metrics"][:2] == ["efficacy", "generation_efficacy"]
+    assert not {"generation_prompts", "portability_questions"} & set(data["curves"]["metrics"])
