@@ -37,6 +37,15 @@ def require_real_data(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_stats_store_for_shared_fixtures(tmp_path_factory: pytest.TempPathFactory):
+    """Module- and session-scoped fixtures are set up before the per-test store below exists: they get a
+    store of the session's own, never the developer's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDITKIT_STATS_DIR", str(tmp_path_factory.mktemp("session-stats-store")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def private_stats_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """`editkit run` and `editkit stats` keep key statistics in the user's cache by default: each test gets its
