@@ -33,7 +33,7 @@ from editkit.helpers.cachedir import cache_root
 
 MARKER = "editkit-gguf.json"
 """Written into every converted directory: the source file's sha256, name and size, and the versions used."""
-FORMAT = "editkit.modelsource.gguf/1"
+FORMAT = "editkit.gguf/1"  # the cache format (not the module path): kept, so earlier conversions stay valid
 
 
 @attrs.frozen(kw_only=True)

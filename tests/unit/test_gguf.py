@@ -184,3 +184,11 @@ def test_inspect_plan_reads_a_gguf_header_without_converting(tiny_gguf, cache, c
     info = json.loads(capsys.readouterr().out)
     assert info["n_layers"] == 2 and info["plan"]["d_in"] == 64 and info["plan"]["layers"] == [0, 1]
     assert cache_entries(cache) == []
+
+
+def test_the_conversion_cache_format_is_stable():
+    """Converted models are reused only under the same format string: changing it (e.g. when the module moves)
+    would silently convert every user's models again."""
+    from editkit.modelsource.gguf import FORMAT
+
+    assert FORMAT == "editkit.gguf/1"
