@@ -213,8 +213,10 @@ class KeyStatistics:
             return self.store.read(best.path)
         try:
             return self.store.load(wanted)  # None, or CorruptStatisticsError for a damaged file of exactly this key
-        except OlderStatisticsError as older:  # not tampered with, only unverifiable: computed again, overwritten
-            self._say(f"key statistics: {older}; computing them again")
+        except OlderStatisticsError:  # not tampered with, only unverifiable: computed again, overwritten
+            path = self.store.stats_path(wanted)
+            self._say(f"key statistics: {path} was written by an older editkit (no checksum covers its token count "
+                      "or identity); computing them again, and the new file replaces it")
             return None
 
     def _say(self, line: str) -> None:
