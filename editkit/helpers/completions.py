@@ -57,8 +57,10 @@ def completion_probes(requests: Sequence[EditRequest], n: int) -> list[Completio
 
 
 def greedy_completions(model: Any, tokenizer: Any, prompts: Sequence[str], *, device: Any = "cpu",
-                       max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
-    """The greedy continuation of each prompt (``max_new_tokens`` tokens, cut at the first line break)."""
+                       max_new_tokens: int = MAX_NEW_TOKENS, skip_leading_breaks: bool = False) -> list[str]:
+    """The greedy continuation of each prompt (``max_new_tokens`` tokens, cut at the first line break; with
+    ``skip_leading_breaks``, at the first line break after the text begins: a model that answers a question on
+    the next line is judged on its answer)."""
     import torch
 
     from editkit.helpers.generation import sample_continuations
@@ -72,6 +74,8 @@ def greedy_completions(model: Any, tokenizer: Any, prompts: Sequence[str], *, de
     for prompt, text in zip(prompts, texts):
         decoded = tokenizer.decode(list(tokenize(tokenizer, prompt).ids), skip_special_tokens=True)
         continuation = text[len(decoded):] if text.startswith(decoded) else text
+        if skip_leading_breaks:
+            continuation = continuation.lstrip()  # the judges ignore leading whitespace
         out.append(continuation.split("\n", 1)[0].rstrip())
     return out
 

@@ -5,8 +5,9 @@ asked to prefer one object over another. Here every prompt is continued greedily
 
 **Decoding.** Greedy (top-1), from the prompt alone (no chat template), batched; ``N = tokens(expected) + 2``
 new tokens, where ``tokens(expected)`` counts the longest expected answer with a leading space; the text is cut
-at the first line break. A prompt whose continuation would run past the model's context gets the tokens that
-fit; one with no room left is skipped and counted (``generation_skipped_prompts``), never a traceback.
+at the first line break after it begins (an instruct model often answers a question on the next line). A prompt
+whose continuation would run past the model's context gets the tokens that fit; one with no room left is skipped
+and counted (``generation_skipped_prompts``), never a traceback.
 
 **Judging.**
 
@@ -120,7 +121,7 @@ def continuations(context: Any, prompts: Sequence[str], answers: Sequence[Sequen
     for budget in sorted(set(b for b in budgets if b > 0)):
         chosen = [i for i, b in enumerate(budgets) if b == budget]
         texts = greedy_completions(model, tokenizer, [prompts[i] for i in chosen], device=context.device,
-                                   max_new_tokens=budget)
+                                   max_new_tokens=budget, skip_leading_breaks=True)
         for i, text in zip(chosen, texts):
             out[i] = text
     return out

@@ -46,3 +46,14 @@ def test_the_table_shows_each_fact_and_its_prompts(capsys):
     assert "Paris, France." in out and "Rome, Italy." in out and "It is" not in out
     assert out.count("ok") == 3
     assert short("a very long completion that goes on and on").endswith("...")
+
+
+def test_greedy_completions_can_skip_the_line_break_an_answer_starts_with(monkeypatch):
+    from editkit.helpers import completions
+
+    tok = type("Tok", (), {"decode": lambda self, ids, skip_special_tokens=True: "Q?"})()
+    monkeypatch.setattr("editkit.helpers.generation.sample_continuations",
+                        lambda *a, **k: ["Q?\n\nParis, France\nmore"])
+    monkeypatch.setattr("editkit.helpers.tokens.tokenize", lambda tokenizer, text: type("T", (), {"ids": [1]})())
+    assert completions.greedy_completions(None, tok, ["Q?"]) == [""]
+    assert completions.greedy_completions(None, tok, ["Q?"], skip_leading_breaks=True) == ["Paris, France"]

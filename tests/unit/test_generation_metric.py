@@ -25,6 +25,16 @@ BEGINS = [
     (" English", [""], False),  # an empty answer never matches
 ]
 
+# real greedy continuations of SmolLM2-135M-Instruct (unedited, 2026-12-06) of CounterFact prompts, judged by hand
+REAL_SMOLLM2 = [
+    (" French. She", ["French"], True),  # "The mother tongue of Danielle Darrieux is"
+    (" the French language", ["French"], False),  # right fact, but it does not begin with the object
+    (" the Church of", ["Christianity"], False),
+    (" Apple to enhance", ["Apple"], True),  # "Apple A5 was created by"
+    (" 20", ["Birmingham"], False),
+    (" a language spoken", ["Dutch"], False),
+]
+
 # (continuation, answers, exact match, token F1) judged by hand
 QA = [
     (" The Eiffel Tower. It is", ["Eiffel Tower"], True, 1.0),  # article and clause end dropped
@@ -33,11 +43,20 @@ QA = [
     (" athletics events", ["Athletics"], False, 2 / 3),
     (" U.S. Army", ["US Army"], False, 2 / 3),  # "S. " ends a clause: "U.S" → "us" of "us army"
     (" football", ["soccer", "football"], True, 1.0),  # the best over aliases
+    # real SmolLM2-135M-Instruct answers to ZsRE questions (after the line break it starts with)
+    ("assistant", ["1998"], False, 0.0),
+    ("The answer is: Call the Doctor", ["Sleater-Kinney"], False, 0.0),
+    ("A: The answer", ["Volvo Buses"], False, 0.0),
 ]
 
 
 @pytest.mark.parametrize(("continuation", "answers", "expected"), BEGINS)
 def test_begins_with_matches_hand_judgement(continuation, answers, expected):
+    assert begins_with(continuation, answers) is expected
+
+
+@pytest.mark.parametrize(("continuation", "answers", "expected"), REAL_SMOLLM2)
+def test_begins_with_matches_hand_judgement_of_real_smollm2_continuations(continuation, answers, expected):
     assert begins_with(continuation, answers) is expected
 
 
