@@ -10,12 +10,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -154,71 +149,50 @@ def test_empty_targets_and_strings_for_lists_are_named_as_given(paths, tmp_path)
 # ------------------------------------------------------------------ (14) Ctrl-C
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "EDITKIT_CACHE": str(cwd / ".cache")}
-    return subprocess.Popen([sys.executable, "-m", "editkit", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def _interrupting(monkeypatch, at_batch: int) -> None:
+    """Ctrl-C (Python's KeyboardInterrupt, what SIGINT raises) when the run starts batch ``at_batch``: at a point
+    the test chooses, not at one a timer hits."""
+    from editkit.run import EditRun
+
+    edit = EditRun.edit
+
+    def interrupted(self, requests):
+        if len(self.reports) == at_batch:
+            raise KeyboardInterrupt
+        return edit(self, requests)
+
+    monkeypatch.setattr(EditRun, "edit", interrupted)
 
 
-def _slow_args(paths: dict[str, Path], out: Path) -> list[str]:
-    """:func:`fast_run_args` with 8 batches of one request, each slow enough for a signal to land mid-run."""
+def _one_request_batches(paths: dict[str, Path], out: Path) -> list[str]:
     args = fast_run_args(paths, out)
     args[args.index("--batch-size") + 1] = "1"
-    args[args.index("v_steps=4")] = "v_steps=20"
     return args
 
 
-def test_ctrl_c_after_a_journaled_batch_prints_the_resume_command(paths, tmp_path):
+def test_ctrl_c_after_a_journaled_batch_prints_the_resume_command(paths, tmp_path, monkeypatch, capsys):
+    from editkit.cli.main import main
+
     out = tmp_path / "out dir"  # a space: the command printed must still be one to paste
-    proc = _start(_slow_args(paths, out), tmp_path)
-    marker = out / "journal" / "batch-00000" / "entry.json"
-    deadline = time.monotonic() + 300
-    try:
-        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)  # polling for a file, not timing anything
-        assert marker.exists(), proc.communicate()[1][-3000:] if proc.poll() is not None else "no batch journaled"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
-    assert not (out / "result.json").exists(), "the run ended before the interrupt"
-    assert Journal(out).has_complete_batch()
+    _interrupting(monkeypatch, at_batch=2)
+    assert main(_one_request_batches(paths, out)) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and not (out / "result.json").exists()
+    assert [e.index for e in Journal(out).entries()] == [0, 1]
     command = f"editkit run --resume {shlex.quote(str(out))}"
     [line] = [line for line in err.splitlines() if "interrupted" in line]
     assert line == f"editkit run: interrupted; its journaled batches are kept; continue it with: {command}"
-    # the command printed continues the run
-    resumed = editkit(*shlex.split(line.rsplit(": ", 1)[1])[1:], "--quiet", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [e.index for e in Journal(out).entries()] == list(range(8))
+    monkeypatch.undo()  # the printed command continues the run
+    assert main([*shlex.split(line.rsplit(": ", 1)[1])[1:], "--quiet"]) == 0
+    assert [e.index for e in Journal(out).entries()] == list(range(8)) and (out / "result.json").exists()
 
 
-def test_ctrl_c_before_any_journaled_batch_says_to_start_again(paths, tmp_path):
-    """Interrupted while it computes key statistics (before its first batch): nothing to resume."""
+def test_ctrl_c_before_any_journaled_batch_says_to_start_again(paths, tmp_path, monkeypatch, capsys):
+    from editkit.cli.main import main
+
     out = tmp_path / "out"
-    proc = _start(_slow_args(paths, out), tmp_path)
-    lines = []
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:  # the statistics are computed (seconds) before the first batch
-            lines.append(line)
-            if line.startswith("key statistics: computing"):
-                break
-        assert lines and lines[-1].startswith("key statistics: computing"), "".join(lines)[-3000:]
-        proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = "".join(lines) + rest
-    assert proc.returncode == 130, err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
+    _interrupting(monkeypatch, at_batch=0)
+    assert main(_one_request_batches(paths, out)) == 130
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "interrupted" in line]
+    assert "nothing was journaled" in line and "nothing to resume" in line and str(out) in line
     assert not Journal(out).has_complete_batch()
-    [line] = [line for line in err.splitlines() if "interrupted" in line]
-    assert line == (f"editkit run: interrupted; nothing was journaled in {out} (no batch was complete), so there "
-                    f"is nothing to resume: start the run again (`editkit run ... --out {out}` replaces what it left)")
-    assert "--resume" not in line
