@@ -37,12 +37,12 @@ def require_real_data(name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session", autouse=True)
-def private_stats_store_for_shared_fixtures(tmp_path_factory: pytest.TempPathFactory):
-    """Module- and session-scoped fixtures are set up before the per-test store below exists: they get a
-    store of the session's own, never the developer's cache."""
+@pytest.fixture(scope="module", autouse=True)
+def private_stats_store_for_module_fixtures(tmp_path_factory: pytest.TempPathFactory):
+    """Module-scoped fixtures are set up before the per-test store below exists: each test module gets a store of
+    its own for them (never the developer's cache, and nothing shared between modules)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDITKIT_STATS_DIR", str(tmp_path_factory.mktemp("session-stats-store")))
+        patch.setenv("EDITKIT_STATS_DIR", str(tmp_path_factory.mktemp("module-stats-store")))
         yield
 
 
