@@ -23,7 +23,7 @@ from editkit.keystats.distributed import DistContext
 from editkit.keystats.identity import model_identity, site_identity
 from editkit.keystats.reuse import Candidate, choose, closest
 from editkit.keystats.spectrum import DEFAULT_THRESHOLD, SpectrumSummary
-from editkit.keystats.store import OlderStatisticsError, StatsStore, StoredStatistics, statistics_sha256
+from editkit.keystats.store import OLDER_FORMAT, OlderStatisticsError, StatsStore, StoredStatistics, statistics_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from editkit.layout import ModelLayout
@@ -265,11 +265,16 @@ class KeyStatistics:
 
     def _say_refused(self, refused: Sequence[tuple[Path, str]]) -> None:
         """Name the stored files that were not considered for reuse because their header does not verify."""
-        if not refused:
+        older = [path for path, why in refused if why == OLDER_FORMAT]
+        tampered = [(path, why) for path, why in refused if why != OLDER_FORMAT]
+        if older:
+            self._say(f"key statistics: {len(older)} stored file(s) from an older editkit are not reused (no checksum "
+                      f"covers their token count), e.g. {older[0]}; those this run needs are computed again")
+        if not tampered:
             return
-        shown = "; ".join(f"{path} {why}" for path, why in refused[:3])
-        more = f"; and {len(refused) - 3} more" if len(refused) > 3 else ""
-        self._say(f"key statistics: {len(refused)} stored file(s) left out, never reused: {shown}{more}; delete "
+        shown = "; ".join(f"{path} {why}" for path, why in tampered[:3])
+        more = f"; and {len(tampered) - 3} more" if len(tampered) > 3 else ""
+        self._say(f"key statistics: {len(tampered)} stored file(s) left out, never reused: {shown}{more}; delete "
                   "them to recompute")
 
     def stored(self, site: Site) -> StoredStatistics:

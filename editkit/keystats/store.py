@@ -52,7 +52,7 @@ KIND_STATS = "statistics"
 KIND_EIGH = "eigh"
 KIND_CHECKPOINT = "checkpoint"
 HEADER_KEY = "editkit.header_sha256"
-_OLDER = ("was written by an older editkit: its token count, identity and kind are not covered by a checksum, so "
+OLDER_FORMAT = ("was written by an older editkit: its token count, identity and kind are not covered by a checksum, so "
           "it cannot be trusted")
 
 
@@ -126,7 +126,7 @@ def _header_problem(metadata: Mapping[str, str]) -> str | None:
     """Why a header does not verify (missing or changed checksum), None when it does."""
     expected = metadata.get(HEADER_KEY)
     if expected is None:
-        return _OLDER
+        return OLDER_FORMAT
     if header_sha256(metadata) != expected:
         return ("failed its header checksum (its token count, identity, kind or another metadata field changed "
                 "since it was written)")
@@ -136,7 +136,7 @@ def _header_problem(metadata: Mapping[str, str]) -> str | None:
 def _check_header(path: Path, what: str, metadata: Mapping[str, str], action: str = "recompute") -> None:
     problem = _header_problem(metadata)
     if problem is not None:
-        kind = OlderStatisticsError if problem is _OLDER else CorruptStatisticsError
+        kind = OlderStatisticsError if problem is OLDER_FORMAT else CorruptStatisticsError
         raise kind(f"{what} {path} {problem}; delete it to {action}")
 
 
