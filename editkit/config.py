@@ -21,13 +21,22 @@ def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(f"{attribute.name}: expected a positive int, got {value!r}")
 
 
-def _layers(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def layer_problem(value: Any) -> str | None:
+    """What is wrong with a layer list (indices from 0, each once), None when nothing is: the one check of the
+    layers a job and a run configuration are given (their range is the model's, checked once it is loaded)."""
     if value is None:
-        return
-    if not value or any(not isinstance(v, int) or v < 0 for v in value):
-        raise ValueError(f"{attribute.name}: expected non-negative layer indices, got {value!r}")
+        return None
+    if not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
+        return f"expected non-negative layer indices, got {list(value)!r}"
     if len(set(value)) != len(value):
-        raise ValueError(f"{attribute.name}: duplicate layer in {value!r}")
+        return f"a layer is given twice in {list(value)!r}"
+    return None
+
+
+def _layers(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    problem = layer_problem(value)
+    if problem is not None:
+        raise ValueError(f"{attribute.name}: {problem}")
 
 
 @attrs.frozen(kw_only=True)

@@ -110,12 +110,11 @@ def _all_names(instance: Any, attribute: attrs.Attribute, value: tuple[Any, ...]
 
 
 def _layer_indices(instance: Any, attribute: attrs.Attribute, value: tuple[Any, ...] | None) -> None:
-    if value is None:
-        return
-    if not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
-        raise UsageError(f"job field 'layers': expected non-negative layer indices, got {list(value)!r}")
-    if len(set(value)) != len(value):
-        raise UsageError(f"job field 'layers': a layer is given twice in {list(value)!r}")
+    from editkit.config import layer_problem
+
+    problem = layer_problem(value)
+    if problem is not None:
+        raise UsageError(f"job field 'layers': {problem}")
 
 
 @attrs.frozen(kw_only=True)
