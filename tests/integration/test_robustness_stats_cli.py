@@ -28,22 +28,11 @@ from editkit.keystats.store import HEADER_KEY, StatsStore
 from editkit.layout import resolve_layout
 
 try:  # rootdir-style test modules (no __init__.py): the sibling module is importable by name
-    from test_keystats import build_tiny_model, load, synthetic_texts, write_jsonl
+    from test_keystats import load, model_dir, one_thread, synthetic_texts, write_jsonl
 except ImportError:  # pragma: no cover - if tests/ become packages
-    from .test_keystats import build_tiny_model, load, synthetic_texts, write_jsonl
+    from .test_keystats import load, model_dir, one_thread, synthetic_texts, write_jsonl
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+__all__ = ["model_dir", "one_thread"]  # fixtures shared with the key statistics tests
 
 
 @pytest.fixture(scope="module")
