@@ -35,8 +35,9 @@ COMMON=(--model "$MODEL" --device cpu --layers "$LAYERS" --batch-size 100 --num-
         --set mom2_weight=15000 --retention-probes "$OUT/known_probes.json" --metrics counterfact,retention --quiet)
 
 source "$(dirname "$0")/run_or_resume.sh"
-say "memit"; run_or_resume "$OUT/memit" --editor memit
+# AlphaEdit first: its efficacy is the target, and a session may end before both runs do
 say "memit+nullspace"; run_or_resume "$OUT/memit+nullspace" --editor memit --constraint nullspace
+say "memit"; run_or_resume "$OUT/memit" --editor memit
 
 if [ ! -f "$OUT/stats-bench.json" ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" stats-bench "* ]]; }; then
   say "key statistics against a bare forward"
