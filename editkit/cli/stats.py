@@ -8,6 +8,7 @@ Examples::
     editkit stats --show                                        # everything stored, no model needed
     editkit stats export --model smollm2-135m --layers 4-8 --out c0.safetensors   # one portable file
     editkit stats import c0.safetensors --model smollm2-135m    # into this machine's store, identity checked
+    editkit stats adopt                          # keep the files an older editkit wrote here (you vouch for them)
     torchrun --nproc-per-node 4 -m editkit stats --model ... --layers ...   # sharded over ranks
 
 Statistics go to the store ``editkit run`` reads: ``--stats-dir``, else ``$EDITKIT_STATS_DIR``,
@@ -55,10 +56,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("action", nargs="?", choices=("export", "import"),
+    p.add_argument("action", nargs="?", choices=("export", "import", "adopt"),
                    help="export: write the stored C0 (and eigenbasis) of --model at --layers to --out as one "
                         "portable file; import FILE: add such a file to the store, after checking that it was made "
-                        "for --model's weights, config and tokenizer")
+                        "for --model's weights, config and tokenizer; adopt: keep the files an older editkit wrote "
+                        "in the store (no header checksum; you vouch for their token count and identity), so runs "
+                        "reuse them instead of computing them again")
     p.add_argument("file", nargs="?", type=Path, help="the bundle to import")
     p.add_argument("--out", type=Path, help="export: the bundle to write (safetensors)")
     p.add_argument("--no-eigh", action="store_true", help="export: leave the eigenbases out (a smaller file; "
@@ -116,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
     dist, owned = DistContext.init_from_env(backend)
     try:
         if args.action is not None:
-            return _export(args) if args.action == "export" else _import(args)
+            return {"export": _export, "import": _import, "adopt": _adopt}[args.action](args)
         if args.file is not None:
             raise UsageError(f"unexpected argument {str(args.file)!r} (did you mean `editkit stats import FILE`?)")
         if args.show and not args.model:
@@ -253,6 +256,24 @@ def _import(args: argparse.Namespace) -> int:
              "path": str(s.path)} for s in written]
     _print(rows, args, title=f"imported {len(written)} layer(s) from {args.file} into {store.root}", note=None)
     return 0
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    from editkit.keystats.store import StatsStore
+
+    if args.file is not None or args.model or args.layers or args.out is not None:
+        raise UsageError("stats adopt takes only --stats-dir: it adopts every older file in the store")
+    store = StatsStore(root=_stats_dir(args))
+    if not store.root.is_dir():
+        raise UsageError(f"key statistics store {store.root} is not a directory; give another with --stats-dir")
+    adopted, refused = store.adopt_older()
+    for path, why in refused:
+        print(f"not adopted: {path}: {why}", file=sys.stderr)
+    for path in adopted:
+        print(f"adopted {path}", file=sys.stderr)
+    print(f"{len(adopted)} file(s) from an older editkit adopted in {store.root}"
+          + (f"; {len(refused)} refused" if refused else ""))
+    return 1 if refused else 0
 
 
 def _show_store(args: argparse.Namespace) -> int:

@@ -216,7 +216,8 @@ class KeyStatistics:
         except OlderStatisticsError:  # not tampered with, only unverifiable: computed again, overwritten
             path = self.store.stats_path(wanted)
             self._say(f"key statistics: {path} was written by an older editkit (no checksum covers its token count "
-                      "or identity); computing them again, and the new file replaces it")
+                      "or identity); computing them again, and the new file replaces it (`editkit stats adopt` "
+                      "keeps such files instead, when you know where they came from)")
             return None
 
     def _say(self, line: str) -> None:
@@ -269,7 +270,8 @@ class KeyStatistics:
         tampered = [(path, why) for path, why in refused if why != OLDER_FORMAT]
         if older:
             self._say(f"key statistics: {len(older)} stored file(s) from an older editkit are not reused (no checksum "
-                      f"covers their token count), e.g. {older[0]}; those this run needs are computed again")
+                      f"covers their token count), e.g. {older[0]}; those this run needs are computed again "
+                      "(`editkit stats adopt` keeps them instead, when you know where they came from)")
         if not tampered:
             return
         shown = "; ".join(f"{path} {why}" for path, why in tampered[:3])

@@ -14,11 +14,11 @@ also carries ``editkit.header_sha256``, the sha256 of the canonical JSON of all 
 ``editkit.*`` metadata fields (kind, identity, token count, tensor checksum, info; a checkpoint's
 position and token count), so no field that decides the numbers can change unnoticed: a file whose
 header does not verify is refused on read and is never a reuse candidate. Files written before
-that field existed are refused too (their token count cannot be trusted): delete them to
-recompute. Every write goes to a temporary file in the same folder, is fsynced, then ``os.replace``-d, so a
-killed process leaves either the old file, the new file, or a stray ``.*.tmp-*`` file that no
-lookup reads. Checkpoints live apart (``.partial``) and are marked ``kind=checkpoint``, so no
-lookup accepts one as complete. A write that fails (disk full, …) raises
+that field existed are refused too (their token count cannot be trusted): they are recomputed, unless
+``editkit stats adopt`` vouches for them (:meth:`StatsStore.adopt_older`). Every write goes to a temporary
+file in the same folder, is fsynced, then ``os.replace``-d, so a killed process leaves either the old file,
+the new file, or a stray ``.*.tmp-*`` file that no lookup reads. Checkpoints live apart (``.partial``) and
+are marked ``kind=checkpoint``, so no lookup accepts one as complete. A write that fails (disk full, …) raises
 :class:`~editkit.helpers.atomic.WriteError` naming the file, and leaves no temporary file behind.
 Nothing is pickled.
 """
@@ -320,6 +320,45 @@ class StatsStore:
                     problem = "has a malformed identity or token count"
             refused.append((path, problem))
         return out, refused
+
+    def adopt_older(self) -> tuple[list[Path], list[tuple[Path, str]]]:
+        """Give each complete statistics file (and eigendecomposition cache) that an older editkit wrote here,
+        without a header checksum, the checksum of its header as it stands, so that lookups use it again.
+
+        The caller vouches for those headers (token count, identity): this is for files this machine's own
+        older editkit wrote. Each file's tensor checksum is verified first; one that fails, or whose identity or
+        token count does not parse, is left as it is and returned with the reason. Files with a header checksum
+        are not touched. Each rewrite is atomic. Returns (adopted paths, refused paths with reasons).
+        """
+        adopted: list[Path] = []
+        refused: list[tuple[Path, str]] = []
+        files = sorted(p for p in self.root.glob("*/*.safetensors") if not p.name.startswith(".")) \
+            if self.root.is_dir() else []
+        for path in files:
+            try:
+                with safe_open(str(path), framework="pt") as fh:
+                    metadata = dict(fh.metadata() or {})
+            except Exception as exc:
+                refused.append((path, f"is corrupt or truncated ({type(exc).__name__})"))
+                continue
+            if HEADER_KEY in metadata or metadata.get("editkit.kind") not in (KIND_STATS, KIND_EIGH):
+                continue
+            what = "statistics file" if metadata.get("editkit.kind") == KIND_STATS else "eigendecomposition cache"
+            try:
+                metadata, tensors = _read(path, what)
+                _check(path, what, metadata, tensors)
+                int(metadata["editkit.token_count"])
+                if metadata["editkit.kind"] == KIND_STATS:
+                    json.loads(metadata["editkit.identity"])
+            except CorruptStatisticsError as exc:
+                refused.append((path, str(exc)))
+                continue
+            except (KeyError, ValueError):
+                refused.append((path, "has a malformed identity or token count"))
+                continue
+            _atomic_save(path, tensors, _with_header(metadata))
+            adopted.append(path)
+        return adopted, refused
 
     def check_writable(self, hint: str = "") -> None:
         """Raise :class:`~editkit.errors.UsageError` (naming the root, then ``hint``) unless the root is, or can

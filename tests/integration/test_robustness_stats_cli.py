@@ -195,6 +195,17 @@ def test_an_edited_token_count_is_refused_and_never_reused(model_dir, corpus, tm
     assert StatsStore(root=stats_dir).load(json.loads(json.dumps(StatsStore(root=stats_dir).read(path).identity)))
     assert cli(argv) == 0 and "older editkit" not in capsys.readouterr().err  # the new file verifies
 
+    # adopted instead: `editkit stats adopt` keeps an older file, and the next run reuses it
+    rewrite_header(path, **{HEADER_KEY: None})
+    assert cli(["stats", "adopt", "--stats-dir", str(stats_dir)]) == 0
+    out = capsys.readouterr()
+    assert f"adopted {path}" in out.err and "1 file(s) from an older editkit adopted" in out.out
+    assert cli(argv) == 0
+    told = capsys.readouterr().err
+    assert "older editkit" not in told and "computing" not in told
+    assert cli(["stats", "adopt", "--model", "x", "--stats-dir", str(stats_dir)]) == 2
+    assert "takes only --stats-dir" in capsys.readouterr().err
+
 
 # ---------------------------------------------------------------------------------------------- progress
 

@@ -115,6 +115,32 @@ def test_a_file_written_before_the_header_checksum_is_refused_with_a_clear_messa
     assert "older editkit" in store.scan()[1][0][1]
 
 
+def test_adopting_older_files_stamps_their_header_and_refuses_damaged_ones(tmp_path):
+    store = StatsStore(root=tmp_path)
+    older = store.save(identity(), gram(), 20, {})
+    values, vectors = cached_eigendecomposition(older, store)
+    current = store.save(identity(layer=2, module="h.2.mlp"), gram(1), 20, {})
+    damaged = store.save(identity(layer=3, module="h.3.mlp"), gram(2), 20, {})
+    for path in (older.path, store.eigh_path(identity()), damaged.path):
+        rewrite_header(path, **{HEADER_KEY: None})  # as an older editkit wrote them
+    rewrite_header(damaged.path, **{"editkit.sha256": "0" * 64})  # and one whose tensors no longer match
+    untouched = current.path.read_bytes()
+
+    adopted, refused = store.adopt_older()
+
+    assert sorted(adopted) == sorted([older.path, store.eigh_path(identity())])
+    assert [path for path, _ in refused] == [damaged.path] and "failed its checksum" in refused[0][1]
+    assert current.path.read_bytes() == untouched  # a file with a header checksum is not rewritten
+    again = store.load(identity())
+    assert again is not None and again.count == 20 and torch.equal(again.total, older.total)
+    assert [c.path for c in store.candidates()] == sorted([older.path, current.path])
+    cached = store.load_eigh(again)  # the eigenbasis is kept too, not recomputed
+    assert cached is not None and torch.equal(cached[0], values) and torch.equal(cached[1], vectors)
+    with pytest.raises(CorruptStatisticsError, match="failed its checksum"):
+        store.read(damaged.path)
+    assert store.adopt_older() == ([], refused)  # adopted files are not rewritten a second time
+
+
 def test_checkpoint_token_count_is_covered(tmp_path):
     store = StatsStore(root=tmp_path)
     path = store.save_checkpoint([identity()], {"h.1.mlp": gram()}, position=3, tokens=9, layout={"panels": 8})
