@@ -328,7 +328,8 @@ class StatsStore:
         The caller vouches for those headers (token count, identity): this is for files this machine's own
         older editkit wrote. Each file's tensor checksum is verified first; one that fails, or whose identity or
         token count does not parse, is left as it is and returned with the reason. Files with a header checksum
-        are not touched. Each rewrite is atomic. Returns (adopted paths, refused paths with reasons).
+        are not touched, nor eigendecomposition caches older still (without a token count: runs recompute them
+        anyway). Each rewrite is atomic. Returns (adopted paths, refused paths with reasons).
         """
         adopted: list[Path] = []
         refused: list[tuple[Path, str]] = []
@@ -343,6 +344,8 @@ class StatsStore:
                 continue
             if HEADER_KEY in metadata or metadata.get("editkit.kind") not in (KIND_STATS, KIND_EIGH):
                 continue
+            if metadata.get("editkit.kind") == KIND_EIGH and "editkit.token_count" not in metadata:
+                continue  # from before eigh caches recorded their token count: never used, recomputed on first use
             what = "statistics file" if metadata.get("editkit.kind") == KIND_STATS else "eigendecomposition cache"
             try:
                 metadata, tensors = _read(path, what)

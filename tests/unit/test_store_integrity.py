@@ -125,6 +125,9 @@ def test_adopting_older_files_stamps_their_header_and_refuses_damaged_ones(tmp_p
         rewrite_header(path, **{HEADER_KEY: None})  # as an older editkit wrote them
     rewrite_header(damaged.path, **{"editkit.sha256": "0" * 64})  # and one whose tensors no longer match
     untouched = current.path.read_bytes()
+    ancient = store.eigh_path(identity(layer=2, module="h.2.mlp"))
+    ancient.write_bytes(store.eigh_path(identity()).read_bytes())
+    rewrite_header(ancient, **{"editkit.token_count": None})  # a cache older still: runs recompute it anyway
 
     adopted, refused = store.adopt_older()
 
