@@ -139,6 +139,10 @@ class EditRun:
     :param host: the discovery :class:`~editkit.plugins.PluginHost` (a fresh one by default).
     :param key_statistics: provider of ``second_moment(site)`` / ``eigendecomposition(site)``
         (see :mod:`editkit.keystats`); editors that need C0 fail clearly without one.
+    :param undo_depth: how many of the latest batches :meth:`undo_last` can undo (None: every batch). Each batch's
+        undo record holds the previous weights of every edited module (``d_out × d_in`` per site), so a long run
+        with no bound holds a copy of the edited weights per batch; ``editkit run`` keeps 1 (its journal undoes
+        batches on disk: ``editkit undo``).
     """
 
     def __init__(
@@ -151,7 +155,12 @@ class EditRun:
         key_statistics: KeyStatisticsView | None = None,
         progress: Progress | None = None,
         model_id: str = "",
+        undo_depth: int | None = None,
     ) -> None:
+        if undo_depth is not None and undo_depth < 1:
+            raise UsageError(f"undo_depth must be at least 1 (the last batch's records make its journal entry), "
+                             f"or None for every batch; got {undo_depth}")
+        self.undo_depth = undo_depth
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -178,7 +187,7 @@ class EditRun:
         self.initial_weights = {
             s.module: weight_parameter(self.model, s.module).detach().clone() for s in self.sites
         }
-        self.ledger = KeyLedger()  # Cp per site module (float64 [d_in, d_in]) and each batch's keys
+        self.ledger = KeyLedger()  # Cp per site module (float32 [d_in, d_in]) and each batch's keys
         if self.key_statistics is not None and hasattr(self.key_statistics, "prepare"):
             self.key_statistics.prepare(self.sites)  # C0 of the *unedited* model, one pass for all sites
         self.reports: list[BatchReport] = []
@@ -332,7 +341,7 @@ class EditRun:
         self.ledger.commit()
         self.plugin_states.commit(saved)
         self.reports.append(report)
-        self.undo_log.append(undo)
+        self._log_undo(undo)
         self._current = None
         return report
 
@@ -485,7 +494,7 @@ class EditRun:
         self.ledger.replay({name.removeprefix("keys/"): t for name, t in state.items() if name.startswith("keys/")})
         self.generator.set_state(state["rng"])
         self.plugin_states.replay(state)
-        self.undo_log.append(undo)
+        self._log_undo(undo)
         self.reports.append(BatchReport.from_journal(report, index=len(self.reports)))
         if final is not None:
             self.final_report = BatchReport.from_journal(final, index=int(final.get("index", len(self.reports))))
@@ -530,9 +539,18 @@ class EditRun:
         if not torch.isfinite(value).all():
             raise NumericalError(f"layer {site.layer} ({site.module}): non-finite {what}; no weight was written")
 
+    def _log_undo(self, undo: list[UndoRecord]) -> None:
+        """Keep a batch's undo records, and only the latest ``undo_depth`` batches' (older ones are dropped)."""
+        self.undo_log.append(undo)
+        if self.undo_depth is not None and len(self.undo_log) > self.undo_depth:
+            del self.undo_log[: len(self.undo_log) - self.undo_depth]
+
     def undo_last(self, n: int = 1) -> None:
         """Undo the last ``n`` batches, restoring weights bit-exactly."""
         if n > len(self.undo_log):
+            if len(self.undo_log) < len(self.reports):
+                raise UsageError(f"cannot undo {n} batches: this run keeps undo records for its last "
+                                 f"{self.undo_depth} batch(es) only (undo_depth)")
             raise UsageError(f"cannot undo {n} batches: only {len(self.undo_log)} were applied")
         for _ in range(n):
             for record in reversed(self.undo_log.pop()):

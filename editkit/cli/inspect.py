@@ -1,5 +1,5 @@
 """``editkit inspect``: what editkit resolved in a model (edit sites, shapes), and with
-``--plan`` the memory the sequential editing state will need, from the config alone."""
+``--plan`` the peak memory one batch will need (:func:`editkit.memory.run_memory`), from the config alone."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="registered model name (see `editkit models`), save_pretrained "
                    "directory, .gguf file or hub name")
     p.add_argument("--plan", action="store_true",
-                   help="memory of the per-layer state (C0, eigendecomposition, P, Cp) and journal, without "
-                        "loading weights")
+                   help="the peak memory of one batch by the documented formula (weights, C0, eigenvectors, bases, "
+                        "Cp, solve) for MEMIT and AlphaEdit, and the journal's size, without loading weights")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="the weights' dtype for --plan (default float32)")
     p.add_argument("--layers", help="edited layers for --plan (default: the editor's choice)")
     p.add_argument("--editor", default="memit", help="editor whose sites --plan sizes (default memit)")
     p.add_argument("--batch-size", type=int, default=100, help="requests per batch for --plan (default 100)")
@@ -47,21 +49,35 @@ def _meta_model(name: str) -> Any:
         return AutoModelForCausalLM.from_config(config)
 
 
-def plan(layout: Any, layers: tuple[int, ...], batch_size: int) -> dict[str, Any]:
-    from editkit.memory import sequential_state_bytes
+def plan(model: Any, layout: Any, layers: tuple[int, ...], batch_size: int, weight_dtype: str = "float32",
+         null_share: float = 0.5) -> dict[str, Any]:
+    """The memory formula (:func:`editkit.memory.run_memory`) for one batch of ``batch_size`` edits at ``layers``:
+    MEMIT, and MEMIT + the null-space constraint with a null space of ``null_share`` of each layer (0.5, the
+    largest stored basis, by default)."""
+    import torch
 
+    from editkit.memory import SiteShape, run_memory
+
+    element = torch.empty(0, dtype=getattr(torch, weight_dtype)).element_size()
+    weights = sum(p.numel() for p in model.parameters()) * element
     sites = [layout.site(layer) for layer in layers]
     d_in, d_out = sites[0].d_in, sites[0].d_out
-    state = sequential_state_bytes(d_in, len(sites))
+    estimates = {}
+    for name, null in (("memit", None), ("memit+nullspace", round(null_share * d_in))):
+        shapes = [SiteShape(d_in=s.d_in, d_out=s.d_out, null=null) for s in sites]
+        estimate = run_memory(weights=weights, weight_element=element, sites=shapes, edits=batch_size,
+                              background=null is None)
+        estimates[name] = {"peak_bytes": estimate.peak, "peak_stage": estimate.peak_stage, "held": estimate.held}
     journal_batch = len(sites) * d_in * d_out * 8 + len(sites) * d_in * batch_size * 8
     return {
         "layers": list(layers),
         "d_in": d_in,
         "d_out": d_out,
-        "state_bytes": state,
-        "state_total_bytes": sum(state.values()),
+        "weight_dtype": weight_dtype,
+        "null_share": null_share,
+        "estimates": estimates,
         "journal_bytes_per_batch": journal_batch,
-        "edited_weights_bytes_fp32": len(sites) * d_in * d_out * 4,
+        "edited_weights_bytes": len(sites) * d_in * d_out * element,
     }
 
 
@@ -84,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
 
         # the editor's own locate stage picks the sites, on a weightless (meta) model
         run = EditRun(model=model, tokenizer=None, host=host, config=RunConfig(editor=args.editor, layers=layers))
-        info["plan"] = plan(layout, tuple(s.layer for s in run.sites), args.batch_size)
+        info["plan"] = plan(model, layout, tuple(s.layer for s in run.sites), args.batch_size, args.dtype)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -94,9 +110,13 @@ def main(args: argparse.Namespace) -> int:
     if args.plan:
         p = info["plan"]
         gib = 2**30
-        print(f"\nmemory plan for layers {p['layers']} (d_in {p['d_in']}, d_out {p['d_out']}):")
-        for name, size in p["state_bytes"].items():
-            print(f"{name:>22}: {size / gib:8.3f} GiB")
-        print(f"{'state total':>22}: {p['state_total_bytes'] / gib:8.3f} GiB")
-        print(f"{'journal per batch':>22}: {p['journal_bytes_per_batch'] / gib:8.3f} GiB (batch {args.batch_size})")
+        print(f"\nmemory plan for one batch of {args.batch_size} edits at layers {p['layers']} (d_in {p['d_in']}, "
+              f"d_out {p['d_out']}, weights in {p['weight_dtype']}; docs/performance.md has the formula):")
+        for name, estimate in p["estimates"].items():
+            note = " (null space = half of each layer: the largest basis)" if name != "memit" else ""
+            print(f"  {name}{note}: peak {estimate['peak_bytes'] / gib:.2f} GiB at {estimate['peak_stage']}")
+            for term, size in estimate["held"].items():
+                if size:
+                    print(f"{term:>30}: {size / gib:8.3f} GiB")
+        print(f"{'journal per batch':>30}: {p['journal_bytes_per_batch'] / gib:8.3f} GiB")
     return 0

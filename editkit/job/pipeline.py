@@ -157,7 +157,8 @@ def execute(inputs: RunInputs, evaluation: Evaluation = Evaluation(), *, progres
     directory.start()
     journaled = directory.journaled
     run = EditRun(model=inputs.model, tokenizer=inputs.tokenizer, config=config, host=host,
-                  key_statistics=inputs.key_statistics, progress=progress, model_id=inputs.model_id)
+                  key_statistics=inputs.key_statistics, progress=progress, model_id=inputs.model_id,
+                  undo_depth=1)  # the journal undoes on disk; memory holds one batch's previous weights
     base_hash = tensor_sha256(run.initial_weights)
     if journaled is not None and recorded_hash(journaled, BASE_HASH) != base_hash:
         raise InputError(f"{inputs.out_dir}: the model's edited weights differ from the journal's base model "

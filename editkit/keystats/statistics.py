@@ -4,6 +4,11 @@
 (``stats_dir``), else by collecting it; ``prepare(sites)`` collects every missing site in one
 pass over the corpus. Collected statistics are written to the store (rank 0 only under
 ``torchrun``), and the eigendecomposition of C0 is cached next to them.
+
+Memory: C0 as stored (``Σ k kᵀ``, float32 ``[d_in, d_in]``) is held for every prepared site; the float64 mean
+moment and the eigenvectors (``d_in × d_in`` float64 each) are held for one site at a time, the last asked for,
+wherever they can be had again (the moment from the stored sums, the eigenvectors from the store's cache): a run
+over n edited layers holds two float64 ``d_in²`` matrices, not 2n (:func:`editkit.memory.run_memory`).
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ def model_context(model: torch.nn.Module) -> int | None:
 
 def eigendecompose(stats: StoredStatistics, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """``eigh`` of the mean moment in float64: eigenvalues ascending [d_in], eigenvectors [d_in, d_in]."""
-    moment = stats.total.to(device=device, dtype=torch.float64) / stats.count  # C0 [d_in, d_in]
+    moment = stats.total.to(device=device, dtype=torch.float64, copy=True).div_(stats.count)  # C0 [d_in, d_in]
     eigenvalues, eigenvectors = torch.linalg.eigh(moment)
     return eigenvalues.to("cpu"), eigenvectors.to("cpu")
 
@@ -147,8 +152,8 @@ class KeyStatistics:
         self._model_identity: dict[str, Any] | None = None
         self._corpus_identity: dict[str, Any] | None = None
         self._stats: dict[str, StoredStatistics] = {}
-        self._moments: dict[str, torch.Tensor] = {}
-        self._eigh: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._moment: tuple[str, torch.Tensor] | None = None  # (module, C0 float64): the last one asked for
+        self._eigh: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # the last one, or each without a cache file
         self.last_collection: CollectionResult | None = None
         self._report = report
         self._reused: set[str] = set()
@@ -284,11 +289,12 @@ class KeyStatistics:
         return self._stats[site.module]
 
     def second_moment(self, site: Site) -> torch.Tensor:
-        """C0 = Σ k kᵀ / N, float64 on the CPU, [d_in, d_in]."""
-        if site.module not in self._moments:
+        """C0 = Σ k kᵀ / N, float64 on the CPU, [d_in, d_in]; the last site's is kept (one at a time)."""
+        if self._moment is None or self._moment[0] != site.module:
             stats = self.stored(site)
-            self._moments[site.module] = stats.total.to(torch.float64) / stats.count
-        return self._moments[site.module]
+            self._moment = None  # the previous site's goes before the next is made
+            self._moment = (site.module, stats.total.to(torch.float64, copy=True).div_(stats.count))
+        return self._moment[1]
 
     def token_count(self, site: Site) -> int:
         return self.stored(site).count
@@ -298,10 +304,17 @@ class KeyStatistics:
         if site.module not in self._eigh:
             stats = self.stored(site)
             device = self._device() if self._device().type == "cuda" else "cpu"
+            for module in [m for m in self._eigh if self._cached_on_disk(m)]:
+                del self._eigh[module]  # read again from the store's cache if asked for again
             self._eigh[site.module] = cached_eigendecomposition(
                 stats, self.store, write=self.dist.is_main, device=device
             )
         return self._eigh[site.module]
+
+    def _cached_on_disk(self, module: str) -> bool:
+        stats = self._stats.get(module)
+        return (self.store is not None and stats is not None and stats.path is not None
+                and self.store.eigh_path(stats.identity).is_file())
 
     def summary(self, site: Site, threshold: float = DEFAULT_THRESHOLD) -> SpectrumSummary:
         eigenvalues, _ = self.eigendecomposition(site)

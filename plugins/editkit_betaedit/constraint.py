@@ -33,14 +33,17 @@ def refresh_matrix(past: torch.Tensor, edits: int, c0: torch.Tensor, lambda1: fl
 
 
 def past_at(batches: list[torch.Tensor], edits: int) -> torch.Tensor:
-    """``Cp`` over the first batches holding ``edits`` requests, summed as the kernel's ledger sums it."""
+    """``Cp`` over the first batches holding ``edits`` requests, summed as the kernel's ledger sums it (float32,
+    ``Cp ← addmm(Cp, K, Kᵀ)`` from zero, batch by batch)."""
     past: torch.Tensor | None = None
     count = 0
     for keys in batches:
         if count >= edits:
             break
-        outer = keys @ keys.T
-        past = outer if past is None else past + outer
+        k = keys.to(torch.float32)  # [d_in, u]
+        if past is None:
+            past = torch.zeros(k.shape[0], k.shape[0], dtype=torch.float32, device=k.device)
+        past = torch.addmm(past, k, k.T, alpha=1.0)
         count += int(keys.shape[1])
     if past is None or count != edits:
         raise NumericalError(f"betaedit: cannot rebuild Cp at {edits} edits from the run's batches ({count})")

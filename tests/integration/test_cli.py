@@ -134,8 +134,14 @@ def test_inspect_plan_sizes_state_from_the_config_alone(tmp_path, capsys):
     assert main(["inspect", "--model", str(tmp_path), "--plan", "--layers", "1,2", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)["plan"]
     assert plan["layers"] == [1, 2] and plan["d_in"] == 224 and plan["d_out"] == 64
-    assert plan["state_bytes"]["Cp"] == 2 * 224 * 224 * 8
-    assert plan["state_bytes"]["C0"] == 2 * 224 * 224 * 4
+    alphaedit = plan["estimates"]["memit+nullspace"]["held"]
+    assert alphaedit["Cp"] == 2 * 224 * 224 * 4 and alphaedit["C0 sums"] == 2 * 224 * 224 * 4
+    assert alphaedit["null-space bases"] == 2 * 224 * 112 * 8  # half of each layer: the largest basis
+    assert plan["estimates"]["memit"]["held"]["null-space bases"] == 0
+    params = 100 * 64 * 2 + 6 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 224 + 2 * 64) + 64  # untied head
+    assert alphaedit["weights"] == params * 4
+    assert plan["estimates"]["memit+nullspace"]["peak_bytes"] > params * 4 + sum(
+        v for k, v in alphaedit.items() if k not in ("weights", "baseline"))  # the peak adds a stage's transients
     assert plan["journal_bytes_per_batch"] == 2 * 224 * 64 * 8 + 2 * 224 * 100 * 8
     assert main(["inspect", "--model", str(tmp_path), "--plan", "--json"]) == 0  # the editor's default layers
     assert json.loads(capsys.readouterr().out)["plan"]["layers"] == [1, 2]

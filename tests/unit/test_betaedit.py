@@ -97,8 +97,13 @@ def test_p_is_refreshed_every_tau_edits_from_the_refresh_matrix():
         ledger.commit()
     assert [s[1] for s in seen] == [0, 0, 10, 10]
     cp = ledger.past_batches("m")
-    m = refresh_matrix(cp[0] @ cp[0].T + cp[1] @ cp[1].T, 10, c0, 5.0)
-    assert torch.allclose(m, ((cp[0] @ cp[0].T + cp[1] @ cp[1].T) / 10 + 5.0 * c0) / 6.0, rtol=1e-14)
+    past = past_at(cp, 10)  # Cp as the ledger held it at the refresh (float32)
+    m = refresh_matrix(past, 10, c0, 5.0)
+    assert torch.allclose(m, (past.double() / 10 + 5.0 * c0) / 6.0, rtol=1e-14)
+    exact = cp[0] @ cp[0].T + cp[1] @ cp[1].T  # float64: Cp's float32 sums are within their rounding of it
+    bound = 3 * U * torch.finfo(torch.float32).eps * float((cp[0].abs() @ cp[0].abs().T
+                                                             + cp[1].abs() @ cp[1].abs().T).max())
+    assert float((past.double() - exact).abs().max()) <= bound
     evals, evecs = torch.linalg.eigh(m)
     assert torch.equal(seen[2][2], null_space(evals, evecs, 2e-2, relative=False).matrix())
     assert torch.equal(seen[3][2], seen[2][2])  # kept until the next refresh
