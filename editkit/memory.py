@@ -18,9 +18,12 @@ its complement), ``u`` edits::
     Cp                   n · d² · 4            float32, made once the batch is committed (+ d² · 4 while one
                                                layer's is made)
     keys                 n · d · u · 8         the batch's keys, kept for Cp and its undo
+    block inputs         B · t · D · w         the key prompts' (t tokens) inputs of the B blocks from the lowest
+                                               edited layer up, kept until the batch ends
 
 and the transients of the stage that is running: a stored file is copied out of its memory map (its size again
-while it is read); v*'s activations (:func:`vstar_bytes`); the solve's working matrices (range basis: ``m² · 8``
+while it is read); v*'s activations (:func:`vstar_bytes`); the first key forward (the edited module's input and
+one block's MLP, ``4 · t · d · w``); the solve's working matrices (range basis: ``m² · 8``
 twice and ``d · D · 8`` twice; complement basis or C0: ``d² · 8`` three times and ``d · D · 8`` twice). The peak is
 the largest stage. ``baseline`` is the process before the model (the interpreter and its libraries).
 """
@@ -96,12 +99,16 @@ def vstar_bytes(*, tokens: int, upper_blocks: int, d_model: int, d_mlp: int, tar
 
 
 def run_memory(*, weights: int, weight_element: int, sites: Sequence[SiteShape], edits: int, background: bool,
-               vstar: int = 0, baseline: int = 0, stats_element: int = 4) -> MemoryEstimate:
+               vstar: int = 0, baseline: int = 0, stats_element: int = 4, key_tokens: int = 0,
+               key_blocks: int = 0) -> MemoryEstimate:
     """The stages of one batch (the first of a run) and their bytes, as the module docstring lays out.
 
-    ``weights``: bytes of every parameter; ``weight_element``: bytes per element of the edited weights;
-    ``background``: the solve adds λ·C0 (MEMIT; its float64 C0/N is the layer's d² matrix); ``vstar``: v*'s
-    activations (:func:`vstar_bytes`); ``baseline``: the process before the model.
+    ``weights``: bytes of every parameter; ``weight_element``: bytes per element of the edited weights (and of the
+    activations); ``background``: the solve adds λ·C0 (MEMIT; its float64 C0/N is the layer's d² matrix);
+    ``vstar``: v*'s activations (:func:`vstar_bytes`); ``baseline``: the process before the model;
+    ``key_tokens``: the padded tokens of the key prompts (rows × columns: every request under every prefix, cut
+    after the subject); ``key_blocks``: the blocks from the lowest edited layer to the highest, whose inputs the
+    batch keeps (``[key_tokens, d_model]`` each) until its end.
     """
     if not sites:
         raise ValueError("run_memory needs at least one edited site")
@@ -113,9 +120,14 @@ def run_memory(*, weights: int, weight_element: int, sites: Sequence[SiteShape],
     largest_file = max(s.d_in * s.d_in * stats_element for s in sites)
     stages["load C0"] = base + c0 + largest_file  # the last file is mapped while it is copied out
     stages["v*"] = base + c0 + vstar
+    d_model, d_mlp = sites[0].d_out, max(s.d_in for s in sites)
+    recorded = key_blocks * key_tokens * d_model * weight_element
+    # the first key forward: the blocks' inputs kept, the edited module's input captured [tokens, d_mlp], and one
+    # block's working set (the MLP's gate, up and product [tokens, d_mlp], the block's output)
+    stages["collect keys"] = base + c0 + recorded + key_tokens * (4 * d_mlp + d_model) * weight_element
     undo = bases = 0
     for i, s in enumerate(sites):
-        held = base + c0 + eigenvalues + undo + bases  # before this layer
+        held = base + c0 + eigenvalues + undo + bases + recorded  # before this layer
         square = s.d_in * s.d_in * 8  # this layer's eigenvectors or C0/N, float64 (the previous layer's is gone)
         result = 2 * s.d_in * s.d_out * 8  # K Rᵀ and the solution, float64 [d_in, d_out]
         if nullspace:
@@ -133,7 +145,7 @@ def run_memory(*, weights: int, weight_element: int, sites: Sequence[SiteShape],
     last_square = sites[-1].d_in * sites[-1].d_in * 8
     keys = sum(s.d_in * edits * 8 for s in sites)
     cp = sum(s.d_in * s.d_in * 4 for s in sites)
-    end = base + c0 + eigenvalues + undo + bases + last_square + keys
+    end = base + c0 + eigenvalues + undo + bases + last_square + keys + recorded
     stages["commit Cp"] = end + cp + max(s.d_in * s.d_in * 4 for s in sites)  # one layer's new Cp from zeros
     held_terms = {
         "baseline": baseline,
@@ -145,5 +157,6 @@ def run_memory(*, weights: int, weight_element: int, sites: Sequence[SiteShape],
         "null-space bases": bases,
         "Cp": cp,
         "keys": keys,
+        "key prompts' block inputs": recorded,
     }
     return MemoryEstimate(stages=stages, held=held_terms)

@@ -55,7 +55,7 @@ class MemitStages:
         """The batch's key collector: its prefixed prompts tokenised once, the first edited block's inputs
         recorded once (keys of later layers are recomputed on the current model)."""
         return BatchKeys(run.model, run.tokenizer, run.layout.blocks, run.sites[-1].layer, batch.requests,
-                         self.prefix_templates(run), run.device)
+                         self.prefix_templates(run), run.device, first_layer=run.sites[0].layer)
 
     @hookimpl
     def editkit_batch_begin(self, run: RunContext, batch: EditBatch) -> None:

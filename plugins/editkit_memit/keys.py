@@ -132,12 +132,15 @@ class BatchKeys:
     """The keys of one batch at each site, recomputed only when an edit below the site made them stale.
 
     ``blocks``: the model's block names (``layout.blocks``); ``last_layer``: the highest layer whose keys
-    will be asked for (the first forward runs to it and records every block's call arguments on the way).
+    will be asked for (the first forward runs to it and records every block's call arguments on the way);
+    ``first_layer``: the lowest (inputs of blocks below it are not kept: a later start is never below the
+    lowest edited block, whose input no edit changes; ``[rows, T, d_model]`` each).
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, blocks: Sequence[str], last_layer: int,
-                 requests: Sequence[EditRequest], templates: Sequence[str], device: torch.device) -> None:
-        self.model, self.blocks, self.last_layer = model, list(blocks), last_layer
+                 requests: Sequence[EditRequest], templates: Sequence[str], device: torch.device,
+                 first_layer: int = 0) -> None:
+        self.model, self.blocks, self.last_layer, self.first_layer = model, list(blocks), last_layer, first_layer
         self.n_templates = len(templates)
         self.prompts = KeyPrompts.build(tokenizer, requests, templates, device, limit=max_positions(model))
         self.keys: dict[str, tuple[torch.Tensor, tuple]] = {}  # module -> (keys, fingerprint)
@@ -173,7 +176,8 @@ class BatchKeys:
             def record(block: torch.nn.Module, args: tuple, kwargs: dict) -> None:
                 hidden = args[0] if args else kwargs["hidden_states"]
                 self.calls[b] = (args[1:], {k: v for k, v in kwargs.items() if k != "hidden_states"})
-                self.inputs[b] = _BlockInput(hidden=hidden.detach(), state=states[b])
+                if b >= min(self.first_layer, layer):
+                    self.inputs[b] = _BlockInput(hidden=hidden.detach(), state=states[b])
                 if b == last > layer:  # module's input was captured on the way: the arguments are all here
                     raise StopForward
             return record

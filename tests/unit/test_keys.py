@@ -113,6 +113,13 @@ def test_batch_keys_follow_edits_in_layer_order(family):
         assert torch.allclose(counted(site), fresh, rtol=1e-5, atol=1e-6)
     assert embeddings == [1, 1]  # layer 1 from the embeddings; layer 2 from block 1's input recorded then
 
+    # from the lowest edited layer up only: no input below it is kept ([rows, T, d_model] each), same keys
+    lean = BatchKeys(model, tok, layout.blocks, sites[-1].layer, REQUESTS, TEMPLATES, torch.device("cpu"),
+                     first_layer=sites[0].layer)
+    for site in sites:
+        assert torch.equal(lean(site.layer, site.module), keys(site.layer, site.module))
+    assert sorted(lean.inputs) == [site.layer for site in sites]
+
 
 def test_keys_are_cut_after_the_subject():
     """Tokens after the subject cannot change its key (attention is causal): the prompts end there."""
