@@ -110,7 +110,7 @@ def main() -> int:
     args = p.parse_args()
 
     from editkit_memit.keys import KeyPrompts
-    from editkit_memit.targets import _rows
+    from editkit_memit.targets import _rows, suffix_groups
     from transformers import AutoTokenizer
 
     from editkit import EditRun, RunConfig
@@ -155,12 +155,15 @@ def main() -> int:
         seconds = time.perf_counter() - start
         measured = vm("VmHWM")
 
-        rows = _rows(tokenizer, requests, run.editor.templates or ("{}",))
-        last = max(layers)
-        vstar = vstar_bytes(tokens=sum(r.width for r in rows if not r.is_kl) + sum(1 for r in rows if r.is_kl),
-                            upper_blocks=args.n_layers - 1 - last, d_model=args.d_model, d_mlp=args.d_mlp,
-                            target_tokens=sum(len(r.targets) for r in rows if not r.is_kl),
-                            kl_rows=sum(1 for r in rows if r.is_kl), vocab=args.vocab)
+        templates = run.editor.templates or ("{}",)
+        vstar = 0  # v* optimises one group of requests at a time (grouped by suffix width): the largest counts
+        for group in suffix_groups(tokenizer, requests, templates):
+            rows = _rows(tokenizer, [requests[i] for i in group], templates)
+            vstar = max(vstar, vstar_bytes(
+                tokens=sum(r.width for r in rows if not r.is_kl) + sum(1 for r in rows if r.is_kl),
+                upper_blocks=args.n_layers - 1 - max(layers), d_model=args.d_model, d_mlp=args.d_mlp,
+                target_tokens=sum(len(r.targets) for r in rows if not r.is_kl),
+                kl_rows=sum(1 for r in rows if r.is_kl), vocab=args.vocab))
         subspaces = run.constraints[0][1].subspaces
         shapes = [SiteShape(d_in=s.d_in, d_out=s.d_out, null=subspaces[s.module].dim) for s in run.sites]
         element = torch.empty(0, dtype=getattr(torch, args.dtype)).element_size()

@@ -93,7 +93,8 @@ def vstar_bytes(*, tokens: int, upper_blocks: int, d_model: int, d_mlp: int, tar
     layer (per token and block, about ``11·d_model + 3·d_mlp`` values in a Llama block with frozen weights: the
     two norms' inputs and outputs, q, k, v, the attention output, the MLP's gate, up and activation), plus the
     unembedding at the target positions and the KL rows (logits, log-softmax and its gradient: 3 × ``vocab``).
-    ``tokens``: columns the step runs (rows × their widths from the subject's last token)."""
+    ``tokens``: columns the step runs (rows × their widths from the subject's last token). v* optimises one group
+    of requests at a time (requests grouped by suffix width): give the largest group's figures."""
     per_token = 11 * d_model + 3 * d_mlp
     return element * (tokens * upper_blocks * per_token + 3 * (target_tokens + kl_rows) * vocab)
 

@@ -13,6 +13,7 @@ over n edited layers holds two float64 ``d_in²`` matrices, not 2n (:func:`editk
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -364,6 +365,7 @@ class KeyStatistics:
             samples=self.corpus.size(host) if shown else None,  # the progress ends at the corpus's end, if sooner
             start_tokens=resume.tokens if resume else 0, start_documents=resume.position if resume else 0,
         ) as bar:
+            started = time.perf_counter()
             result = collect(
                 self.model, self.tokenizer, lambda start: self.corpus.documents(start=start, host=host), plan,
                 dist=self.dist, resume=resume, checkpoint=checkpoint, checkpoint_seconds=self.checkpoint_seconds,
@@ -371,7 +373,8 @@ class KeyStatistics:
             )
         self.last_collection = result
         info = {"documents": result.documents, "ranks": self.dist.world_size, "resumed_from": result.resumed_from,
-                "corpus": self.corpus.describe()}
+                "corpus": self.corpus.describe(),
+                "seconds": round(time.perf_counter() - started, 1)}  # this process's share, when it resumed
         unknown: list[dict[str, Any] | None] = [None] * len(sites)
         for site, identity in zip(sites, identities or unknown):
             total = result.totals[site.module]

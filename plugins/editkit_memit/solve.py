@@ -117,7 +117,11 @@ def solve_update(
     a.addmm_(au, u.T, alpha=-1.0)
     a.addmm_(u @ uau, u.T)
     a.diagonal().add_(ridge)
-    return _spd_solve(a, rhs - u @ (u.T @ rhs)).T
+    x = _spd_solve(a, rhs - u @ (u.T @ rhs))  # [d_in, d_out], in range(P) up to rounding
+    # projected once more: Cp is summed in float32 and Cp·U from the keys in float64, so P A P is P-invariant only
+    # to float32 rounding, and x would leave range(P) by ~1e-6 (d_in · c · d_out flops, no d_in² matrix)
+    x -= u @ (u.T @ x)
+    return x.T
 
 
 def _terms(
