@@ -46,7 +46,9 @@ if [ ! -f "$OUT/stats-bench.json" ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" st
 fi
 if [ ! -f "$OUT/trace-w5.json" ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" trace "* ]]; }; then
   say "causal trace"
-  "$EDITKIT" trace --model "$MODEL" --requests "$DATA/known_1000.json" --num-facts 20 --samples 3 --kinds mlp \
+  # each fact costs (layers × tokens × samples) forwards: 8 facts × 2 samples is ~2,000 forwards of the 1.5B model
+  "$EDITKIT" trace --model "$MODEL" --requests "$DATA/known_1000.json" --num-facts "${TRACE_FACTS:-8}" \
+      --samples "${TRACE_SAMPLES:-2}" --kinds mlp \
       --window 5 --seed 0 --out "$OUT/trace-w5.json" > "$OUT/trace-w5.txt" 2> "$OUT/trace-w5.log"
 fi
 say "done"
