@@ -111,7 +111,8 @@ def main(args: argparse.Namespace) -> int:
         p = info["plan"]
         gib = 2**30
         print(f"\nmemory plan for one batch of {args.batch_size} edits at layers {p['layers']} (d_in {p['d_in']}, "
-              f"d_out {p['d_out']}, weights in {p['weight_dtype']}; docs/performance.md has the formula):")
+              f"d_out {p['d_out']}, weights in {p['weight_dtype']}; the formula: docs/memory.md; v*'s and the key "
+              "prompts' activations, which depend on the prompts, come on top):")
         for name, estimate in p["estimates"].items():
             note = " (null space = half of each layer: the largest basis)" if name != "memit" else ""
             print(f"  {name}{note}: peak {estimate['peak_bytes'] / gib:.2f} GiB at {estimate['peak_stage']}")
