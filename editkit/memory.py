@@ -20,6 +20,7 @@ its complement), ``u`` edits::
     keys                 n · d · u · 8         the batch's keys, kept for Cp and its undo
     block inputs         B · t · D · w         the key prompts' (t tokens) inputs of the B blocks from the lowest
                                                edited layer up, kept until the batch ends
+    solved updates       n · D · d · 8         each layer's solved Δ (float64), kept until the batch ends
 
 and the transients of the stage that is running: a stored file is copied out of its memory map (its size again
 while it is read); v*'s activations (:func:`vstar_bytes`); the first key forward (the edited module's input and
@@ -126,9 +127,9 @@ def run_memory(*, weights: int, weight_element: int, sites: Sequence[SiteShape],
     # the first key forward: the blocks' inputs kept, the edited module's input captured [tokens, d_mlp], and one
     # block's working set (the MLP's gate, up and product [tokens, d_mlp], the block's output)
     stages["collect keys"] = base + c0 + recorded + key_tokens * (4 * d_mlp + d_model) * weight_element
-    undo = bases = 0
+    undo = bases = solved = 0
     for i, s in enumerate(sites):
-        held = base + c0 + eigenvalues + undo + bases + recorded  # before this layer
+        held = base + c0 + eigenvalues + undo + bases + recorded + solved  # before this layer
         square = s.d_in * s.d_in * 8  # this layer's eigenvectors or C0/N, float64 (the previous layer's is gone)
         result = 2 * s.d_in * s.d_out * 8  # K Rᵀ and the solution, float64 [d_in, d_out]
         if nullspace:
@@ -143,10 +144,11 @@ def run_memory(*, weights: int, weight_element: int, sites: Sequence[SiteShape],
         else:  # A = K Kᵀ + λ C0/N and its Cholesky factor
             stages[f"solve {i}"] = held + square + 2 * square + result
         undo += s.d_in * s.d_out * weight_element
+        solved += s.d_in * s.d_out * 8  # this layer's update, float64, kept until the batch's constraints ran
     last_square = sites[-1].d_in * sites[-1].d_in * 8
     keys = sum(s.d_in * edits * 8 for s in sites)
     cp = sum(s.d_in * s.d_in * 4 for s in sites)
-    end = base + c0 + eigenvalues + undo + bases + last_square + keys + recorded
+    end = base + c0 + eigenvalues + undo + bases + last_square + keys + recorded + solved
     stages["commit Cp"] = end + cp + max(s.d_in * s.d_in * 4 for s in sites)  # one layer's new Cp from zeros
     held_terms = {
         "baseline": baseline,
@@ -159,5 +161,6 @@ def run_memory(*, weights: int, weight_element: int, sites: Sequence[SiteShape],
         "Cp": cp,
         "keys": keys,
         "key prompts' block inputs": recorded,
+        "solved updates (float64)": solved,
     }
     return MemoryEstimate(stages=stages, held=held_terms)

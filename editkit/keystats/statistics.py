@@ -374,7 +374,7 @@ class KeyStatistics:
         self.last_collection = result
         info = {"documents": result.documents, "ranks": self.dist.world_size, "resumed_from": result.resumed_from,
                 "corpus": self.corpus.describe(),
-                "seconds": round(time.perf_counter() - started, 1)}  # this process's share, when it resumed
+                "seconds": round(time.perf_counter() - started, 3)}  # this process's share, when it resumed
         unknown: list[dict[str, Any] | None] = [None] * len(sites)
         for site, identity in zip(sites, identities or unknown):
             total = result.totals[site.module]

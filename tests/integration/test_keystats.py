@@ -130,7 +130,7 @@ def test_c0_matches_float64_reference(model_dir, corpus_file, tmp_path, dtype, t
     stats = KeyStatistics(model=model, tokenizer=tokenizer, layout=layout, corpus=corpus, stats_dir=tmp_path,
                           max_length=24, max_tokens=2500, dtype=dtype, model_id="tiny", batch_tokens=200)
     stats.prepare(sites)
-    assert all(stats.stored(site).info["seconds"] > 0 for site in sites)  # the collection's wall time, kept
+    assert all(stats.stored(site).info["seconds"] >= 0 for site in sites)  # the collection's wall time, kept
     expected, count = reference_c0(model, tokenizer, sites, corpus.documents(), max_length=24, max_tokens=2500)
     assert count == 2500
     # read back from the store, through a fresh object: no collection
