@@ -1,5 +1,6 @@
 """``--set nullspace.energy=e``: the null space as the smallest eigen-directions of C0 whose cumulative
-share of its trace stays below ``e`` (AlphaEdit issue #38), on known spectra in float64."""
+share of its trace stays below ``e``
+(the AlphaEdit author's advice for models without near-null eigenvalues), on known spectra in float64."""
 
 from __future__ import annotations
 
