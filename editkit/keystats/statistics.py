@@ -58,9 +58,14 @@ def model_context(model: torch.nn.Module) -> int | None:
     return None
 
 
+def mean_moment(stats: StoredStatistics, device: torch.device | str = "cpu") -> torch.Tensor:
+    """C0 = Σ k kᵀ / N in float64 ``[d_in, d_in]``: one new matrix (a copy, divided in place)."""
+    return stats.total.to(device=device, dtype=torch.float64, copy=True).div_(stats.count)
+
+
 def eigendecompose(stats: StoredStatistics, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """``eigh`` of the mean moment in float64: eigenvalues ascending [d_in], eigenvectors [d_in, d_in]."""
-    moment = stats.total.to(device=device, dtype=torch.float64, copy=True).div_(stats.count)  # C0 [d_in, d_in]
+    moment = mean_moment(stats, device)
     eigenvalues, eigenvectors = torch.linalg.eigh(moment)
     return eigenvalues.to("cpu"), eigenvectors.to("cpu")
 
@@ -294,7 +299,7 @@ class KeyStatistics:
         if self._moment is None or self._moment[0] != site.module:
             stats = self.stored(site)
             self._moment = None  # the previous site's goes before the next is made
-            self._moment = (site.module, stats.total.to(torch.float64, copy=True).div_(stats.count))
+            self._moment = (site.module, mean_moment(stats))
         return self._moment[1]
 
     def token_count(self, site: Site) -> int:
