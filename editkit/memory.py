@@ -20,7 +20,8 @@ its complement), ``u`` edits::
     keys                 n · d · u · 8         the batch's keys, kept for Cp and its undo
     block inputs         B · t · D · w         the key prompts' (t tokens) inputs of the B blocks from the lowest
                                                edited layer up, kept until the batch ends
-    solved updates       n · D · d · 8         each layer's solved Δ (float64), kept until the batch ends
+    solved updates       n · D · d · 8         post hoc only: each layer's solved Δ (float64), kept until the
+                                               batch's constraints run (inline, each is dropped once written)
 
 and the transients of the stage that is running: a stored file is copied out of its memory map (its size again
 while it is read); v*'s activations (:func:`vstar_bytes`); the first key forward (the edited module's input and
@@ -102,7 +103,7 @@ def vstar_bytes(*, tokens: int, upper_blocks: int, d_model: int, d_mlp: int, tar
 
 def run_memory(*, weights: int, weight_element: int, sites: Sequence[SiteShape], edits: int, background: bool,
                vstar: int = 0, baseline: int = 0, stats_element: int = 4, key_tokens: int = 0,
-               key_blocks: int = 0) -> MemoryEstimate:
+               key_blocks: int = 0, posthoc: bool = False) -> MemoryEstimate:
     """The stages of one batch (the first of a run) and their bytes, as the module docstring lays out.
 
     ``weights``: bytes of every parameter; ``weight_element``: bytes per element of the edited weights (and of the
@@ -110,7 +111,8 @@ def run_memory(*, weights: int, weight_element: int, sites: Sequence[SiteShape],
     ``vstar``: v*'s activations (:func:`vstar_bytes`); ``baseline``: the process before the model;
     ``key_tokens``: the padded tokens of the key prompts (rows × columns: every request under every prefix, cut
     after the subject); ``key_blocks``: the blocks from the lowest edited layer to the highest, whose inputs the
-    batch keeps (``[key_tokens, d_model]`` each) until its end.
+    batch keeps (``[key_tokens, d_model]`` each) until its end; ``posthoc``: the constraints act post hoc, so every
+    layer's solved update is kept until they do.
     """
     if not sites:
         raise ValueError("run_memory needs at least one edited site")
@@ -144,7 +146,8 @@ def run_memory(*, weights: int, weight_element: int, sites: Sequence[SiteShape],
         else:  # A = K Kᵀ + λ C0/N and its Cholesky factor
             stages[f"solve {i}"] = held + square + 2 * square + result
         undo += s.d_in * s.d_out * weight_element
-        solved += s.d_in * s.d_out * 8  # this layer's update, float64, kept until the batch's constraints ran
+        if posthoc:  # this layer's update, float64, kept until the batch's constraints run
+            solved += s.d_in * s.d_out * 8
     last_square = sites[-1].d_in * sites[-1].d_in * 8
     keys = sum(s.d_in * edits * 8 for s in sites)
     cp = sum(s.d_in * s.d_in * 4 for s in sites)

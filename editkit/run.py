@@ -318,7 +318,12 @@ class EditRun:
                 self.pm.hook.editkit_batch_begin(run=self, batch=batch)
             with report.stage("compute_targets", self.device):
                 targets = self._targets(batch)
-            solved = [self._edit_site(batch, site, report, undo, targets) for site in self.sites]
+            solved = []  # post hoc only: inline, each update is written and dropped (D·d float64 per layer less)
+            for site in self.sites:
+                if self.constrain_mode == "posthoc":
+                    solved.append((site, self._edit_site(batch, site, report, undo, targets)))
+                else:
+                    self._edit_site(batch, site, report, undo, targets)
             self._constrain_batch(solved, report, undo)
             self._note_update_norms({r.site.module: r.previous for r in reversed(undo)})
             with report.stage("update_cp", self.device):
@@ -365,8 +370,9 @@ class EditRun:
         return targets
 
     def _edit_site(self, batch: EditBatch, site: Site, report: BatchReport, undo: list[UndoRecord],
-                   targets: TargetProposal | None) -> tuple[Site, DeltaProposal]:
-        """The stages of one site: keys, residual, solve (constrained inline), apply (its undo record to ``undo``)."""
+                   targets: TargetProposal | None) -> DeltaProposal:
+        """The stages of one site: keys, residual, solve (constrained inline), apply (its undo record to ``undo``);
+        the update it wrote."""
         hook, u = self.pm.hook, len(batch.requests)
         with report.stage("collect_keys", self.device):
             keys = hook.editkit_collect_keys(run=self, batch=batch, site=site)
@@ -378,7 +384,7 @@ class EditRun:
             proposal = self._solve(batch, site, keys, residual)
         with report.stage("apply", self.device):
             undo.append(hook.editkit_apply(run=self, site=site, delta=proposal.delta))
-        return site, proposal
+        return proposal
 
     def _solve(self, batch: EditBatch, site: Site, keys: torch.Tensor, residual: torch.Tensor) -> DeltaProposal:
         """The site's update from the (constrained) solve problem; constrained again here when inline."""
