@@ -153,7 +153,9 @@ def main() -> int:
         start = time.perf_counter()
         report = run.edit(requests)
         seconds = time.perf_counter() - start
-        measured = vm("VmHWM")
+        # the run resets VmHWM after each stage (its per-stage peaks): the batch's peak is the largest of them and
+        # what came after the last stage
+        measured = max(vm("VmHWM"), *report.peak_memory.values())
 
         templates = run.editor.templates or ("{}",)
         vstar = 0  # v* optimises one group of requests at a time (grouped by suffix width): the largest counts
@@ -182,7 +184,7 @@ def main() -> int:
     for term, size in estimate.held.items():
         print(f"  {term:>26} {size / GIB:8.3f}")
     print("formula by stage (GiB): " + ", ".join(f"{k} {v / GIB:.2f}" for k, v in estimate.stages.items()))
-    print("process peak at each stage's end (GiB, monotonic): "
+    print("measured peak of each stage (GiB, since the previous stage ended): "
           + ", ".join(f"{k} {v / GIB:.2f}" for k, v in report.peak_memory.items()))
     if args.json:
         figures = {

@@ -1,7 +1,9 @@
 """Peak memory: measured per stage, and predicted as a formula of the model and the edited layers.
 
-Measured: CUDA allocator peaks on GPUs, the process's peak RSS on CPU. On CPU the peak RSS never goes down, so a
-stage's figure is the process peak at the stage's end; stages that raise it are the ones that need the memory.
+Measured: CUDA allocator peaks on GPUs, the process's peak resident memory on CPU. A stage's figure is the peak
+since the previous stage ended: on Linux the kernel's high-water mark (``VmHWM``) is reset to the current resident
+size after each stage (``5`` to ``/proc/self/clear_refs``); where that cannot be done (other systems, a kernel that
+refuses) the peak never goes down and a stage's figure is the process peak at its end.
 
 Predicted (:func:`run_memory`): what one batch of a locate-then-edit run holds, stage by stage, from the shapes
 alone. For ``n`` edited layers of input width ``d`` (``d_mlp``) and output width ``D`` (``d_model``), weights
@@ -39,17 +41,43 @@ from collections.abc import Sequence
 import attrs
 import torch
 
+_STATUS = "/proc/self/status"
+_CLEAR_REFS = "/proc/self/clear_refs"
+
 
 def reset_peak(device: torch.device) -> None:
+    """Start a new peak: the CUDA allocator's, or on Linux the process's resident high-water mark (best effort)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    elif sys.platform.startswith("linux"):
+        try:
+            with open(_CLEAR_REFS, "w") as fh:
+                fh.write("5")  # VmHWM := VmRSS (Linux >= 4.0)
+        except OSError:
+            pass  # the peak stays the process's
 
 
 def peak_bytes(device: torch.device) -> int:
+    """The peak since the last :func:`reset_peak` (where it could reset; else the process's peak), in bytes."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
+    hwm = _high_water_mark()
+    if hwm is not None:
+        return hwm
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
+
+
+def _high_water_mark() -> int | None:
+    """Linux's ``VmHWM`` in bytes, or None where there is no such figure."""
+    try:
+        with open(_STATUS) as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        return None
+    return None
 
 
 @attrs.frozen(kw_only=True)

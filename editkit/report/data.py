@@ -481,14 +481,15 @@ def timings(runs: Sequence[LoadedRun]) -> dict[str, Any]:
 
 def peak_memory(runs: Sequence[LoadedRun]) -> dict[str, Any]:
     """Per run and batch: the peak over the batch's stages (MiB) and per stage; what it measures
-    depends on the device (CUDA allocator peak, or the process's peak RSS on CPU)."""
+    depends on the device (CUDA allocator peak, or the process's resident peak on CPU: per stage on Linux, where it
+    is reset after each stage, and the process's peak so far elsewhere)."""
     section = _section()
     for run in runs:
         batches = _batches(run.result)
         device = str(_dict(_dict(run.result.get("manifest")).get("config")).get("device") or "cpu")
         series: dict[str, Any] = {"batch": [], "peak_mib": [], "by_stage": {},
                                   "measures": "CUDA allocator peak" if device.startswith("cuda")
-                                  else "process peak RSS (never decreases)"}
+                                  else "peak RSS (per stage on Linux; elsewhere the process peak so far)"}
         for position, batch in enumerate(batches):
             stages = {k: n for k, v in _dict(batch.get("peak_memory_mib")).items() if (n := _number(v)) is not None}
             if not stages:

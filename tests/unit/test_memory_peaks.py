@@ -1,0 +1,44 @@
+"""Measured peak memory per stage: on Linux each stage's figure is its own peak (the resident high-water mark is
+reset after every stage), not the process's peak so far; elsewhere it falls back to the process peak."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from editkit import memory
+from editkit.run import BatchReport
+
+CPU = torch.device("cpu")
+
+
+def _can_reset() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return memory._high_water_mark() is not None
+
+
+@pytest.mark.skipif(not _can_reset(), reason="needs Linux's /proc/self/clear_refs and VmHWM (a resettable peak)")
+def test_a_stage_reports_its_own_peak_not_the_process_peak_so_far():
+    report = BatchReport(index=0, size=1)
+    with report.stage("large", CPU):
+        block = torch.ones(64 * 2**20)  # 256 MiB, written (resident), then freed (an mmap: returned at once)
+        del block
+    with report.stage("small", CPU):
+        torch.ones(16)
+    assert report.peak_memory["large"] - report.peak_memory["small"] > 128 * 2**20
+
+
+def test_without_a_high_water_mark_the_peak_is_the_process_peak(monkeypatch):
+    monkeypatch.setattr(memory, "_STATUS", "/nonexistent/status")
+    monkeypatch.setattr(memory, "_CLEAR_REFS", "/nonexistent/clear_refs")
+    memory.reset_peak(CPU)  # cannot reset: no error, the peak stays the process's
+    block = torch.ones(32 * 2**20)  # 128 MiB resident
+    assert memory.peak_bytes(CPU) >= block.numel() * block.element_size()
