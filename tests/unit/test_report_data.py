@@ -88,7 +88,7 @@ def test_timings_stacked_by_stage_and_peak_memory(two_runs):
     assert timings["seconds"]["solve"] == [0.1, 0.2, 0.3]
     memory = two_runs["peak_memory"]["runs"]["memit"]
     assert memory["peak_mib"] == [406.0, 416.0, 426.0] and memory["peak_mib_overall"] == 426.0
-    assert memory["measures"].startswith("process peak RSS")
+    assert memory["measures"].startswith("peak RSS")
 
 
 def test_the_extracted_data_is_json(two_runs):
