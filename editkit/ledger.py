@@ -3,10 +3,12 @@
 ``Cp = Σ_b K_b K_bᵀ`` over the run's batches (``[d_in, d_in]``, float32 as the AlphaEdit reference's
 ``cache_c``; solvers take it to float64 one layer at a time), with each batch's keys ``K_b`` (float64
 ``[d_in, u]``, recomputed on the model after that batch was written) kept, so that a batch can be undone
-(``Cp − K_b K_bᵀ``), replayed from the journal, and offered to solvers batch by batch (MEMIT-seq, AlphaEdit;
-the AlphaEdit paper, Eq. 14). A batch's keys are *staged* while its edit can still fail and *committed* once it
+(Cp summed again from the remaining batches: exactly what a resumed run rebuilds, where subtracting in float32
+would not be), replayed from the journal, and offered to solvers batch by batch (MEMIT-seq, AlphaEdit; the
+AlphaEdit paper, Eq. 14). A batch's keys are *staged* while its edit can still fail and *committed* once it
 succeeded: only then does Cp grow, one module at a time (``torch.addmm``: no ``K Kᵀ`` temporary, and at most one
-module's old and new Cp alive together). A Cp once handed out is never changed in place. Owned by
+module's old and new Cp alive together); a commit interrupted part way puts the modules it grew back as they were.
+A Cp once handed out is never changed in place. Owned by
 :class:`editkit.run.EditRun`; plugins read ``Cp`` through the solve problem (``problem.past``,
 ``problem.past_batches``).
 """
@@ -37,10 +39,19 @@ class KeyLedger:
         self._staged = dict(keys)
 
     def commit(self) -> None:
-        """The staged batch is part of the run now: Cp grows by its keys."""
+        """The staged batch is part of the run now: Cp grows by its keys. If that fails part way (an interrupt,
+        memory), the modules already grown are summed again from the committed batches and the batch stays staged
+        (for :meth:`discard`)."""
         if self._staged is None:
             raise RuntimeError("no staged batch to commit")
-        self._add(self._staged, 1.0)
+        grown: list[str] = []
+        try:
+            for module, k in self._staged.items():
+                self._grow(module, k)
+                grown.append(module)
+        except BaseException:
+            self._rebuild(grown)
+            raise
         self.batches.append(self._staged)
         self._staged = None
 
@@ -50,18 +61,34 @@ class KeyLedger:
 
     def replay(self, keys: Mapping[str, torch.Tensor]) -> None:
         """Add a journaled batch's keys (exactly as its edit added them)."""
-        self._add(keys, 1.0)
+        for module, k in keys.items():
+            self._grow(module, k)
         self.batches.append(dict(keys))
 
-    def undo_last(self) -> None:
-        """Take the last committed batch's keys out of Cp."""
-        self._add(self.batches.pop(), -1.0)
+    def undo_last(self, n: int = 1) -> None:
+        """Take the last ``n`` committed batches out: each module they touched has its Cp summed again from the
+        batches that remain, in order, as :meth:`commit` and :meth:`replay` summed it (bit for bit what a resumed
+        run holds; ``Σ_b d²·u_b`` flops per module)."""
+        if not 0 <= n <= len(self.batches):
+            raise RuntimeError(f"cannot undo {n} batches: {len(self.batches)} committed")
+        touched: set[str] = set()
+        for _ in range(n):
+            touched.update(self.batches.pop())
+        self._rebuild(sorted(touched))
 
-    def _add(self, keys: Mapping[str, torch.Tensor], sign: float) -> None:
-        """``Cp ← Cp + sign · K Kᵀ`` per module, a new tensor each (a module's first batch starts from zero)."""
-        for module, k in keys.items():
-            k = k.to(self.DTYPE)  # [d_in, u]
-            previous = self.past.pop(module, None)  # dropped here: only the ledger's reference goes
-            if previous is None:
-                previous = torch.zeros(k.shape[0], k.shape[0], dtype=self.DTYPE, device=k.device)
-            self.past[module] = torch.addmm(previous, k, k.T, alpha=sign)
+    def _grow(self, module: str, k: torch.Tensor) -> None:
+        """``Cp ← Cp + K Kᵀ`` for one module, a new tensor (a module's first batch starts from zero); the old
+        Cp stays the ledger's until the new one exists."""
+        k = k.to(self.DTYPE)  # [d_in, u]
+        previous = self.past.get(module)
+        if previous is None:
+            previous = torch.zeros(k.shape[0], k.shape[0], dtype=self.DTYPE, device=k.device)
+        self.past[module] = torch.addmm(previous, k, k.T)
+
+    def _rebuild(self, modules: list[str]) -> None:
+        """Cp of ``modules`` summed again from the committed batches (absent where none has keys for it)."""
+        for module in modules:
+            self.past.pop(module, None)
+            for batch in self.batches:
+                if module in batch:
+                    self._grow(module, batch[module])

@@ -331,6 +331,7 @@ class EditRun:
             with report.stage("batch_end", self.device):
                 self.pm.hook.editkit_batch_end(run=self, batch=batch)
                 saved = self.plugin_states.save(self)
+            self.ledger.commit()  # the last step that can fail: Cp grows (and is put back if that fails part way)
         except BaseException as failure:
             self.ledger.discard()
             for record in reversed(undo):
@@ -343,7 +344,6 @@ class EditRun:
                                    f"{restore}") from failure
             raise
         report.seconds = time.perf_counter() - start
-        self.ledger.commit()
         self.plugin_states.commit(saved)
         self.reports.append(report)
         self._log_undo(undo)
@@ -562,8 +562,8 @@ class EditRun:
             for record in reversed(self.undo_log.pop()):
                 record.undo()
             self.reports.pop()
-            self.ledger.undo_last()
             self.plugin_states.pop()
+        self.ledger.undo_last(n)  # Cp summed again from the batches that remain
         self.plugin_states.load(self)
 
     def current_weights(self) -> dict[str, torch.Tensor]:

@@ -50,10 +50,11 @@ def _meta_model(name: str) -> Any:
 
 
 def plan(model: Any, layout: Any, layers: tuple[int, ...], batch_size: int, weight_dtype: str = "float32",
-         null_share: float = 0.5) -> dict[str, Any]:
+         null_share: float | None = None) -> dict[str, Any]:
     """The memory formula (:func:`editkit.memory.run_memory`) for one batch of ``batch_size`` edits at ``layers``:
-    MEMIT, and MEMIT + the null-space constraint with a null space of ``null_share`` of each layer (0.5, the
-    largest stored basis, by default)."""
+    MEMIT, and MEMIT + the null-space constraint with a null space of ``null_share`` of each layer, or by default
+    the worst case: a null space just over half of each layer (its complement, one column short of half, is stored
+    and solved in a ``d_in²`` matrix; at exactly half the smaller ``m × m`` system is solved)."""
     import torch
 
     from editkit.memory import SiteShape, run_memory
@@ -62,12 +63,18 @@ def plan(model: Any, layout: Any, layers: tuple[int, ...], batch_size: int, weig
     weights = sum(p.numel() for p in model.parameters()) * element
     sites = [layout.site(layer) for layer in layers]
     d_in, d_out = sites[0].d_in, sites[0].d_out
-    estimates = {}
-    for name, null in (("memit", None), ("memit+nullspace", round(null_share * d_in))):
+
+    def estimate(null: int | None) -> Any:
         shapes = [SiteShape(d_in=s.d_in, d_out=s.d_out, null=null) for s in sites]
-        estimate = run_memory(weights=weights, weight_element=element, sites=shapes, edits=batch_size,
-                              background=null is None)
-        estimates[name] = {"peak_bytes": estimate.peak, "peak_stage": estimate.peak_stage, "held": estimate.held}
+        return run_memory(weights=weights, weight_element=element, sites=shapes, edits=batch_size,
+                          background=null is None)
+
+    candidates = ([round(null_share * d_in)] if null_share is not None
+                  else sorted({min(d_in // 2 + i, min(s.d_in for s in sites)) for i in (0, 1)}))
+    null = max(candidates, key=lambda n: estimate(n).peak)
+    estimates = {}
+    for name, e in (("memit", estimate(None)), ("memit+nullspace", estimate(null))):
+        estimates[name] = {"peak_bytes": e.peak, "peak_stage": e.peak_stage, "held": e.held}
     journal_batch = len(sites) * d_in * d_out * 8 + len(sites) * d_in * batch_size * 8
     return {
         "layers": list(layers),
@@ -75,6 +82,7 @@ def plan(model: Any, layout: Any, layers: tuple[int, ...], batch_size: int, weig
         "d_out": d_out,
         "weight_dtype": weight_dtype,
         "null_share": null_share,
+        "null_dim": null,
         "estimates": estimates,
         "journal_bytes_per_batch": journal_batch,
         "edited_weights_bytes": len(sites) * d_in * d_out * element,
@@ -114,7 +122,8 @@ def main(args: argparse.Namespace) -> int:
               f"d_out {p['d_out']}, weights in {p['weight_dtype']}; the formula: docs/memory.md; v*'s and the key "
               "prompts' activations, which depend on the prompts, come on top):")
         for name, estimate in p["estimates"].items():
-            note = " (null space = half of each layer: the largest basis)" if name != "memit" else ""
+            note = (f" (null space of {p['null_dim']} of {p['d_in']} per layer: the worst case)"
+                    if name != "memit" else "")
             print(f"  {name}{note}: peak {estimate['peak_bytes'] / gib:.2f} GiB at {estimate['peak_stage']}")
             for term, size in estimate["held"].items():
                 if size:

@@ -74,14 +74,22 @@ def cached_eigendecomposition(
     stats: StoredStatistics, store: StatsStore | None, *, write: bool = True, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The eigendecomposition from the store's cache, else computed (and cached when ``write``)."""
+    eigenvalues, eigenvectors, _ = _eigh_through_store(stats, store, write=write, device=device)
+    return eigenvalues, eigenvectors
+
+
+def _eigh_through_store(stats: StoredStatistics, store: StatsStore | None, *, write: bool,
+                        device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """:func:`cached_eigendecomposition`, and whether the store's cache now holds it (read from it or written)."""
     if store is not None and stats.path is not None:
         cached = store.load_eigh(stats)
         if cached is not None:
-            return cached
+            return *cached, True
     eigenvalues, eigenvectors = eigendecompose(stats, device)
     if store is not None and stats.path is not None and write:
         store.save_eigh(stats, eigenvalues, eigenvectors)
-    return eigenvalues, eigenvectors
+        return eigenvalues, eigenvectors, True
+    return eigenvalues, eigenvectors, False
 
 
 class KeyStatistics:
@@ -160,6 +168,7 @@ class KeyStatistics:
         self._stats: dict[str, StoredStatistics] = {}
         self._moment: tuple[str, torch.Tensor] | None = None  # (module, C0 float64): the last one asked for
         self._eigh: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # the last one, or each without a cache file
+        self._eigh_stored: set[str] = set()  # modules whose eigendecomposition the store's cache holds
         self.last_collection: CollectionResult | None = None
         self._report = report
         self._reused: set[str] = set()
@@ -310,17 +319,13 @@ class KeyStatistics:
         if site.module not in self._eigh:
             stats = self.stored(site)
             device = self._device() if self._device().type == "cuda" else "cpu"
-            for module in [m for m in self._eigh if self._cached_on_disk(m)]:
+            for module in [m for m in self._eigh if m in self._eigh_stored]:
                 del self._eigh[module]  # read again from the store's cache if asked for again
-            self._eigh[site.module] = cached_eigendecomposition(
-                stats, self.store, write=self.dist.is_main, device=device
-            )
+            values, vectors, stored = _eigh_through_store(stats, self.store, write=self.dist.is_main, device=device)
+            self._eigh[site.module] = (values, vectors)
+            if stored:  # else (no store, or a rank that does not write it) kept: it would be computed again
+                self._eigh_stored.add(site.module)
         return self._eigh[site.module]
-
-    def _cached_on_disk(self, module: str) -> bool:
-        stats = self._stats.get(module)
-        return (self.store is not None and stats is not None and stats.path is not None
-                and self.store.eigh_path(stats.identity).is_file())
 
     def summary(self, site: Site, threshold: float = DEFAULT_THRESHOLD) -> SpectrumSummary:
         eigenvalues, _ = self.eigendecomposition(site)

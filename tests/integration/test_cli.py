@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from editkit.cli.main import main
+from editkit.memory import SiteShape, run_memory
 from editkit.testing.tiny import TINY_TEXT, tiny_model, tiny_tokenizer
 
 
@@ -136,7 +137,11 @@ def test_inspect_plan_sizes_state_from_the_config_alone(tmp_path, capsys):
     assert plan["layers"] == [1, 2] and plan["d_in"] == 224 and plan["d_out"] == 64
     alphaedit = plan["estimates"]["memit+nullspace"]["held"]
     assert alphaedit["Cp"] == 2 * 224 * 224 * 4 and alphaedit["C0 sums"] == 2 * 224 * 224 * 4
-    assert alphaedit["null-space bases"] == 2 * 224 * 112 * 8  # half of each layer: the largest basis
+    assert plan["null_dim"] == 113 and alphaedit["null-space bases"] == 2 * 224 * 111 * 8  # complement stored
+    shapes = [SiteShape(d_in=224, d_out=64, null=null) for null in range(225)]  # every null-space dimension
+    worst = max(run_memory(weights=alphaedit["weights"], weight_element=4, sites=[s, s], edits=100,
+                           background=False).peak for s in shapes)
+    assert plan["estimates"]["memit+nullspace"]["peak_bytes"] == worst  # the plan is the worst case
     assert plan["estimates"]["memit"]["held"]["null-space bases"] == 0
     params = 100 * 64 * 2 + 6 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 224 + 2 * 64) + 64  # untied head
     assert alphaedit["weights"] == params * 4

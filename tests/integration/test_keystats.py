@@ -385,3 +385,28 @@ def test_bad_input_exits_2_and_writes_nothing(model_dir, corpus_file, tmp_path, 
     assert rc == 2, err
     assert message in err
     assert not stats_dir.exists()
+
+
+def test_a_rank_that_cannot_read_the_eigendecomposition_cache_keeps_what_it_computed(tiny, corpus_file, tmp_path,
+                                                                                      monkeypatch):
+    """One layer's eigenvectors are dropped for the next only when the store's cache holds them; a rank that does
+    not write the cache and cannot read the file there (an older editkit's) keeps them rather than recompute."""
+    import editkit.keystats.statistics as statistics
+    from editkit.keystats.distributed import DistContext
+
+    model, tokenizer, layout = tiny
+    sites = [layout.site(1), layout.site(2)]
+    kwargs = dict(model=model, tokenizer=tokenizer, layout=layout, corpus=CorpusSpec.parse(str(corpus_file)),
+                  stats_dir=tmp_path, max_length=16, max_tokens=600)
+    main_rank = KeyStatistics(**kwargs)
+    for site in sites:
+        main_rank.eigendecomposition(site)  # statistics and eigendecomposition caches on disk
+    assert len(list(tmp_path.rglob("*eigh*"))) >= 2
+    calls, real = [], statistics.eigendecompose
+    monkeypatch.setattr(statistics, "eigendecompose", lambda stats, device: calls.append(1) or real(stats, device))
+    monkeypatch.setattr(StatsStore, "load_eigh", lambda self, stats: None)  # the files there do not load
+    other = KeyStatistics(**kwargs, distributed=DistContext(rank=1, world_size=2))
+    first = other.eigendecomposition(sites[0])
+    other.eigendecomposition(sites[1])
+    again = other.eigendecomposition(sites[0])
+    assert len(calls) == 2 and again[1] is first[1]  # kept, not computed a third time
