@@ -3,6 +3,7 @@ reset after every stage), not the process's peak so far; elsewhere it falls back
 
 from __future__ import annotations
 
+import mmap
 import sys
 
 import pytest
@@ -28,9 +29,14 @@ def _can_reset() -> bool:
 @pytest.mark.skipif(not _can_reset(), reason="needs Linux's /proc/self/clear_refs and VmHWM (a resettable peak)")
 def test_a_stage_reports_its_own_peak_not_the_process_peak_so_far():
     report = BatchReport(index=0, size=1)
+    size = 256 * 2**20
     with report.stage("large", CPU):
-        block = torch.ones(64 * 2**20)  # 256 MiB, written (resident), then freed (an mmap: returned at once)
-        del block
+        # an anonymous mapping, every page written (resident), then unmapped: resident memory rises by 256 MiB and
+        # falls back, whatever the allocator keeps (a freed heap block may stay resident)
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, mmap.PAGESIZE):
+            block[offset] = 1
+        block.close()
     with report.stage("small", CPU):
         torch.ones(16)
     assert report.peak_memory["large"] - report.peak_memory["small"] > 128 * 2**20
