@@ -110,14 +110,14 @@ def main() -> int:
     args = p.parse_args()
 
     from editkit_memit.keys import KeyPrompts
-    from editkit_memit.targets import _rows, suffix_groups
+    from memory_of_run import vstar_memory  # this folder's: v*'s activations as MEMIT forms its rows
     from transformers import AutoTokenizer
 
     from editkit import EditRun, RunConfig
     from editkit.config import parse_layers
     from editkit.keystats import CorpusSpec, KeyStatistics
     from editkit.layout import resolve_layout
-    from editkit.memory import SiteShape, run_memory, vstar_bytes
+    from editkit.memory import SiteShape, run_memory
     from editkit.modelsource.resolve import resolve_model
 
     if not args.requests.is_file():
@@ -158,17 +158,11 @@ def main() -> int:
         measured = max(vm("VmHWM"), *report.peak_memory.values())
 
         templates = run.editor.templates or ("{}",)
-        vstar = 0  # v* optimises one group of requests at a time (grouped by suffix width): the largest counts
-        for group in suffix_groups(tokenizer, requests, templates):
-            rows = _rows(tokenizer, [requests[i] for i in group], templates)
-            vstar = max(vstar, vstar_bytes(
-                tokens=sum(r.width for r in rows if not r.is_kl) + sum(1 for r in rows if r.is_kl),
-                upper_blocks=args.n_layers - 1 - max(layers), d_model=args.d_model, d_mlp=args.d_mlp,
-                target_tokens=sum(len(r.targets) for r in rows if not r.is_kl),
-                kl_rows=sum(1 for r in rows if r.is_kl), vocab=args.vocab))
+        element = torch.empty(0, dtype=getattr(torch, args.dtype)).element_size()
+        vstar = vstar_memory(tokenizer, requests, templates, upper_blocks=args.n_layers - 1 - max(layers),
+                             d_model=args.d_model, d_mlp=args.d_mlp, vocab=args.vocab)
         subspaces = run.constraints[0][1].subspaces
         shapes = [SiteShape(d_in=s.d_in, d_out=s.d_out, null=subspaces[s.module].dim) for s in run.sites]
-        element = torch.empty(0, dtype=getattr(torch, args.dtype)).element_size()
         prompts = KeyPrompts.build(tokenizer, requests, run.editor.templates, torch.device("cpu"))
         key_tokens = prompts.batch.input_ids.numel()  # [rows, T]
         estimate = run_memory(weights=weights, weight_element=element, sites=shapes, edits=len(requests),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +92,19 @@ def test_run_writes_result_and_deltas(saved_model, tmp_path):
     assert set(deltas) == {"transformer.h.1.mlp.c_proj"}
     assert tuple(deltas["transformer.h.1.mlp.c_proj"].shape) == (256, 64)  # Conv1D storage layout
     assert float(deltas["transformer.h.1.mlp.c_proj"].abs().sum()) > 0
+
+    if sys.platform.startswith("linux"):  # the memory formula for this run, next to its measured stage peaks
+        script = Path(__file__).resolve().parents[2] / "benchmarks" / "memory_of_run.py"
+        figures = tmp_path / "memory.json"
+        done = subprocess.run([sys.executable, str(script), str(out), "--batch", "1", "--json", str(figures)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        memory = json.loads(figures.read_text())
+        assert memory["null_dims"] == [result["batches"][1]["layers"]["1"]["nullspace.dim"]]
+        assert memory["held"]["weights"] == 4 * sum(
+            t.numel() for t in load_file(path / "model.safetensors").values() if t.dtype.is_floating_point)
+        assert memory["held"]["keys"] == 256 * 2 * 8 and memory["key_tokens"] > 0 and memory["vstar_bytes"] > 0
+        assert memory["measured_peak_bytes"] == max(v * 2**20 for v in result["batches"][1]["peak_memory_mib"].values())
 
 
 @pytest.mark.parametrize(
