@@ -58,7 +58,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="a run directory (result.json, journal/manifest.json)")
     p.add_argument("--batch", type=int, default=0, help="which batch (default the first)")
-    p.add_argument("--posthoc", action="store_true", help="every layer's solved update kept to the batch's end")
+    p.add_argument("--posthoc", action="store_true", help="every layer's solved update kept to the batch's end "
+                   "(implied by a run whose constraints acted post hoc)")
     p.add_argument("--dtype", default="float32", help="the edited weights' dtype in the run (default float32)")
     p.add_argument("--json", type=Path, help="write the figures here too")
     args = p.parse_args()
@@ -104,14 +105,15 @@ def main() -> int:
     estimate = run_memory(weights=weights, weight_element=element, sites=shapes, edits=len(requests),
                           background=run["editor"] == "memit" and not run["constraints"], vstar=vstar,
                           baseline=baseline, key_tokens=key_tokens, key_blocks=max(layers) - min(layers) + 1,
-                          posthoc=args.posthoc)
+                          posthoc=args.posthoc or run.get("constrain_mode") == "posthoc")
     measured = {k: float(v) * 2**20 for k, v in batch["peak_memory_mib"].items()}
 
     solves = [v for k, v in estimate.stages.items() if k.startswith("solve")]
+    # the formula's stages and the run's (runs before the commit had a stage of its own: not measured there)
     pairs = [("v*", "compute_targets", estimate.stages["v*"]),
              ("collect keys", "collect_keys", estimate.stages["collect keys"]),
              ("solve (largest layer)", "solve", max(solves)),
-             ("commit Cp", "update_cp", estimate.stages["commit Cp"])]
+             ("commit Cp", "commit_cp", estimate.stages["commit Cp"])]
     print(f"{args.run}: batch {args.batch} of {len(batches)}, {len(requests)} edits, layers {layers}, "
           f"{run['editor']}{' + ' + ' + '.join(run['constraints']) if run['constraints'] else ''}; baseline "
           f"(this process after its imports) {baseline / GIB:.2f} GiB; v* activations {vstar / GIB:.2f} GiB; key "
@@ -121,9 +123,11 @@ def main() -> int:
         got = measured.get(stage)
         shown = f"{got / GIB:13.2f} {got / predicted:17.3f}" if got else f"{'-':>13} {'-':>17}"
         print(f"{name:>24} {predicted / GIB:12.2f} {shown}")
-    overall = max(measured.values())
+    # batch_begin is left out: in runs recorded before the peak was reset as a batch begins, it holds everything
+    # before the batch (loading, statistics, the evaluation before editing)
+    overall = max(v for k, v in measured.items() if k != "batch_begin")
     print(f"{'peak':>24} {estimate.peak / GIB:12.2f} {overall / GIB:13.2f} {overall / estimate.peak:17.3f}"
-          f"   (formula's peak at {estimate.peak_stage})")
+          f"   (formula's peak at {estimate.peak_stage}; measured: the batch's stages after batch_begin)")
     print("held at the batch's end (GiB): " + ", ".join(f"{k} {v / GIB:.2f}" for k, v in estimate.held.items() if v))
     if args.json:
         args.json.write_text(json.dumps({
@@ -131,7 +135,9 @@ def main() -> int:
             "vstar_bytes": vstar, "key_tokens": key_tokens, "null_dims": nulls, "formula_stages": estimate.stages,
             "formula_peak_bytes": estimate.peak, "formula_peak_stage": estimate.peak_stage, "held": estimate.held,
             "measured_stage_bytes": measured, "measured_peak_bytes": overall,
-            "measured_over_formula": overall / estimate.peak}, indent=2) + "\n")
+            "measured_over_formula": overall / estimate.peak,
+            "pairs": [{"formula": name, "stage": stage, "formula_bytes": predicted,
+                       "measured_bytes": measured.get(stage)} for name, stage, predicted in pairs]}, indent=2) + "\n")
     return 0
 
 

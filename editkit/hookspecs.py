@@ -381,8 +381,9 @@ def editkit_batch_begin(run: RunContext, batch: EditBatch) -> None:
 def editkit_batch_end(run: RunContext, batch: EditBatch) -> None:
     """After every site of a batch was written and measured: update the plugins' own sequential state.
 
-    The kernel has already grown ``Cp`` (``Cp += K1 K1ᵀ`` with the batch's keys recomputed on the
-    edited model by ``editkit_collect_keys``); editors and constraints do not. Use it for state of
+    The kernel grows ``Cp`` (``Cp += K1 K1ᵀ`` with the batch's keys recomputed on the edited model by
+    ``editkit_collect_keys``) right after this hook, as the batch's last step: here ``run.past_keys`` is still
+    the Cp of the earlier batches. Editors and constraints do not grow it themselves. Use it for state of
     your own (e.g. a cache that the edited weights invalidate).
 
     Calling convention: every stage plugin of the run is called; nothing is returned.

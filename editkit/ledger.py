@@ -26,9 +26,17 @@ class KeyLedger:
     DTYPE = torch.float32
 
     def __init__(self) -> None:
-        self.past: dict[str, torch.Tensor] = {}
+        self._past: dict[str, torch.Tensor] = {}
         self.batches: list[dict[str, torch.Tensor]] = []
         self._staged: dict[str, torch.Tensor] | None = None
+        self._stale: set[str] = set()  # modules whose Cp a failed rebuild left wrong: summed again when next read
+
+    @property
+    def past(self) -> dict[str, torch.Tensor]:
+        """Cp per module (read only: the ledger replaces a module's Cp, never changes it in place)."""
+        if self._stale:
+            self._rebuild(sorted(self._stale))
+        return self._past
 
     def past_batches(self, module: str) -> list[torch.Tensor]:
         """The committed batches' keys of ``module``, oldest first."""
@@ -47,8 +55,8 @@ class KeyLedger:
         grown: list[str] = []
         try:
             for module, k in self._staged.items():
+                grown.append(module)  # before: an interrupt right after the growth still puts it back
                 self._grow(module, k)
-                grown.append(module)
         except BaseException:
             self._rebuild(grown)
             raise
@@ -79,16 +87,26 @@ class KeyLedger:
     def _grow(self, module: str, k: torch.Tensor) -> None:
         """``Cp ← Cp + K Kᵀ`` for one module, a new tensor (a module's first batch starts from zero); the old
         Cp stays the ledger's until the new one exists."""
+        self._past[module] = self._added(self._past.get(module), k)
+
+    def _added(self, past: torch.Tensor | None, k: torch.Tensor) -> torch.Tensor:
         k = k.to(self.DTYPE)  # [d_in, u]
-        previous = self.past.get(module)
-        if previous is None:
-            previous = torch.zeros(k.shape[0], k.shape[0], dtype=self.DTYPE, device=k.device)
-        self.past[module] = torch.addmm(previous, k, k.T)
+        if past is None:
+            past = torch.zeros(k.shape[0], k.shape[0], dtype=self.DTYPE, device=k.device)
+        return torch.addmm(past, k, k.T)
 
     def _rebuild(self, modules: list[str]) -> None:
-        """Cp of ``modules`` summed again from the committed batches (absent where none has keys for it)."""
+        """Cp of ``modules`` summed again from the committed batches, in order (absent where none has keys for
+        it). A module stays marked stale until its new Cp is in place: if this is interrupted, the next read of
+        :attr:`past` sums it again."""
+        self._stale.update(modules)
         for module in modules:
-            self.past.pop(module, None)
+            total = None
             for batch in self.batches:
                 if module in batch:
-                    self._grow(module, batch[module])
+                    total = self._added(total, batch[module])
+            if total is None:
+                self._past.pop(module, None)
+            else:
+                self._past[module] = total
+            self._stale.discard(module)

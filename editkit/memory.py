@@ -3,7 +3,9 @@
 Measured: CUDA allocator peaks on GPUs, the process's peak resident memory on CPU. A stage's figure is the peak
 since the previous stage ended: on Linux the kernel's high-water mark (``VmHWM``) is reset to the current resident
 size after each stage (``5`` to ``/proc/self/clear_refs``); where that cannot be done (other systems, a kernel that
-refuses) the peak never goes down and a stage's figure is the process peak at its end.
+refuses) the peak never goes down and a stage's figure is the process peak at its end. The kernel keeps one mark:
+after a reset, ``getrusage`` (and ``/usr/bin/time``) also see only the peak since; a run keeps the largest it saw
+(:meth:`editkit.run.EditRun.peak_memory_so_far`).
 
 Predicted (:func:`run_memory`): what one batch of a locate-then-edit run holds, stage by stage, from the shapes
 alone. For ``n`` edited layers of input width ``d`` (``d_mlp``) and output width ``D`` (``d_model``), weights

@@ -191,6 +191,7 @@ class EditRun:
         if self.key_statistics is not None and hasattr(self.key_statistics, "prepare"):
             self.key_statistics.prepare(self.sites)  # C0 of the *unedited* model, one pass for all sites
         self.reports: list[BatchReport] = []
+        self.process_peak = 0  # bytes: the largest peak memory seen so far (see edit() and peak_memory_so_far())
         self.final_report: BatchReport | None = None
         self.undo_log: list[list[UndoRecord]] = []
         self._current: BatchReport | None = None
@@ -306,12 +307,18 @@ class EditRun:
         The plugins' batch begin and the target values; per site: collect keys, compute the residual, solve
         (with the constraints inline), apply; then,
         for the whole batch, the post-hoc constraints, the constraints on the accumulated update and their
-        measures, Cp grown by the batch's keys, and the editor's batch end."""
+        measures, the batch's keys on the edited model, the plugins' batch end, and last Cp grown by those keys
+        (the one step after the plugins' that can fail).
+
+        Each stage's peak memory is its own (:mod:`editkit.memory`): the peak is reset as the batch begins and
+        after every stage; :attr:`process_peak` keeps the largest seen."""
         self.plugin_states.restore_if_replayed(self)
         batch = EditBatch(index=len(self.reports), requests=tuple(requests))
         report = BatchReport(index=batch.index, size=len(batch.requests))
         self._current = report
         undo: list[UndoRecord] = []
+        self.process_peak = max(self.process_peak, peak_bytes(self.device))  # what came before the batch
+        reset_peak(self.device)
         start = time.perf_counter()
         try:
             with report.stage("batch_begin", self.device):
@@ -331,8 +338,10 @@ class EditRun:
             with report.stage("batch_end", self.device):
                 self.pm.hook.editkit_batch_end(run=self, batch=batch)
                 saved = self.plugin_states.save(self)
-            self.ledger.commit()  # the last step that can fail: Cp grows (and is put back if that fails part way)
+            with report.stage("commit_cp", self.device):
+                self.ledger.commit()  # the last step that can fail: Cp grows (put back if that fails part way)
         except BaseException as failure:
+            self.process_peak = max(self.process_peak, *report.peak_memory.values(), peak_bytes(self.device))
             self.ledger.discard()
             for record in reversed(undo):
                 record.undo()
@@ -344,6 +353,7 @@ class EditRun:
                                    f"{restore}") from failure
             raise
         report.seconds = time.perf_counter() - start
+        self.process_peak = max(self.process_peak, *report.peak_memory.values())
         self.plugin_states.commit(saved)
         self.reports.append(report)
         self._log_undo(undo)
@@ -558,13 +568,22 @@ class EditRun:
                 raise UsageError(f"cannot undo {n} batches: this run keeps undo records for its last "
                                  f"{self.undo_depth} batch(es) only (undo_depth)")
             raise UsageError(f"cannot undo {n} batches: only {len(self.undo_log)} were applied")
-        for _ in range(n):
-            for record in reversed(self.undo_log.pop()):
-                record.undo()
-            self.reports.pop()
-            self.plugin_states.pop()
-        self.ledger.undo_last(n)  # Cp summed again from the batches that remain
+        undone = 0
+        try:
+            for _ in range(n):
+                for record in reversed(self.undo_log.pop()):
+                    record.undo()
+                self.reports.pop()
+                self.plugin_states.pop()
+                undone += 1
+        finally:
+            self.ledger.undo_last(undone)  # Cp summed again from the batches that remain
         self.plugin_states.load(self)
+
+    def peak_memory_so_far(self) -> int:
+        """The largest peak memory of this process (CPU) or the run's device (CUDA) since the run began, in bytes;
+        the batches' stage peaks, what came between them, and what came since the last."""
+        return max(self.process_peak, peak_bytes(self.device))
 
     def current_weights(self) -> dict[str, torch.Tensor]:
         """The edited modules' weights now (storage layout, views)."""

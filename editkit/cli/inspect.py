@@ -50,11 +50,12 @@ def _meta_model(name: str) -> Any:
 
 
 def plan(model: Any, layout: Any, layers: tuple[int, ...], batch_size: int, weight_dtype: str = "float32",
-         null_share: float | None = None) -> dict[str, Any]:
+         null_share: float | None = None, posthoc: bool = False) -> dict[str, Any]:
     """The memory formula (:func:`editkit.memory.run_memory`) for one batch of ``batch_size`` edits at ``layers``:
     MEMIT, and MEMIT + the null-space constraint with a null space of ``null_share`` of each layer, or by default
     the worst case: a null space just over half of each layer (its complement, one column short of half, is stored
-    and solved in a ``d_in²`` matrix; at exactly half the smaller ``m × m`` system is solved)."""
+    and solved in a ``d_in²`` matrix; at exactly half the smaller ``m × m`` system is solved). ``posthoc``: the
+    editor's constraints act post hoc (every layer's solved update is kept until they do)."""
     import torch
 
     from editkit.memory import SiteShape, run_memory
@@ -67,7 +68,7 @@ def plan(model: Any, layout: Any, layers: tuple[int, ...], batch_size: int, weig
     def estimate(null: int | None) -> Any:
         shapes = [SiteShape(d_in=s.d_in, d_out=s.d_out, null=null) for s in sites]
         return run_memory(weights=weights, weight_element=element, sites=shapes, edits=batch_size,
-                          background=null is None)
+                          background=null is None, posthoc=posthoc)
 
     candidates = ([round(null_share * d_in)] if null_share is not None
                   else sorted({min(d_in // 2 + i, min(s.d_in for s in sites)) for i in (0, 1)}))
@@ -83,6 +84,7 @@ def plan(model: Any, layout: Any, layers: tuple[int, ...], batch_size: int, weig
         "weight_dtype": weight_dtype,
         "null_share": null_share,
         "null_dim": null,
+        "posthoc": posthoc,
         "estimates": estimates,
         "journal_bytes_per_batch": journal_batch,
         "edited_weights_bytes": len(sites) * d_in * d_out * element,
@@ -108,7 +110,8 @@ def main(args: argparse.Namespace) -> int:
 
         # the editor's own locate stage picks the sites, on a weightless (meta) model
         run = EditRun(model=model, tokenizer=None, host=host, config=RunConfig(editor=args.editor, layers=layers))
-        info["plan"] = plan(model, layout, tuple(s.layer for s in run.sites), args.batch_size, args.dtype)
+        info["plan"] = plan(model, layout, tuple(s.layer for s in run.sites), args.batch_size, args.dtype,
+                            posthoc=run.constrain_mode == "posthoc")
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

@@ -281,6 +281,7 @@ def _result(run: EditRun, inputs: RunInputs, before: _Before, after: Sequence[Ed
             "efficacy_post": sum(a.success for a in after) / n,
             "target_logprob_rose": sum(a.new_logprob > b.new_logprob for a, b in zip(after, before.scores)) / n,
             "skipped_records": len(inputs.skipped_records),
+            "peak_memory_mib": round(run.peak_memory_so_far() / 2**20, 1),  # this process's (see editkit.memory)
         },
         "metrics": {"pre": before.metrics, "post": post_metrics, "seconds": eval_timings},
         "final": run.final_report.to_json() if run.final_report is not None else None,

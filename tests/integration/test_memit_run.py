@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
+import sys
+
 import pytest
 import torch
 
@@ -180,3 +183,28 @@ def test_a_batch_interrupted_while_cp_grows_is_undone_whole():
     assert len(run.reports) == 1 and len(run.ledger.batches) == 1
     run.edit(make_requests(3, offset=3))  # the run goes on
     assert len(run.reports) == 2
+
+
+def _resettable_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return sys.platform.startswith("linux")
+
+
+@pytest.mark.skipif(not _resettable_peak(), reason="per-stage peaks need Linux's resettable VmHWM")
+def test_a_batch_measures_its_own_peaks_and_the_run_keeps_the_largest():
+    run = make_run()
+    with open("/proc/self/status") as fh:
+        before = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
+    size = 256 * 2**20
+    block = mmap.mmap(-1, size)  # 256 MiB resident before the batch, then returned
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
+    block.close()
+    report = run.edit(make_requests(2))
+    assert {"batch_begin", "compute_targets", "solve", "commit_cp"} <= set(report.peak_memory)
+    assert max(report.peak_memory.values()) < before + 128 * 2**20  # what came before is not the batch's
+    assert run.peak_memory_so_far() >= before + 200 * 2**20  # but the run's peak keeps it

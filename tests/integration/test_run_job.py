@@ -42,6 +42,7 @@ def without_timings(result: dict) -> dict:
     """``result.json`` less what measures this machine (seconds, memory) or this checkout (the manifest)."""
     data = json.loads(json.dumps(result))
     data["summary"].pop("edit_seconds")
+    data["summary"].pop("peak_memory_mib")
     data["metrics"].pop("seconds")
     data.pop("manifest")
     for batch in [*data["batches"], *([data["final"]] if data["final"] else [])]:

@@ -94,3 +94,24 @@ def test_a_stage_adds_up_its_seconds_and_records_nothing_when_it_raises():
     with pytest.raises(ValueError), report.stage("apply", cpu):
         raise ValueError("a failing stage")
     assert "apply" not in report.timings
+
+
+def test_a_rollback_interrupted_in_turn_is_finished_when_cp_is_next_read(monkeypatch):
+    ledger = KeyLedger()
+    ledger.replay({"a": keys(0), "b": keys(1)})
+    before = {m: t.clone() for m, t in ledger.past.items()}
+    ledger.stage({"a": keys(2), "b": keys(3)})
+    real_addmm, calls = torch.addmm, []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while "b" grows, and again while "a" is put back
+        calls.append(1)
+        if len(calls) in (2, 3):
+            raise KeyboardInterrupt
+        return real_addmm(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "addmm", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ledger.commit()
+    monkeypatch.setattr(torch, "addmm", real_addmm)
+    ledger.discard()
+    assert all(torch.equal(ledger.past[m], before[m]) for m in before)  # summed again as it is read
