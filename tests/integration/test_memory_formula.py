@@ -35,8 +35,8 @@ def nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-@pytest.mark.parametrize("constraints", [(), ("nullspace",)], ids=["memit", "alphaedit"])
-def test_the_terms_held_at_a_batch_end_are_the_bytes_the_run_holds(constraints, tmp_path):
+def tiny_run(tmp_path, constraints, **config) -> tuple[EditRun, KeyStatistics]:
+    """A tiny GPT-2 edited at layers 1-3 with key statistics from a store."""
     tok = tiny_tokenizer()
     model = tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=32, d_mlp=128, seed=0, logit_scale=20)
     corpus = tmp_path / "corpus.txt"
@@ -45,8 +45,15 @@ def test_the_terms_held_at_a_batch_end_are_the_bytes_the_run_holds(constraints, 
                           corpus=CorpusSpec.parse(str(corpus)), stats_dir=tmp_path / "stats", max_length=24,
                           model_id="tiny")
     run = EditRun(model=model, tokenizer=tok, key_statistics=stats, undo_depth=1,
-                  config=RunConfig(constraints=constraints, layers=(1, 2, 3), overrides=(
+                  config=RunConfig(constraints=constraints, layers=(1, 2, 3), **config, overrides=(
                       HPARAMS | ({"nullspace.threshold": "1e-3"} if constraints else {})).items()))
+    return run, stats
+
+
+@pytest.mark.parametrize("constraints", [(), ("nullspace",)], ids=["memit", "alphaedit"])
+def test_the_terms_held_at_a_batch_end_are_the_bytes_the_run_holds(constraints, tmp_path):
+    run, stats = tiny_run(tmp_path, constraints)
+    model = run.model
     edits = 6
     run.edit(requests(edits))
     modules = [s.module for s in run.sites]
@@ -96,16 +103,7 @@ class SolvedWatch:
 
 @pytest.mark.parametrize("mode", ["inline", "posthoc"])
 def test_solved_updates_are_dropped_once_written_unless_the_constraints_act_post_hoc(mode, tmp_path):
-    tok = tiny_tokenizer()
-    model = tiny_model("gpt2", vocab_size=len(tok), n_layers=4, d_model=32, d_mlp=128, seed=0, logit_scale=20)
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()) * 4)
-    stats = KeyStatistics(model=model, tokenizer=tok, layout=resolve_layout(model),
-                          corpus=CorpusSpec.parse(str(corpus)), stats_dir=tmp_path / "stats", max_length=24,
-                          model_id="tiny")
-    run = EditRun(model=model, tokenizer=tok, key_statistics=stats, undo_depth=1,
-                  config=RunConfig(constraints=("nullspace",), layers=(1, 2, 3), constrain_mode=mode,
-                                   overrides=(HPARAMS | {"nullspace.threshold": "1e-3"}).items()))
+    run, _ = tiny_run(tmp_path, ("nullspace",), constrain_mode=mode)
     watch = SolvedWatch()
     run.pm.register(watch)
     run.edit(requests(4))

@@ -13,6 +13,19 @@ def keys(seed: int, d: int = 6, u: int = 3) -> torch.Tensor:
     return torch.randn(d, u, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 
+def interrupt_addmm(monkeypatch, at: set[int]) -> None:
+    """``torch.addmm`` raises KeyboardInterrupt (a Ctrl-C, or out of memory) on the calls numbered in ``at``."""
+    real, calls = torch.addmm, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "addmm", interrupted)
+
+
 def test_a_staged_batch_counts_only_once_committed():
     ledger = KeyLedger()
     ledger.stage({"m": keys(0)})
@@ -59,18 +72,10 @@ def test_an_interrupted_commit_puts_back_the_modules_it_grew(monkeypatch):
     ledger.commit()
     before = {m: t.clone() for m, t in ledger.past.items()}
     ledger.stage({"a": keys(2), "b": keys(3)})
-    real_addmm, calls = torch.addmm, []
-
-    def interrupted(*args, **kwargs):  # the second module's growth is interrupted (Ctrl-C, out of memory)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_addmm(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "addmm", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        ledger.commit()
-    monkeypatch.setattr(torch, "addmm", real_addmm)
+    with monkeypatch.context() as patch:
+        interrupt_addmm(patch, at={2})  # the second module's growth is interrupted
+        with pytest.raises(KeyboardInterrupt):
+            ledger.commit()
     assert set(ledger.past) == {"a", "b"} and all(torch.equal(ledger.past[m], before[m]) for m in before)
     assert len(ledger.batches) == 1
     ledger.discard()  # as a failed edit does
@@ -101,17 +106,9 @@ def test_a_rollback_interrupted_in_turn_is_finished_when_cp_is_next_read(monkeyp
     ledger.replay({"a": keys(0), "b": keys(1)})
     before = {m: t.clone() for m, t in ledger.past.items()}
     ledger.stage({"a": keys(2), "b": keys(3)})
-    real_addmm, calls = torch.addmm, []
-
-    def interrupted(*args, **kwargs):  # Ctrl-C while "b" grows, and again while "a" is put back
-        calls.append(1)
-        if len(calls) in (2, 3):
-            raise KeyboardInterrupt
-        return real_addmm(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "addmm", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        ledger.commit()
-    monkeypatch.setattr(torch, "addmm", real_addmm)
+    with monkeypatch.context() as patch:
+        interrupt_addmm(patch, at={2, 3})  # Ctrl-C while "b" grows, and again while "a" is put back
+        with pytest.raises(KeyboardInterrupt):
+            ledger.commit()
     ledger.discard()
     assert all(torch.equal(ledger.past[m], before[m]) for m in before)  # summed again as it is read
