@@ -208,3 +208,21 @@ def test_a_batch_measures_its_own_peaks_and_the_run_keeps_the_largest():
     assert {"batch_begin", "compute_targets", "solve", "commit_cp"} <= set(report.peak_memory)
     assert max(report.peak_memory.values()) < before + 128 * 2**20  # what came before is not the batch's
     assert run.peak_memory_so_far() >= before + 200 * 2**20  # but the run's peak keeps it
+
+
+def test_at_batch_end_cp_is_still_the_earlier_batches_and_grows_right_after():
+    run = make_run()
+    seen: list[dict[str, torch.Tensor]] = []
+
+    class BatchEnd:
+        @hookimpl
+        def editkit_batch_end(self, run, batch):
+            seen.append(dict(run.past_keys))
+
+    run.pm.register(BatchEnd())
+    run.edit(make_requests(2))
+    after_first = dict(run.past_keys)
+    run.edit(make_requests(2, offset=2))
+    assert seen[0] == {}  # no Cp yet while the first batch ends
+    assert seen[1].keys() == after_first.keys() and all(torch.equal(seen[1][m], after_first[m]) for m in seen[1])
+    assert not any(torch.equal(run.past_keys[m], after_first[m]) for m in after_first)  # grown after the hook

@@ -80,4 +80,6 @@ def test_the_contract_states_what_the_kernel_does():
     collect = inspect.getdoc(hookspecs.editkit_collect_keys)
     assert "once more per site after the batch was written" in collect and "Cp" in collect
     batch_end = inspect.getdoc(hookspecs.editkit_batch_end)
-    assert "The kernel has already grown ``Cp``" in batch_end and "editors and constraints do not" in batch_end
+    words = " ".join(batch_end.split())
+    assert "The kernel grows ``Cp``" in words and "right after this hook" in words
+    assert "still the Cp of the earlier batches" in words and "Editors and constraints do not grow it" in words
