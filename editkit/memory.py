@@ -4,8 +4,8 @@ Measured: CUDA allocator peaks on GPUs, the process's peak resident memory on CP
 since the previous stage ended: on Linux the kernel's high-water mark (``VmHWM``) is reset to the current resident
 size after each stage (``5`` to ``/proc/self/clear_refs``); where that cannot be done (other systems, a kernel that
 refuses) the peak never goes down and a stage's figure is the process peak at its end. The kernel keeps one mark:
-after a reset, ``getrusage`` (and ``/usr/bin/time``) also see only the peak since; a run keeps the largest it saw
-(:meth:`editkit.run.EditRun.peak_memory_so_far`).
+after a reset, ``getrusage`` (and ``/usr/bin/time``) also see only the peak since; :class:`PeakMeter` resets and
+keeps the largest it saw (a run's: :meth:`editkit.run.EditRun.peak_memory_so_far`).
 
 Predicted (:func:`run_memory`): what one batch of a locate-then-edit run holds, stage by stage, from the shapes
 alone. For ``n`` edited layers of input width ``d`` (``d_mlp``) and output width ``D`` (``d_model``), weights
@@ -68,6 +68,25 @@ def peak_bytes(device: torch.device) -> int:
         return hwm
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
+
+
+class PeakMeter:
+    """Peak memory on one device in laps: :meth:`lap` gives the peak since the previous lap and starts a new one;
+    the meter keeps the highest peak of any lap, so a reset never loses the run's peak (:meth:`so_far`)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.highest = 0  # bytes
+
+    def lap(self) -> int:
+        peak = peak_bytes(self.device)
+        self.highest = max(self.highest, peak)
+        reset_peak(self.device)
+        return peak
+
+    def so_far(self) -> int:
+        """The highest peak since the meter began, the lap under way included."""
+        return max(self.highest, peak_bytes(self.device))
 
 
 def _high_water_mark() -> int | None:

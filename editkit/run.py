@@ -29,7 +29,7 @@ from editkit.hparams import to_json
 from editkit.layout import ModelLayout, resolve_layout
 from editkit.ledger import KeyLedger
 from editkit.markers import PROJECT_NAME, hookimpl
-from editkit.memory import peak_bytes, reset_peak
+from editkit.memory import PeakMeter
 from editkit.methods import RunMethods
 from editkit.plugins import PluginHost
 from editkit.pluginstate import PluginStates
@@ -61,14 +61,13 @@ class BatchReport:
     replayed: bool = False  # restored from the journal by a resumed run, not edited in this process
 
     @contextmanager
-    def stage(self, name: str, device: torch.device) -> Iterator[None]:
-        """Time the stage ``name`` (seconds add up over the batch's sites) and its peak memory on ``device``;
-        nothing is recorded when the stage raises (the batch is undone)."""
+    def stage(self, name: str, meter: PeakMeter) -> Iterator[None]:
+        """Time the stage ``name`` (seconds add up over the batch's sites) and its peak memory (a lap of
+        ``meter``); nothing is recorded when the stage raises (the batch is undone)."""
         started = time.perf_counter()
         yield
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
-        self.peak_memory[name] = max(self.peak_memory.get(name, 0), peak_bytes(device))
-        reset_peak(device)
+        self.peak_memory[name] = max(self.peak_memory.get(name, 0), meter.lap())
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -191,7 +190,7 @@ class EditRun:
         if self.key_statistics is not None and hasattr(self.key_statistics, "prepare"):
             self.key_statistics.prepare(self.sites)  # C0 of the *unedited* model, one pass for all sites
         self.reports: list[BatchReport] = []
-        self.process_peak = 0  # bytes: the largest peak memory seen so far (see edit() and peak_memory_so_far())
+        self.peaks = PeakMeter(self.device)  # each stage's peak memory is a lap (see edit())
         self.final_report: BatchReport | None = None
         self.undo_log: list[list[UndoRecord]] = []
         self._current: BatchReport | None = None
@@ -311,19 +310,18 @@ class EditRun:
         (the one step after the plugins' that can fail).
 
         Each stage's peak memory is its own (:mod:`editkit.memory`): the peak is reset as the batch begins and
-        after every stage; :attr:`process_peak` keeps the largest seen."""
+        after every stage (laps of :attr:`peaks`, which keeps the largest)."""
         self.plugin_states.restore_if_replayed(self)
         batch = EditBatch(index=len(self.reports), requests=tuple(requests))
         report = BatchReport(index=batch.index, size=len(batch.requests))
         self._current = report
         undo: list[UndoRecord] = []
-        self.process_peak = max(self.process_peak, peak_bytes(self.device))  # what came before the batch
-        reset_peak(self.device)
+        self.peaks.lap()  # what came before the batch is not its own
         start = time.perf_counter()
         try:
-            with report.stage("batch_begin", self.device):
+            with report.stage("batch_begin", self.peaks):
                 self.pm.hook.editkit_batch_begin(run=self, batch=batch)
-            with report.stage("compute_targets", self.device):
+            with report.stage("compute_targets", self.peaks):
                 targets = self._targets(batch)
             solved = []  # post hoc only: inline, each update is written and dropped (D·d float64 per layer less)
             for site in self.sites:
@@ -333,15 +331,14 @@ class EditRun:
                     self._edit_site(batch, site, report, undo, targets)
             self._constrain_batch(solved, report, undo)
             self._note_update_norms({r.site.module: r.previous for r in reversed(undo)})
-            with report.stage("update_cp", self.device):
+            with report.stage("update_cp", self.peaks):
                 self.ledger.stage(self._keys_after(batch))
-            with report.stage("batch_end", self.device):
+            with report.stage("batch_end", self.peaks):
                 self.pm.hook.editkit_batch_end(run=self, batch=batch)
                 saved = self.plugin_states.save(self)
-            with report.stage("commit_cp", self.device):
+            with report.stage("commit_cp", self.peaks):
                 self.ledger.commit()  # the last step that can fail: Cp grows (put back if that fails part way)
         except BaseException as failure:
-            self.process_peak = max(self.process_peak, *report.peak_memory.values(), peak_bytes(self.device))
             self.ledger.discard()
             for record in reversed(undo):
                 record.undo()
@@ -353,7 +350,6 @@ class EditRun:
                                    f"{restore}") from failure
             raise
         report.seconds = time.perf_counter() - start
-        self.process_peak = max(self.process_peak, *report.peak_memory.values())
         self.plugin_states.commit(saved)
         self.reports.append(report)
         self._log_undo(undo)
@@ -384,15 +380,15 @@ class EditRun:
         """The stages of one site: keys, residual, solve (constrained inline), apply (its undo record to ``undo``);
         the update it wrote."""
         hook, u = self.pm.hook, len(batch.requests)
-        with report.stage("collect_keys", self.device):
+        with report.stage("collect_keys", self.peaks):
             keys = hook.editkit_collect_keys(run=self, batch=batch, site=site)
             self._check(site, "keys", keys, (site.d_in, u))
-        with report.stage("compute_residual", self.device):
+        with report.stage("compute_residual", self.peaks):
             residual = hook.editkit_compute_residual(run=self, batch=batch, site=site, keys=keys, targets=targets)
             self._check(site, "residual", residual, (site.d_out, u))
-        with report.stage("solve", self.device):
+        with report.stage("solve", self.peaks):
             proposal = self._solve(batch, site, keys, residual)
-        with report.stage("apply", self.device):
+        with report.stage("apply", self.peaks):
             undo.append(hook.editkit_apply(run=self, site=site, delta=proposal.delta))
         return proposal
 
@@ -414,7 +410,7 @@ class EditRun:
         """Post hoc: undo the batch's writes and write the constrained updates instead; then the
         constraints on the accumulated update, and their measures of what the batch wrote."""
         if self.constrain_mode == "posthoc":
-            with report.stage("posthoc", self.device):
+            with report.stage("posthoc", self.peaks):
                 for record in reversed(undo):
                     record.undo()
                 undo.clear()
@@ -423,7 +419,7 @@ class EditRun:
                     self._check(site, "constrained update", final.delta, (site.d_out, site.d_in))
                     undo.append(self.pm.hook.editkit_apply(run=self, site=site, delta=final.delta))
         if self.constraints:
-            with report.stage("constraints", self.device):
+            with report.stage("constraints", self.peaks):
                 undo.extend(self._constrain_accumulated("batch"))
                 self._measure(batch_start={r.site.module: r.previous for r in reversed(undo)})
 
@@ -583,7 +579,7 @@ class EditRun:
     def peak_memory_so_far(self) -> int:
         """The largest peak memory of this process (CPU) or the run's device (CUDA) since the run began, in bytes;
         the batches' stage peaks, what came between them, and what came since the last."""
-        return max(self.process_peak, peak_bytes(self.device))
+        return self.peaks.so_far()
 
     def current_weights(self) -> dict[str, torch.Tensor]:
         """The edited modules' weights now (storage layout, views)."""

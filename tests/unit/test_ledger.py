@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from editkit.ledger import KeyLedger
+from editkit.memory import PeakMeter
 from editkit.run import BatchReport
 
 
@@ -89,7 +90,7 @@ def test_an_interrupted_commit_puts_back_the_modules_it_grew(monkeypatch):
 
 def test_a_stage_adds_up_its_seconds_and_records_nothing_when_it_raises():
     report = BatchReport(index=0, size=1)
-    cpu = torch.device("cpu")
+    cpu = PeakMeter(torch.device("cpu"))
     with report.stage("solve", cpu):
         pass
     first = report.timings["solve"]
