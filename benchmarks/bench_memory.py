@@ -34,21 +34,6 @@ GIB = 2**30
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 
-def vm(field: str) -> int:
-    """A ``/proc/self/status`` figure in bytes (VmRSS, VmHWM)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
-
-
-def reset_peak_rss() -> None:
-    """Reset VmHWM to the current RSS (Linux ≥ 4.0: ``5`` to ``/proc/self/clear_refs``)."""
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-
-
 def build_model(args: argparse.Namespace) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -110,7 +95,7 @@ def main() -> int:
     args = p.parse_args()
 
     from editkit_memit.keys import KeyPrompts
-    from memory_of_run import vstar_memory  # this folder's: v*'s activations as MEMIT forms its rows
+    from memory_of_run import vm, vstar_memory  # this folder's: /proc figures; v*'s activations as MEMIT forms them
     from transformers import AutoTokenizer
 
     from editkit import EditRun, RunConfig
@@ -149,12 +134,11 @@ def main() -> int:
         config = RunConfig(editor="memit", constraints=("nullspace",), layers=layers, seed=args.seed,
                            overrides=(("v_steps", str(args.v_steps)),))
         run = EditRun(model=model, tokenizer=tokenizer, config=config, key_statistics=stats, undo_depth=1)
-        reset_peak_rss()
         start = time.perf_counter()
         report = run.edit(requests)
         seconds = time.perf_counter() - start
-        # the run resets VmHWM after each stage (its per-stage peaks): the batch's peak is the largest of them and
-        # what came after the last stage
+        # the run resets VmHWM as the batch begins and after each stage (its per-stage peaks): the batch's peak is
+        # the largest of them and what came after the last stage
         measured = max(vm("VmHWM"), *report.peak_memory.values())
 
         templates = run.editor.templates or ("{}",)

@@ -46,12 +46,13 @@ def vstar_memory(tokenizer: Any, requests: Sequence[Any], templates: Sequence[st
     return largest
 
 
-def resident_bytes() -> int:
+def vm(field: str) -> int:
+    """A ``/proc/self/status`` figure in bytes (VmRSS, VmHWM)."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
 
 
 def main() -> int:
@@ -87,7 +88,7 @@ def main() -> int:
     requests = requests_from_records(manifest["requests"])[start: start + batch["size"]]
     templates = (result.get("state") or {}).get("prefix_templates") or ["{}"]
 
-    baseline = resident_bytes()
+    baseline = vm("VmRSS")
     location = result["manifest"]["model"]["name"]  # the model's directory (converted models: in the cache)
     model = _meta_model(location)
     tokenizer = AutoTokenizer.from_pretrained(location)
