@@ -7,8 +7,8 @@ stored as whichever basis is smaller: the null space itself (``P = QQᵀ``) or i
 
 * a threshold ``τ`` (absolute, AlphaEdit's ``2e-2``, or relative: ``τ = threshold · λ_max``):
   ``N = {i : λ_i < τ}``;
-* an energy share ``e`` (the AlphaEdit author's recommendation for models where no eigenvalue is below
-  the published threshold, AlphaEdit issue #38): with the eigenvalues sorted ascending,
+* an energy share ``e`` (the AlphaEdit author's recommendation, on the reference repository's issue tracker, for
+  models where no eigenvalue is below the published threshold): with the eigenvalues sorted ascending,
   ``λ_(1) ≤ … ≤ λ_(d)``, and the trace ``T = Σ_j max(λ_j, 0)`` (C0's energy, ``E‖k‖²``), ``N`` holds
   the ``k`` smallest, ``k`` the largest count with ``Σ_{i≤k} max(λ_(i), 0) < e · T``. The directions
   the update may use then carry less than the share ``e`` of the preserved keys' energy.
