@@ -8,6 +8,7 @@ formula's stages (:func:`editkit.memory.run_memory`) beside the stage peaks the 
 size once torch, transformers and editkit are imported, a proxy for the run's own.
 
     .venv/bin/python benchmarks/memory_of_run.py runs/qwen15b/memit [--posthoc] [--batch 0] [--json FILE]
+        [--largest-group FILE]
 
 Stage peaks recorded on a Linux CPU since per-stage peaks exist are each stage's own; older runs (and other
 systems) recorded the process's peak so far, which only says something for a stage that raised it.
@@ -27,23 +28,28 @@ from typing import Any
 GIB = 2**30
 
 
-def vstar_memory(tokenizer: Any, requests: Sequence[Any], templates: Sequence[str], *, upper_blocks: int,
-                 d_model: int, d_mlp: int, vocab: int, element: int = 4) -> int:
-    """v*'s activations (:func:`editkit.memory.vstar_bytes`) for the largest group of ``requests`` that MEMIT's
-    v* optimises together (requests grouped by suffix width), with its rows as MEMIT forms them."""
+def vstar_groups(tokenizer: Any, requests: Sequence[Any], templates: Sequence[str], *, upper_blocks: int,
+                 d_model: int, d_mlp: int, vocab: int, element: int = 4) -> list[tuple[int, list[int]]]:
+    """v*'s activations (:func:`editkit.memory.vstar_bytes`) for each group of ``requests`` that MEMIT's v*
+    optimises together (requests grouped by suffix width), with its rows as MEMIT forms them: (bytes, indices)."""
     from editkit_memit.targets import _rows, suffix_groups
 
     from editkit.memory import vstar_bytes
 
-    largest = 0
+    figures = []
     for group in suffix_groups(tokenizer, list(requests), templates):
         rows = _rows(tokenizer, [requests[i] for i in group], templates)
-        largest = max(largest, vstar_bytes(
+        figures.append((vstar_bytes(
             tokens=sum(r.width for r in rows if not r.is_kl) + sum(1 for r in rows if r.is_kl),
             upper_blocks=upper_blocks, d_model=d_model, d_mlp=d_mlp,
             target_tokens=sum(len(r.targets) for r in rows if not r.is_kl),
-            kl_rows=sum(1 for r in rows if r.is_kl), vocab=vocab, element=element))
-    return largest
+            kl_rows=sum(1 for r in rows if r.is_kl), vocab=vocab, element=element), list(group)))
+    return figures
+
+
+def vstar_memory(tokenizer: Any, requests: Sequence[Any], templates: Sequence[str], **shape: Any) -> int:
+    """v*'s activations for the largest group of ``requests`` (see :func:`vstar_groups`)."""
+    return max(size for size, _ in vstar_groups(tokenizer, requests, templates, **shape))
 
 
 def vm(field: str) -> int:
@@ -63,6 +69,10 @@ def main() -> int:
                    "(implied by a run whose constraints acted post hoc)")
     p.add_argument("--dtype", default="float32", help="the edited weights' dtype in the run (default float32)")
     p.add_argument("--json", type=Path, help="write the figures here too")
+    p.add_argument("--largest-group", type=Path, metavar="FILE",
+                   help="write the batch's records that v* optimises together in its largest group (the group "
+                        "that sets the formula's v* term) as a requests file: a run of those alone has the "
+                        "batch's v* stage without the groups before it")
     args = p.parse_args()
 
     import torch
@@ -100,8 +110,13 @@ def main() -> int:
     config = model.config
     nulls = [batch["layers"].get(str(layer), {}).get("nullspace.dim") for layer in layers]
     shapes = [SiteShape(d_in=s.d_in, d_out=s.d_out, null=null) for s, null in zip(sites, nulls)]
-    vstar = vstar_memory(tokenizer, requests, templates, upper_blocks=config.num_hidden_layers - 1 - max(layers),
-                         d_model=config.hidden_size, d_mlp=sites[0].d_in, vocab=config.vocab_size, element=element)
+    vstar, group = max(vstar_groups(tokenizer, requests, templates,
+                                    upper_blocks=config.num_hidden_layers - 1 - max(layers), d_model=config.hidden_size,
+                                    d_mlp=sites[0].d_in, vocab=config.vocab_size, element=element))
+    if args.largest_group:
+        from editkit.helpers.atomic import write_json_atomic
+
+        write_json_atomic(args.largest_group, [manifest["requests"][start + i] for i in group])
     key_tokens = KeyPrompts.build(tokenizer, requests, templates, torch.device("cpu")).batch.input_ids.numel()
     estimate = run_memory(weights=weights, weight_element=element, sites=shapes, edits=len(requests),
                           background=run["editor"] == "memit" and not run["constraints"], vstar=vstar,
@@ -133,7 +148,8 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "run": str(args.run), "batch": args.batch, "posthoc": args.posthoc, "baseline_bytes": baseline,
-            "vstar_bytes": vstar, "key_tokens": key_tokens, "null_dims": nulls, "formula_stages": estimate.stages,
+            "vstar_bytes": vstar, "largest_group": group, "key_tokens": key_tokens, "null_dims": nulls,
+            "formula_stages": estimate.stages,
             "formula_peak_bytes": estimate.peak, "formula_peak_stage": estimate.peak_stage, "held": estimate.held,
             "measured_stage_bytes": measured, "measured_peak_bytes": overall,
             "measured_over_formula": overall / estimate.peak,

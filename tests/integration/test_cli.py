@@ -96,10 +96,15 @@ def test_run_writes_result_and_deltas(saved_model, tmp_path):
     if sys.platform.startswith("linux"):  # the memory formula for this run, next to its measured stage peaks
         script = Path(__file__).resolve().parents[2] / "benchmarks" / "memory_of_run.py"
         figures = tmp_path / "memory.json"
-        done = subprocess.run([sys.executable, str(script), str(out), "--batch", "1", "--json", str(figures)],
-                              capture_output=True, text=True, timeout=300)
+        group = tmp_path / "group.json"
+        done = subprocess.run([sys.executable, str(script), str(out), "--batch", "1", "--json", str(figures),
+                               "--largest-group", str(group)], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         memory = json.loads(figures.read_text())
+        # the largest v* group: batch 1's records (the stream's 3rd and 4th) that v* optimised together
+        assert memory["largest_group"] and set(memory["largest_group"]) <= {0, 1}
+        records = json.loads(group.read_text())
+        assert [r["case_id"] for r in records] == [2 + i for i in memory["largest_group"]]
         assert memory["null_dims"] == [result["batches"][1]["layers"]["1"]["nullspace.dim"]]
         assert memory["held"]["weights"] == 4 * sum(
             t.numel() for t in load_file(path / "model.safetensors").values() if t.dtype.is_floating_point)
