@@ -23,25 +23,24 @@ COMMON=(--model "$MODEL" --device cpu --layers "$LAYERS" --batch-size 100 --edit
         --set v_lr=0.1 --set v_steps=2 --set clamp_norm=0.75 --set kl_factor=0.0625 --set v_weight_decay=0.5
         --set mom2_weight=15000 --metrics none --quiet)
 
-# one run, then its figures: NAME ALLOCATOR(default|mmap128k) REQUESTS NUM
+# one run, then its figures: NAME ALLOCATOR(default|mmap128k) REQUESTS NUM [memory_of_run options]
 measure() {
-  local name=$1 allocator=$2 requests=$3 num=$4
+  local name=$1 allocator=$2 requests=$3 num=$4; shift 4
+  local allocation=()
+  [ "$allocator" = mmap128k ] && allocation=(MALLOC_MMAP_THRESHOLD_=131072)
   if [ ! -f "$OUT/$name/result.json" ]; then
     [ -d "$OUT/$name" ] && { say "$name: an unfinished run is there; remove $OUT/$name to measure again"; return 1; }
     say "$name"
-    if [ "$allocator" = mmap128k ]; then
-      MALLOC_MMAP_THRESHOLD_=131072 "$EDITKIT" run "${COMMON[@]}" --requests "$requests" --num-edits "$num" \
-          --out "$OUT/$name" || return 1
-    else
-      "$EDITKIT" run "${COMMON[@]}" --requests "$requests" --num-edits "$num" --out "$OUT/$name" || return 1
-    fi
+    env "${allocation[@]}" "$EDITKIT" run "${COMMON[@]}" --requests "$requests" --num-edits "$num" \
+        --out "$OUT/$name" || return 1
   fi
-  "$PY" benchmarks/memory_of_run.py "$OUT/$name" --json "$OUT/$name-memory.json" \
-      --largest-group "$OUT/largest-group.json"
+  "$PY" benchmarks/memory_of_run.py "$OUT/$name" --json "$OUT/$name-memory.json" "$@"
 }
 
-measure batch-mmap128k mmap128k "$DATA/counterfact_portability_gpt4.json" 100 || exit 1
-measure batch-default default "$DATA/counterfact_portability_gpt4.json" 100 || exit 1
+# the batch runs write the largest v* group (the same records both times); the group runs only read it
+GROUP=(--largest-group "$OUT/largest-group.json")
+measure batch-mmap128k mmap128k "$DATA/counterfact_portability_gpt4.json" 100 "${GROUP[@]}" || exit 1
+measure batch-default default "$DATA/counterfact_portability_gpt4.json" 100 "${GROUP[@]}" || exit 1
 groups=$("$PY" -c "import json, sys; print(len(json.load(open(sys.argv[1]))))" "$OUT/largest-group.json")
 measure group-mmap128k mmap128k "$OUT/largest-group.json" "$groups" || exit 1
 measure group-default default "$OUT/largest-group.json" "$groups" || exit 1
