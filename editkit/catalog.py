@@ -202,7 +202,10 @@ class ModelSpec:
     ``install`` is the exact command that installs the model (shown when it is missing); ``source``
     says where the file comes from, ``licence`` under which terms, ``size_bytes`` how large the
     download is. ``installed()`` and ``path()`` must not import torch (``editkit models`` lists
-    models without it).
+    models without it). ``settings`` are hyperparameters calibrated for this model on held-out cases (``--set``
+    form, e.g. ``{"layers": "4-8", "v_lr": "0.5"}``): the defaults of a run that edits it whatever its requests,
+    unless the run edits a dataset built for the model, whose own calibrated settings then apply (see
+    :mod:`editkit.job.datasetdefaults`).
     """
 
     name: str = attrs.field(validator=_valid_model_name)
@@ -213,12 +216,15 @@ class ModelSpec:
     install: str = attrs.field(validator=attrs.validators.instance_of(str))
     installed: Callable[[], bool] = attrs.field(validator=_callable)
     path: Callable[[], Any] = attrs.field(validator=_callable)
+    settings: tuple[tuple[str, str], ...] = attrs.field(
+        default=(), converter=lambda v: tuple(sorted((str(k), str(x)) for k, x in dict(v).items()))
+    )
 
     def to_json(self) -> dict[str, Any]:
         """What ``editkit models --json`` shows (``installed()`` is called)."""
         return {"name": self.name, "summary": self.summary, "installed": bool(self.installed()),
                 "size_bytes": self.size_bytes, "licence": self.licence, "source": self.source,
-                "install": self.install}
+                "install": self.install, "settings": dict(self.settings)}
 
 
 _KINDS: dict[str, type] = {

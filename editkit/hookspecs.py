@@ -200,7 +200,9 @@ def editkit_register_models(register: Callable[[ModelSpec], None]) -> None:
     :param register: call it with one ``ModelSpec`` per model: ``name``, ``summary``, ``licence``,
         ``source``, ``size_bytes``, ``install`` (the exact command that installs it, shown when it is
         missing), ``installed()`` (whether it is on this machine) and ``path()`` (its ``.gguf`` file,
-        which editkit dequantizes once into its cache, or a ``save_pretrained`` directory).
+        which editkit dequantizes once into its cache, or a ``save_pretrained`` directory); optionally
+        ``settings``, hyperparameters calibrated for the model on held-out cases (``--set`` form, e.g.
+        ``{"layers": "4-8"}``), the defaults of every run that edits it.
 
     Calling convention: every plugin's implementation is called; nothing is returned. The module
     that implements this hook, ``installed()`` and ``path()`` must not import torch (``editkit models``

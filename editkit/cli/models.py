@@ -35,6 +35,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"{row['name']}  [{state}]  {row['size_bytes'] / 1e6:.0f} MB  licence: {row['licence']}")
         print(f"    {row['summary']}")
         print(f"    from: {row['source']}")
+        if row["settings"]:
+            print("    calibrated defaults: " + " ".join(f"{k}={v}" for k, v in sorted(row["settings"].items())))
         if not row["installed"]:
             print(f"    install: {row['install']}")
     print("use one with --model NAME (converted once into the editkit cache on first use)")

@@ -16,6 +16,10 @@ registers). Such a dataset supplies the defaults of a run on that model:
   complete; :func:`editkit.methods.without_editor_defaults`);
 * whether its C0 is cached in the user cache (the dataset's own model and corpus).
 
+A model registered by name (:class:`~editkit.catalog.ModelSpec`) may carry hyperparameters calibrated for it on
+held-out cases (``settings``, e.g. its edited layers); they are the defaults of any run that edits it, requests
+from a file included, unless a dataset's calibrated settings apply (:func:`calibrated_settings`).
+
 The kernel names no model: a model is matched by the string ``--model`` gives and ``model_name``
 holds. Nothing here imports torch.
 """
@@ -26,7 +30,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from editkit.catalog import DatasetSpec
+from editkit.catalog import DatasetSpec, ModelSpec
 from editkit.errors import UsageError
 
 
@@ -71,13 +75,31 @@ def dataset_reader(datasets: Mapping[str, DatasetSpec]) -> DatasetSpec | None:
                  and d.model_name is None), None)
 
 
-def defaults_origin(datasets: Mapping[str, DatasetSpec], dataset: str | None, defaults: Mapping[str, str]) -> str:
+def calibrated_settings(defaults: RunDefaults, dataset: DatasetSpec | None,
+                        models: Mapping[str, ModelSpec]) -> tuple[tuple[str, str], ...]:
+    """The calibrated settings a run applies: those of the dataset it edits when that dataset was calibrated for
+    the run's model (:meth:`RunDefaults.settings_for`), else those the run's model is registered with (none for a
+    model given by path or hub name)."""
+    settings = defaults.settings_for(dataset)
+    if settings:
+        return settings
+    spec = models.get(defaults.model)
+    return spec.settings if spec is not None else ()
+
+
+def defaults_origin(datasets: Mapping[str, DatasetSpec], dataset: str | None, defaults: Mapping[str, str], *,
+                    models: Mapping[str, ModelSpec] | None = None, model: str | None = None) -> str:
     """Where a run's calibrated defaults came from, in words: ``"dataset default (NAME)"`` when they are the
-    calibrated settings of the run's dataset ``NAME`` (all, or those left with a preset), else
-    ``"calibrated defaults"`` (given as such, e.g. ``RunJob(hparam_defaults=...)``)."""
+    calibrated settings of the run's dataset ``NAME`` (all, or those left with a preset), ``"model default
+    (NAME)"`` when they are those of the registered model ``NAME`` the run edits, else ``"calibrated defaults"``
+    (given as such, e.g. ``RunJob(hparam_defaults=...)``)."""
+    given = set(dict(defaults).items())
     spec = datasets.get(dataset) if dataset is not None else None
-    if spec is not None and set(dict(defaults).items()) <= set(spec.settings):
+    if spec is not None and given <= set(spec.settings):
         return f"dataset default ({spec.name})"
+    model_spec = (models or {}).get(model) if model is not None else None
+    if model_spec is not None and given <= set(model_spec.settings):
+        return f"model default ({model_spec.name})"
     return "calibrated defaults"
 
 

@@ -209,19 +209,19 @@ def torch_free_permutation(n: int, seed: int) -> list[int]:
 
 
 def _decided(job: RunJob, dataset: DatasetSpec | None, host: PluginHost) -> RunJob:
-    """The job with the model, corpus and calibrated settings its dataset gives it (a resumed job keeps
-    its journaled settings, a job that names ``hparam_defaults`` its own).
+    """The job with the model, corpus and calibrated settings its dataset or its model gives it (a resumed job
+    keeps its journaled settings, a job that names ``hparam_defaults`` its own).
 
     A dataset's calibrated settings apply only when the job edits that dataset (not ``--requests FILE`` on its
-    model), and with ``--preset`` only to the constraints: a preset is complete
-    (:mod:`editkit.job.datasetdefaults`)."""
-    from editkit.job.datasetdefaults import run_defaults
+    model); otherwise a registered model's own calibrated settings apply; with ``--preset`` either applies only to
+    the constraints: a preset is complete (:mod:`editkit.job.datasetdefaults`)."""
+    from editkit.job.datasetdefaults import calibrated_settings, run_defaults
     from editkit.methods import without_editor_defaults
 
     defaults = run_defaults(host.catalog.entries["datasets"], dataset, model=job.model, corpus=job.corpus)
     settings = job.hparam_defaults
     if settings is None:
-        settings = defaults.settings_for(dataset)
+        settings = calibrated_settings(defaults, dataset, host.catalog.entries["models"])
         if job.preset is not None and settings:
             settings = tuple(without_editor_defaults(host.catalog, job.config(), dict(settings)).items())
     return attrs.evolve(job, model=defaults.model, corpus=defaults.corpus, hparam_defaults=settings)
@@ -237,7 +237,8 @@ def _report_hyperparameters(job: RunJob, host: PluginHost) -> None:
     methods = RunMethods.resolve(host.catalog, job.config())
     if job.quiet:
         return
-    origin = defaults_origin(host.catalog.entries["datasets"], job.dataset, dict(job.hparam_defaults or ()))
+    origin = defaults_origin(host.catalog.entries["datasets"], job.dataset, dict(job.hparam_defaults or ()),
+                             models=host.catalog.entries["models"], model=job.model)
     for line in provenance_lines(methods, origin):
         print(line, file=sys.stderr)
 

@@ -309,7 +309,8 @@ def _provenance(run: EditRun, inputs: RunInputs, *, metrics: list[str]) -> dict[
     plugins = plugins_used(run.host, editor=run.methods.editor_spec.name, metrics=metrics,
                            constraints=[spec.name for spec in run.methods.constraint_specs], dataset=dataset,
                            model=invocation.get("model"), corpus=invocation.get("corpus"))
-    origin = defaults_origin(run.catalog.entries["datasets"], dataset, dict(run.config.defaults))
+    origin = defaults_origin(run.catalog.entries["datasets"], dataset, dict(run.config.defaults),
+                             models=run.catalog.entries["models"], model=invocation.get("model"))
     return {"plugins": plugins, "hyperparameters": provenance(run.methods, origin)}
 
 

@@ -13,12 +13,14 @@ from cli_harness import assert_clean_failure, editkit, tiny_setup
 
 DIST = "editkit-fake-thirdparty"
 SETTINGS = {"early_stop_loss": "0.3", "v_lr": "1.0", "nullspace.threshold": "1e-3"}
+MODEL_SETTINGS = {"layers": "1,2", "v_lr": "0.7", "nullspace.l2": "3"}
 
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory):
     """A tiny model and its requests; an installed-looking distribution (first on the path) that registers the
-    model as ``tiny-fake``, a dataset calibrated for it, an editor entry point named ``memit`` and a second entry
+    model as ``tiny-fake``, a dataset calibrated for it, the same model as ``tiny-fake-tuned`` with calibrated settings
+    of its own, an editor entry point named ``memit`` and a second entry
     point of the first-party module ``editkit_nullspace``."""
     root = tmp_path_factory.mktemp("fake")
     paths = tiny_setup(root / "files")
@@ -37,6 +39,9 @@ def fake(tmp_path_factory):
         def editkit_register_models(register):
             register(ModelSpec(name="tiny-fake", summary="a tiny GPT-2", licence="none", source="tests",
                                size_bytes=0, install="none", installed=lambda: True, path=lambda: FILES / "model"))
+            register(ModelSpec(name="tiny-fake-tuned", summary="the same, calibrated", licence="none",
+                               source="tests", size_bytes=0, install="none", installed=lambda: True,
+                               path=lambda: FILES / "model", settings={MODEL_SETTINGS!r}))
 
         @hookimpl
         def editkit_register_datasets(register):
@@ -123,6 +128,32 @@ def test_the_dataset_built_for_the_model_gives_its_calibrated_settings_and_says_
                                                                     "value": 0.3}
     assert manifest["plugins"]["dataset"] == origin("tiny-fake-facts", "fakemodels")
     assert [m["distribution"] for m in manifest["plugins"]["metrics"]] == ["editkit"]
+
+
+def test_a_registered_models_calibrated_settings_apply_to_requests_from_a_file(fake, tmp_path):
+    paths, env = fake
+    out = tmp_path / "out"
+    proc = editkit("run", "--model", "tiny-fake-tuned", "--requests", paths["requests"], "--corpus", paths["corpus"],
+                   "--constraint", "nullspace", "--batch-size", "2", "--set", "v_steps=4", "--metrics", "none",
+                   "--out", out, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    provenance = [line for line in proc.stderr.splitlines() if line.startswith("hyperparameters from")]
+    assert provenance == [
+        "hyperparameters from model default (tiny-fake-tuned): memit.layers=1,2 memit.v_lr=0.7 nullspace.l2=3.0",
+        "hyperparameters from --set: memit.v_steps=4"]
+    result = json.loads((out / "result.json").read_text())
+    assert result["run"]["hparams"]["memit"]["layers"] == [1, 2]
+    manifest = result["manifest"]
+    assert manifest["config"]["defaults"] == MODEL_SETTINGS
+    assert manifest["hyperparameters"]["memit.v_lr"] == {"source": "model default (tiny-fake-tuned)", "value": 0.7}
+    # with a preset the editor's come from the preset, the constraint's still from the model
+    out2 = tmp_path / "out2"
+    proc = editkit("run", "--model", "tiny-fake-tuned", "--requests", paths["requests"], "--corpus", paths["corpus"],
+                   "--preset", "gpt2-xl", "--layers", "1", "--constraint", "nullspace", "--batch-size", "2", "--set",
+                   "v_steps=4", "--metrics", "none", "--out", out2, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "hyperparameters from model default (tiny-fake-tuned): nullspace.l2=3.0" in proc.stderr.splitlines()
+    assert json.loads((out2 / "result.json").read_text())["run"]["hparams"]["memit"]["v_lr"] == 0.5
 
 
 @pytest.mark.parametrize(("option", "value", "says"), [

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from editkit.catalog import DatasetSpec
+from editkit.catalog import DatasetSpec, ModelSpec
 from editkit.cli.run import DEFAULT_DATASET
 from editkit.errors import UsageError
-from editkit.job.datasetdefaults import dataset_for_model, default_dataset_name, run_defaults
+from editkit.job.datasetdefaults import (
+    calibrated_settings,
+    dataset_for_model,
+    default_dataset_name,
+    defaults_origin,
+    run_defaults,
+)
 from editkit.plugins import PluginHost
 
 built: list[str] = []
@@ -99,3 +105,44 @@ def test_stats_defaults_to_the_corpus_of_the_dataset_built_for_the_model():
         args = parser.parse_args(["stats", "--model", model, "--layers", "1"])
         assert isinstance(args, argparse.Namespace)
         assert _corpus(args, host).name == expected
+
+
+def _model(name: str, settings: dict[str, str]) -> ModelSpec:
+    return ModelSpec(name=name, summary="", licence="", source="", size_bytes=0, install="", installed=lambda: True,
+                     path=lambda: "/nowhere", settings=settings)
+
+
+MODELS = {m.name: m for m in (_model("real-model", {"v_lr": "0.1", "layers": "4-8"}),
+                               _model("tuned", {"layers": "3-7", "mom2_weight": "5000"}))}
+
+
+def test_a_registered_models_settings_apply_to_requests_from_a_file():
+    d = run_defaults(DATASETS, None, model="tuned", corpus="c.txt")
+    assert dict(calibrated_settings(d, None, MODELS)) == {"layers": "3-7", "mom2_weight": "5000"}
+    assert defaults_origin(DATASETS, None, {"layers": "3-7"}, models=MODELS, model="tuned") == "model default (tuned)"
+    d = run_defaults(DATASETS, TEXTS, model="tuned", corpus=None)  # another dataset's requests on that model
+    assert dict(calibrated_settings(d, TEXTS, MODELS)) == {"layers": "3-7", "mom2_weight": "5000"}
+
+
+def test_a_dataset_calibrated_for_the_model_wins_over_the_models_settings_when_it_is_edited():
+    d = run_defaults(DATASETS, FACTS, model="real-model", corpus=None)
+    assert dict(calibrated_settings(d, FACTS, MODELS)) == {"v_lr": "0.5"}
+    assert defaults_origin(DATASETS, "facts", {"v_lr": "0.5"}, models=MODELS, model="real-model") == \
+        "dataset default (facts)"
+    d = run_defaults(DATASETS, None, model="real-model", corpus=None)  # --requests: the model's own
+    assert dict(calibrated_settings(d, None, MODELS)) == {"v_lr": "0.1", "layers": "4-8"}
+
+
+def test_a_model_given_by_path_or_without_settings_has_no_calibrated_defaults():
+    d = run_defaults(DATASETS, None, model="/models/gpt2", corpus=None)
+    assert calibrated_settings(d, None, MODELS) == ()
+    assert calibrated_settings(run_defaults(DATASETS, None, model="plain", corpus=None), None,
+                               {"plain": _model("plain", {})}) == ()
+    # values that are neither the dataset's nor the model's were given as such
+    assert defaults_origin(DATASETS, None, {"v_lr": "9"}, models=MODELS, model="tuned") == "calibrated defaults"
+
+
+def test_a_models_settings_are_listed_and_kept_sorted():
+    spec = _model("m", {"v_lr": 0.5, "layers": "4-8"})
+    assert spec.settings == (("layers", "4-8"), ("v_lr", "0.5"))
+    assert spec.to_json()["settings"] == {"layers": "4-8", "v_lr": "0.5"}
