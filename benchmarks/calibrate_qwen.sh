@@ -45,7 +45,7 @@ V=(--num-edits 20 --batch-size 20 --editor memit --metrics counterfact --set mom
 run "$OUT/vstar/lr0.1-s25" "${V[@]}" --set v_lr=0.1 --set v_steps=25
 run "$OUT/vstar/lr0.5-s25" "${V[@]}" --set v_lr=0.5 --set v_steps=25
 
-VSTAR=(--set v_lr="${V_LR:-0.1}" --set v_steps="${V_STEPS:-25}")
+VSTAR=(--set v_lr="${V_LR:-0.5}" --set v_steps="${V_STEPS:-25}")  # stage vstar: lr 0.5 as good as 0.1, in 8.6 steps against 19.4
 mkdir -p "$OUT/seq"
 S=(--num-edits 40 --batch-size 20 --metrics counterfact,retention --retention-probes "$OUT/known_probes.json")
 run "$OUT/seq/memit-lambda15000" "${S[@]}" --editor memit "${VSTAR[@]}" --set mom2_weight=15000
@@ -53,4 +53,5 @@ run "$OUT/seq/nullspace-t2e-2-l2-10" "${S[@]}" --editor memit --constraint nulls
     --set mom2_weight=15000
 run "$OUT/seq/memit-lambda5000" "${S[@]}" --editor memit "${VSTAR[@]}" --set mom2_weight=5000
 run "$OUT/seq/memit-lambda50000" "${S[@]}" --editor memit "${VSTAR[@]}" --set mom2_weight=50000
+run "$OUT/seq/memit-lambda1000" "${S[@]}" --editor memit "${VSTAR[@]}" --set mom2_weight=1000
 echo "=== done $(date +%T)"
