@@ -55,14 +55,17 @@ QWEN_CODER_0_5B = chunked.chunked_file(
         "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
     ),
 )
-QWEN_CODER_1_5B_SETTINGS = {"layers": "4-8", "v_lr": "0.5", "v_steps": "25", "mom2_weight": "5000"}
-"""MEMIT's layers, v* and λ calibrated for Qwen2.5-Coder-1.5B on held-out CounterFact cases
+QWEN_CODER_1_5B_SETTINGS = {"memit.layers": "4-8", "memit.v_lr": "0.5", "memit.v_steps": "25",
+                            "memit.mom2_weight": "5000"}
+"""MEMIT's layers, v* and λ calibrated for Qwen2.5-Coder-1.5B on held-out CounterFact cases (named for MEMIT, so
+that they reach MEMIT and AlphaEdit (MEMIT + null space) only: EMMET's λ, say, means something else)
 (``benchmarks/calibrate_qwen.sh``; docs/results/qwen-1.5b-cpu.md). Layers 4-8: the causal trace's early band and
 the AlphaEdit authors' layers for Qwen2.5-7B (the generic choice for 28 layers would be 6-10). v* lr 0.5 gives
 the same edits as the authors' 0.1 (20 held-out requests: Eff/Gen/Spe 100/85/71.0 against 100/85/71.5, every
 loss below 0.7) in 8.6 steps against 19.4, 0.58 of the v* time. λ 5000: the highest mean of Eff, Gen, Spe and
-retention over 40 held-out edits in two batches of 20 (100/88.8/78.2/97.0 against 15000's 100/82.5/78.5/97.7).
-The null space keeps its published threshold and L2 (100/88.8/79.0/97.3 on the same edits)."""
+retention over 40 held-out edits in two batches of 20 (100/88.8/78.2/97.0 against 15000's 100/82.5/78.5/97.7 and
+1000's 100/88.8/77.8/96.3). The null space keeps its published threshold and L2 (100/88.8/79.0/97.3 on the same
+edits)."""
 
 _QWEN_LICENCE = ("Apache-2.0 upstream (Qwen/Qwen2.5-Coder); the PyPI chunk packages that carry it state no licence of "
                  "their own")

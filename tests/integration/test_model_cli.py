@@ -147,10 +147,10 @@ def test_editkit_models_lists_the_registered_models_without_torch(tmp_path):
     assert "gemma3-270m" in models
     # the 1.5B model carries its held-out calibration: the traced layers, not the generic 6-10 of 28 layers
     qwen = models["qwen2.5-coder-1.5b"]["settings"]
-    assert qwen["layers"] == "4-8" and float(qwen["v_lr"]) > 0 and float(qwen["mom2_weight"]) > 0
+    assert qwen["memit.layers"] == "4-8" and float(qwen["memit.v_lr"]) > 0 and float(qwen["memit.mom2_weight"]) > 0
     text = editkit("models", cwd=tmp_path)
     assert text.returncode == 0 and "smollm2-135m" in text.stdout and "licence" in text.stdout
-    assert "calibrated defaults: layers=4-8" in text.stdout
+    assert "calibrated defaults: memit.layers=4-8" in text.stdout
     check = ("import sys, io, contextlib\nfrom editkit.cli.main import main\n"
              "with contextlib.redirect_stdout(io.StringIO()): main(['models'])\n"
              "assert 'torch' not in sys.modules, 'editkit models imported torch'\n")
