@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from editkit.converters import to_tuple
+from editkit.converters import to_settings, to_tuple
 from editkit.errors import UsageError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
@@ -141,9 +141,7 @@ class DatasetSpec:
     )
     extras: Callable[[], Any] | None = attrs.field(default=None)
     corpus_identity: Callable[[], Any] | None = attrs.field(default=None)
-    settings: tuple[tuple[str, str], ...] = attrs.field(
-        default=(), converter=lambda v: tuple(sorted((str(k), str(x)) for k, x in dict(v).items()))
-    )
+    settings: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=to_settings)
 
     def __attrs_post_init__(self) -> None:
         if self.load is None and self.corpus is None:
@@ -216,9 +214,7 @@ class ModelSpec:
     install: str = attrs.field(validator=attrs.validators.instance_of(str))
     installed: Callable[[], bool] = attrs.field(validator=_callable)
     path: Callable[[], Any] = attrs.field(validator=_callable)
-    settings: tuple[tuple[str, str], ...] = attrs.field(
-        default=(), converter=lambda v: tuple(sorted((str(k), str(x)) for k, x in dict(v).items()))
-    )
+    settings: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=to_settings)
 
     def to_json(self) -> dict[str, Any]:
         """What ``editkit models --json`` shows (``installed()`` is called)."""

@@ -7,12 +7,17 @@ conversion with a concrete signature.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["to_tuple"]
+__all__ = ["to_settings", "to_tuple"]
 
 
 def to_tuple(values: Iterable[Any]) -> tuple[Any, ...]:
     """``tuple(values)``."""
     return tuple(values)
+
+
+def to_settings(values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """Hyperparameters in ``--set`` form (a mapping or pairs) as sorted ``(key, value)`` pairs of strings."""
+    return tuple(sorted((str(k), str(x)) for k, x in dict(values).items()))
