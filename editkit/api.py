@@ -44,6 +44,8 @@ What is here, by use:
   half-written output), :func:`cache_root` / :data:`CACHE_ENV` (editkit's cache directory),
   :func:`file_sha256`, :func:`request_from_record` (a CounterFact-style record → :class:`EditRequest`),
   :func:`lazy_attributes` (keep a plugin package's import torch-free).
+* **Memory**: :func:`release_free_memory` (hand the heap's free pages back to the system between parts of a
+  stage; the kernel does it as each stage ends).
 
 Orientation: every matrix handed through the stage hooks is in *math layout*, ``v = W k`` with ``W``
 ``[d_out, d_in]``; :meth:`Site.to_math` / :meth:`Site.to_storage` convert a module's stored weight.
@@ -55,6 +57,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from editkit.allocator import release_free_memory
 from editkit.catalog import (
     ArchitectureSpec,
     CommandSpec,
@@ -320,6 +323,7 @@ __all__ = [
     "max_positions",
     "metric_options",
     "pad_batch",
+    "release_free_memory",
     "request_from_record",
     "run_until_stopped",
     "sample_continuations",

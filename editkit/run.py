@@ -19,6 +19,7 @@ import pluggy
 import torch
 
 from editkit import hookspecs
+from editkit.allocator import release_free_memory
 from editkit.catalog import ConstraintSpec, EditorSpec
 from editkit.config import RunConfig
 from editkit.constraintchain import ConstraintChain
@@ -63,9 +64,11 @@ class BatchReport:
     @contextmanager
     def stage(self, name: str, meter: PeakMeter) -> Iterator[None]:
         """Time the stage ``name`` (seconds add up over the batch's sites) and its peak memory (a lap of
-        ``meter``); nothing is recorded when the stage raises (the batch is undone)."""
+        ``meter``); nothing is recorded when the stage raises (the batch is undone). What the stage freed goes
+        back to the system as it ends (:func:`editkit.allocator.release_free_memory`), before the next lap."""
         started = time.perf_counter()
         yield
+        release_free_memory()
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
         self.peak_memory[name] = max(self.peak_memory.get(name, 0), meter.lap())
 

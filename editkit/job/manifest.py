@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from editkit.allocator import describe as describe_allocator
+
 if TYPE_CHECKING:
     from editkit.plugins import PluginHost
 
@@ -65,6 +67,7 @@ def manifest(**sections: Any) -> dict[str, Any]:
             "platform": platform.platform(),
         },
         "git_commit": git_commit(),
+        "allocator": describe_allocator(),
         **sections,
     }
 

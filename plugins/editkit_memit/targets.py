@@ -39,6 +39,7 @@ from editkit.api import (
     last_token_before,
     max_positions,
     pad_batch,
+    release_free_memory,
     tokenize,
 )
 from editkit_memit.keys import clip_to_context
@@ -240,12 +241,13 @@ def optimise_targets(
     report = None if on_step is None else (lambda it, active: on_step(1 / len(groups), active))
     if norm_reference is not None and len(norm_reference) != len(requests):
         raise ValueError(f"norm_reference has {len(norm_reference)} values for {len(requests)} requests")
+    parts = []
     with fused_activations(model) if settings.fused else nullcontext():
-        parts = [
-            _optimise_group(model, tokenizer, placement, [requests[i] for i in group], templates, settings, device,
-                            report, None if norm_reference is None else [float(norm_reference[i]) for i in group])
-            for group in groups
-        ]
+        for group in groups:
+            parts.append(_optimise_group(
+                model, tokenizer, placement, [requests[i] for i in group], templates, settings, device, report,
+                None if norm_reference is None else [float(norm_reference[i]) for i in group]))
+            release_free_memory()  # what this group's steps freed, before the next (wider) group allocates
     order = [i for group in groups for i in group]
     position = {request: at for at, request in enumerate(order)}  # original index -> place in `order`
     rank = torch.tensor([position[i] for i in range(len(requests))])

@@ -59,3 +59,18 @@ def test_without_a_high_water_mark_the_peak_is_still_a_peak(monkeypatch):
     before = resident()
     touched_and_unmapped(256 * 2**20)
     assert memory.peak_bytes(CPU) >= before + 200 * 2**20  # the 256 MiB that came and went, not today's size
+
+
+def test_each_stage_hands_back_what_it_freed_before_its_peak_is_taken(monkeypatch):
+    import editkit.run as run_module
+
+    events: list[str] = []
+    monkeypatch.setattr(run_module, "release_free_memory", lambda: events.append("release") or True)
+    meter = memory.PeakMeter(CPU)
+    lap = meter.lap
+    monkeypatch.setattr(meter, "lap", lambda: events.append("lap") or lap())
+    report = BatchReport(index=0, size=1)
+    for name in ("collect_keys", "solve"):
+        with report.stage(name, meter):
+            events.append(name)
+    assert events == ["collect_keys", "release", "lap", "solve", "release", "lap"]

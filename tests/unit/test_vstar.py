@@ -426,3 +426,16 @@ def test_the_suffix_self_check_runs_once_per_call(setup, monkeypatch):
                      device=torch.device("cpu"), layout=layout, min_group=100)
     assert len(targets.width_segments(targets._rows(tok, requests, TEMPLATES), 0)) > 2
     assert checks == [1]
+
+
+def test_each_group_hands_back_what_it_freed_before_the_next_group(setup, monkeypatch):
+    import editkit_memit.targets as targets
+
+    model, tok, requests = setup
+    events: list[str] = []
+    optimise_group = targets._optimise_group
+    monkeypatch.setattr(targets, "_optimise_group", lambda *a, **k: events.append("group") or optimise_group(*a, **k))
+    monkeypatch.setattr(targets, "release_free_memory", lambda: events.append("release") or True)
+    optimise_targets(model, tok, block="transformer.h.1", requests=requests, templates=TEMPLATES, settings=SETTINGS,
+                     device=torch.device("cpu"), group_size=2)  # 5 requests: groups of 2, 2 and 1
+    assert events == ["group", "release"] * 3
