@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,17 +34,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from editkit.allocator import GLIBC_THRESHOLD_VARIABLE, TRIM_VARIABLE
+
 ROOT = Path(__file__).resolve().parent.parent
 EDITKIT = str(Path(sys.executable).with_name("editkit"))
 POLICIES = {  # name: environment
     "trim": {},  # editkit's default: glibc's dynamic threshold, free pages handed back after each stage
-    "glibc": {"EDITKIT_MALLOC_TRIM": "0"},  # glibc's default alone
-    "threshold": {"EDITKIT_MALLOC_TRIM": "0", "MALLOC_MMAP_THRESHOLD_": "131072"},  # every block >= 128 KiB mapped
+    "glibc": {TRIM_VARIABLE: "0"},  # glibc's default alone
+    "threshold": {TRIM_VARIABLE: "0", GLIBC_THRESHOLD_VARIABLE: "131072"},  # every block >= 128 KiB mapped
 }
 
 
 def _environment(policy: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "EDITKIT_MALLOC_TRIM")}
+    env = {k: v for k, v in os.environ.items() if k not in (GLIBC_THRESHOLD_VARIABLE, TRIM_VARIABLE)}
     return {**env, **POLICIES[policy]}
 
 
@@ -70,7 +73,7 @@ def edit(args: argparse.Namespace, policy: str, scratch: Path) -> dict[str, floa
         command += ["--stats-dir", str(args.stats_dir)]
     wall, _ = _timed(command, policy)
     summary = json.loads((out / "result.json").read_text())["summary"]
-    subprocess.run(["rm", "-rf", str(out)], check=True)
+    shutil.rmtree(out)
     return {"seconds": summary["edit_seconds"], "wall_seconds": wall, "peak_mib": summary["peak_memory_mib"],
             "efficacy_post": summary["efficacy_post"]}
 
@@ -80,7 +83,7 @@ def stats(args: argparse.Namespace, policy: str, scratch: Path) -> dict[str, flo
     command = [EDITKIT, "stats", "--model", args.model, "--layers", args.layers, "--corpus", "wiki-leads",
                "--max-tokens", str(args.stats_tokens), "--stats-dir", str(store), "--no-progress"]
     wall, peak = _timed(command, policy)
-    subprocess.run(["rm", "-rf", str(store)], check=True)
+    shutil.rmtree(store)
     return {"seconds": wall, "peak_mib": peak}
 
 
