@@ -13,6 +13,7 @@ CBA, ...), over the workloads:
   seconds are the run's own ``edit_seconds``; its peak is the run's (``peak_memory_mib``: every stage's peak).
 * ``stats``: ``editkit stats`` collecting C0 of ``--layers`` over ``--stats-tokens`` tokens of ``wiki-leads``
   into a fresh store. Seconds and peak resident memory of the whole process (``ru_maxrss``).
+  The collection has no stages to trim after, so there ``trim`` is ``glibc`` run again.
 
 Prints each policy's median and its ratio to glibc's of the medians; ``--json`` also writes them.
 Usage (nothing else heavy running; ~10 min for SmolLM2 with the defaults)::
